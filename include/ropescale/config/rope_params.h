@@ -1,0 +1,39 @@
+// Hugging Face semantics for a rope-parameter dict: standardization
+// (rope-reference.md §1.1) and conversion into a RopeSpec.
+#pragma once
+
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "ropescale/config/model_config.h"
+
+namespace ropescale {
+
+// `raw` is a rope_scaling / rope_parameters dict (or null). Returns the
+// standardized dict: rope_type from rope_type|type|"default", rope_theta and
+// partial_rotary_factor filled from the model, and original_max_position_embeddings
+// overwritten by a top-level value (Phi-3) or defaulted to max_position_embeddings
+// for llama3 / yarn / longrope / dynamic_yarn.
+nlohmann::json standardize_rope_parameters(const nlohmann::json& raw, const ModelConfig& cfg);
+
+// Build a spec from a standardized dict. `source_key` prefixes key names in
+// errors (e.g. "rope_scaling"). Throws ConfigError(Kind::Invalid).
+RopeSpec rope_spec_from_parameters(const nlohmann::json& params, const ModelConfig& cfg,
+                                   const std::string& source_key);
+
+// The keys HF's validator requires / accepts for a rope_type (§1.4), as
+// ropescale reads them. `known` is false for a type HF has no entry for.
+struct RopeKeySchema {
+  bool known = false;
+  std::vector<std::string> required;
+  std::vector<std::string> optional;
+};
+RopeKeySchema rope_key_schema(const std::string& rope_type);
+
+// Optional number at `key`: nullopt if absent or null; throws ConfigError
+// naming `source_key.key` if present with a non-numeric type.
+std::optional<double> number_at(const nlohmann::json& d, const std::string& key, const std::string& file,
+                                const std::string& source_key);
+
+}  // namespace ropescale

@@ -1,0 +1,130 @@
+#include "ropescale/advice/plan.h"
+
+#include <cmath>
+
+#include "ropescale/config/error.h"
+#include "ropescale/config/rope_params.h"
+
+namespace ropescale {
+
+using nlohmann::json;
+
+std::vector<KvCacheSize> kv_cache_sizes(const ModelConfig& cfg, int64_t tokens) {
+  // Bytes per element: q8_0 stores 32 int8 + one f16 scale per block (34/32);
+  // q4_0 stores 32 4-bit values + one f16 scale (18/32).
+  const std::vector<std::pair<std::string, double>> dtypes = {
+      {"f16/bf16", 2.0}, {"fp8", 1.0}, {"q8_0", 34.0 / 32.0}, {"q4_0", 18.0 / 32.0}};
+  const double elements = 2.0 * static_cast<double>(cfg.num_hidden_layers) * static_cast<double>(cfg.num_key_value_heads) *
+                          static_cast<double>(cfg.head_dim) * static_cast<double>(tokens);
+  std::vector<KvCacheSize> out;
+  for (const auto& [name, b] : dtypes) out.push_back({name, b, elements * b});
+  return out;
+}
+
+namespace {
+
+// Factors read better rounded up to two decimals (4096→10000 gives 2.45, not 2.44140625).
+double round_factor(double r) {
+  const double c = std::ceil(r * 100.0 - 1e-9) / 100.0;
+  return std::abs(r - std::round(r)) < 1e-9 ? std::round(r) : c;
+}
+
+}  // namespace
+
+Plan make_plan(const ModelConfig& cfg, const PlanOptions& o) {
+  if (o.target_context < 1)
+    throw_invalid(cfg.path, "--target-context", std::to_string(o.target_context), "must be a positive number of tokens");
+  Plan plan;
+  plan.target_context = o.target_context;
+  plan.trained_context = cfg.trained_context();
+  plan.native_context = std::max(cfg.max_position_embeddings, scaled_reach(cfg));
+  plan.ratio = plan.trained_context > 0 ? static_cast<double>(o.target_context) / plan.trained_context : 0.0;
+  plan.kv_cache = kv_cache_sizes(cfg, o.target_context);
+  if (cfg.uses_mla)
+    plan.notes.push_back("multi-head latent attention (DeepSeek) caches a compressed latent: the real KV cache is far smaller than this formula");
+
+  const std::string current = cfg.rope_parameters.value("rope_type", "default");
+  ModelConfig planned = cfg;
+
+  if (cfg.alibi) {
+    plan.method = "not-rope-scaling";
+    plan.reason = "the model uses ALiBi position biases: there are no rotary frequencies to rescale. ALiBi extrapolates by "
+                  "construction; raise the context and measure perplexity at the target length";
+    plan.rope_scaling = json();
+  } else if (cfg.sliding_window && o.target_context > *cfg.sliding_window) {
+    plan.method = "not-rope-scaling";
+    plan.reason = "the model attends through a sliding window of " + std::to_string(*cfg.sliding_window) +
+                  " tokens: relative positions never exceed the window, so RoPE scaling neither helps nor is needed; "
+                  "recall beyond the window stays limited whatever the context";
+    plan.rope_scaling = json();
+  } else if (o.target_context <= plan.native_context) {
+    plan.method = "none";
+    plan.reason = "the target fits the model's native context (" + std::to_string(plan.native_context) +
+                  " tokens as configured): keep the current setting";
+    plan.rope_scaling = current == "default" ? json() : cfg.rope_parameters;
+  } else {
+    const double r = round_factor(plan.ratio);
+    json rs;
+    if (current == "longrope") {
+      plan.method = "longrope";
+      plan.needs_finetune = true;
+      plan.reason = "LongRoPE factors are searched for one target length: beyond " + std::to_string(plan.native_context) +
+                    " tokens new factors must be calibrated (and usually fine-tuned); the current setting is kept";
+      rs = cfg.rope_parameters;
+    } else if (current == "llama3") {
+      plan.method = "llama3";
+      plan.needs_finetune = r > 2.0 * cfg.rope_parameters.value("factor", 1.0);
+      rs = cfg.rope_parameters;
+      rs["factor"] = r;
+      plan.reason = "keep the model's own llama3 scaling and raise its factor to " + json(r).dump() + " (target / original " +
+                    std::to_string(plan.trained_context) + ")";
+    } else if (o.mixed_traffic && r <= 4.0) {
+      plan.method = "dynamic";
+      rs = {{"rope_type", "dynamic"}, {"factor", r}};
+      plan.reason = "short and long prompts both matter and the target is ≤4× the trained length: dynamic NTK leaves prompts "
+                    "within the trained length exactly as trained and rescales only longer ones";
+      plan.notes.push_back("vLLM and llama.cpp cannot run dynamic NTK (see the exports); the ropescale runtime and HF can");
+    } else {
+      plan.method = "yarn";
+      rs = {{"rope_type", "yarn"}, {"factor", r}, {"original_max_position_embeddings", plan.trained_context}};
+      if (o.mixed_traffic) plan.notes.push_back("for mixed traffic ropescale's runtime offers dynamic_yarn (YaRN whose factor follows the prompt length)");
+      if (r <= 4.0 && !o.will_finetune) {
+        plan.reason = "target ≤4× the trained length without fine-tuning: YaRN zero-shot (NTK-by-parts + attention temperature) "
+                      "holds perplexity best among training-free methods (YaRN paper, Table 1; NTK-aware is the runner-up)";
+      } else if (r < 8.0) {
+        plan.needs_finetune = true;
+        plan.reason = "target " + json(r).dump() + "× the trained length: YaRN, and a short fine-tune at the target length is "
+                      "recommended (YaRN paper: 400 steps suffice)";
+      } else {
+        plan.needs_finetune = true;
+        plan.reason = "target ≥8× the trained length: YaRN plus fine-tuning at the extended length (`ropescale finetune`); "
+                      "zero-shot methods degrade sharply this far out";
+      }
+    }
+    plan.rope_scaling = rs;
+    if (!rs.is_null()) {
+      json raw = rs;
+      if (!raw.contains("rope_theta")) raw["rope_theta"] = cfg.rope_parameters.value("rope_theta", 10000.0);
+      planned.rope_as_written = raw;
+      planned.rope_source = "rope_scaling";
+      ModelConfig base = cfg;
+      base.original_max_position_embeddings.reset();
+      planned.rope_parameters = standardize_rope_parameters(raw, base);
+      planned.rope_parameters_by_layer_type.clear();
+      if (planned.rope_parameters.value("rope_type", "") != "default") planned.freq_divisors.clear();
+    }
+    planned.max_position_embeddings = o.target_context;
+    planned.original_max_position_embeddings.reset();
+  }
+
+  if (!cfg.alibi) {
+    for (auto t : {ExportTarget::HF, ExportTarget::HFv5, ExportTarget::VLLM, ExportTarget::LlamaCpp})
+      plan.exports.push_back(export_setting(planned, t, o.target_context));
+  }
+  CheckOptions co;
+  co.target_context = o.target_context;
+  plan.findings = check_config(planned, co);
+  return plan;
+}
+
+}  // namespace ropescale

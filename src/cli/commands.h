@@ -1,0 +1,11 @@
+// Subcommands of the `ropescale` program. Each registers itself on the app and
+// sets `exit_code` when it runs. Errors propagate as ConfigError (see main.cpp).
+#pragma once
+
+#include <CLI/CLI.hpp>
+
+namespace ropescale::cli {
+
+void add_config_commands(CLI::App& app, int& exit_code);
+
+}  // namespace ropescale::cli

@@ -1,0 +1,40 @@
+// ropescale — extend the context window of RoPE language models.
+// Exit codes: 0 success; 1 the configuration has errors; 2 the input cannot be
+// read or parsed, or the command line is wrong.
+#include <cstdio>
+#include <exception>
+
+#include <CLI/CLI.hpp>
+
+#include "commands.h"
+#include "ropescale/config/error.h"
+
+int main(int argc, char** argv) {
+  CLI::App app{"ropescale — RoPE context extension: scaling math, config checks, exports and plans"};
+  app.set_version_flag("--version", std::string("ropescale 0.1.0"));
+  app.require_subcommand(1);
+  int exit_code = 0;
+  ropescale::cli::add_config_commands(app, exit_code);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForAllHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForVersion& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    app.exit(e);
+    return 2;
+  } catch (const ropescale::ConfigError& e) {
+    std::fprintf(stderr, "ropescale: error: %s\n", e.what());
+    return e.kind() == ropescale::ConfigError::Kind::Unreadable ? 2 : 1;
+  } catch (const std::invalid_argument& e) {
+    std::fprintf(stderr, "ropescale: error: %s\n", e.what());
+    return 1;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "ropescale: error: %s\n", e.what());
+    return 2;
+  }
+  return exit_code;
+}

@@ -1,0 +1,162 @@
+// GGUF metadata → ModelConfig. Keys per rope-reference.md §2.4; the rope
+// setting is expressed as the equivalent HF rope_parameters dict.
+#include <cmath>
+#include <set>
+
+#include "ropescale/config/error.h"
+#include "ropescale/config/gguf.h"
+#include "ropescale/config/rope_params.h"
+
+namespace ropescale {
+
+using nlohmann::json;
+
+namespace {
+
+// llama.cpp architectures whose rope type is NEOX (half-split pairs); the
+// others (llama, mistral, deepseek2, …) use NORMAL (interleaved).
+bool ggml_arch_is_neox(const std::string& a) {
+  static const std::set<std::string> kNeox = {
+      "falcon", "grok", "dbrx", "bert", "nomic-bert", "stablelm", "bitnet", "qwen", "qwen2", "qwen2moe",
+      "qwen3", "qwen3moe", "olmo2", "olmoe", "phi2", "phi3", "phimoe", "gemma", "gemma2", "gemma3",
+      "starcoder2", "openelm", "gptneox", "codeshell", "orion", "nemotron", "exaone", "minicpm3", "gpt-oss"};
+  return kNeox.count(a) > 0;
+}
+
+bool ggml_arch_is_alibi(const std::string& a) {
+  static const std::set<std::string> kAlibi = {"bloom", "mpt", "jais", "refact"};
+  return kAlibi.count(a) > 0;
+}
+
+struct Meta {
+  const GgufFile& f;
+  const std::string& path;
+  std::string prefix;
+
+  const GgufKeyValue* kv(const std::string& k) const { return f.find(prefix + k); }
+  std::optional<double> number(const std::string& k) const {
+    const auto* v = kv(k);
+    if (!v) return std::nullopt;
+    const json* x = &v->value;
+    if (x->is_array()) {  // per-layer arrays (head counts): take the largest
+      double best = 0;
+      bool any = false;
+      for (const auto& e : *x)
+        if (e.is_number()) best = any ? std::max(best, e.get<double>()) : e.get<double>(), any = true;
+      if (!any) throw_invalid(path, prefix + k, "[]", "expected a number or a list of numbers");
+      return best;
+    }
+    if (!x->is_number()) throw_invalid(path, prefix + k, safe_dump(*x).substr(0, 60), "expected a number");
+    return x->get<double>();
+  }
+  std::optional<int64_t> count(const std::string& k) const {
+    auto v = number(k);
+    if (!v) return std::nullopt;
+    if (!(*v >= 0) || *v != std::floor(*v) || *v > 1e15)
+      throw_invalid(path, prefix + k, json(*v).dump(), "expected a non-negative integer");
+    return static_cast<int64_t>(*v);
+  }
+  std::optional<std::string> string(const std::string& k) const {
+    const auto* v = kv(k);
+    if (!v) return std::nullopt;
+    if (!v->value.is_string()) throw_invalid(path, prefix + k, safe_dump(v->value).substr(0, 60), "expected a string");
+    return v->value.get<std::string>();
+  }
+};
+
+std::vector<double> f32_tensor_as_double(std::span<const uint8_t> bytes, const GgufFile& f, const GgufTensorInfo& t,
+                                         const std::string& path) {
+  auto v = read_f32_tensor(bytes, f, t, path);
+  return {v.begin(), v.end()};
+}
+
+}  // namespace
+
+ModelConfig model_config_from_gguf(std::span<const uint8_t> bytes, const std::string& path) {
+  const GgufFile f = parse_gguf(bytes, path);
+  Meta general{f, path, "general."};
+  auto arch = general.string("architecture");
+  if (!arch || arch->empty()) throw_invalid(path, "general.architecture", "(missing)", "every GGUF model names its architecture");
+  Meta m{f, path, *arch + "."};
+
+  ModelConfig c;
+  c.path = path;
+  c.format = SourceFormat::Gguf;
+  c.convention = Convention::GGML;
+  c.architecture = *arch;
+  c.name = general.string("name").value_or("");
+  c.max_position_embeddings = m.count("context_length").value_or(0);
+  c.hidden_size = m.count("embedding_length").value_or(0);
+  c.num_hidden_layers = m.count("block_count").value_or(0);
+  c.num_attention_heads = m.count("attention.head_count").value_or(0);
+  c.num_key_value_heads = m.count("attention.head_count_kv").value_or(c.num_attention_heads);
+  c.vocab_size = m.count("vocab_size").value_or(0);
+  if (c.vocab_size == 0)
+    if (const auto* toks = f.find("tokenizer.ggml.tokens"); toks && toks->value.is_array())
+      c.vocab_size = static_cast<int64_t>(toks->value.size());
+  c.head_dim = m.count("attention.key_length")
+                   .value_or(c.num_attention_heads > 0 ? c.hidden_size / c.num_attention_heads : 0);
+  c.rotary_head_dim = c.head_dim;
+  if (auto n_rot = m.count("rope.dimension_count"); n_rot && c.head_dim > 0 && *n_rot != c.head_dim)
+    c.partial_rotary_factor = static_cast<double>(*n_rot) / c.head_dim;
+  if (auto sw = m.count("attention.sliding_window"); sw && *sw > 0) c.sliding_window = *sw;
+  c.alibi = ggml_arch_is_alibi(*arch) || m.kv("attention.max_alibi_bias") != nullptr;
+  if (auto mb = m.number("attention.max_alibi_bias"); mb && *mb > 0) c.alibi_max_bias = *mb;
+  c.layout = ggml_arch_is_neox(*arch) ? PairLayout::HalfSplit : PairLayout::Interleaved;
+
+  // ---- rope setting, written as the equivalent HF dict --------------------
+  json p = json::object();
+  c.rope_source = "gguf:" + *arch + ".rope.scaling";
+  p["rope_theta"] = m.number("rope.freq_base").value_or(10000.0);
+  auto type = m.string("rope.scaling.type");
+  // rope.scaling.factor, else the legacy rope.scale_linear; 0 means unset.
+  double factor_value = m.number("rope.scaling.factor").value_or(0.0);
+  if (factor_value == 0) factor_value = m.number("rope.scale_linear").value_or(0.0);
+  const bool has_factor = factor_value != 0;
+  auto orig = m.count("rope.scaling.original_context_length");
+  if (orig && *orig > 0) c.original_max_position_embeddings = *orig;
+  const auto* t_long = f.find_tensor("rope_factors_long.weight");
+  const auto* t_short = f.find_tensor("rope_factors_short.weight");
+  const auto* t_freqs = f.find_tensor("rope_freqs.weight");
+
+  // llama.cpp: an absent scaling type means "linear" (only matters if a factor is set).
+  const std::string ty = type.value_or(has_factor ? "linear" : "none");
+  if (t_long || t_short) {
+    if (!t_long || !t_short) throw_invalid(path, "rope_factors_long/short.weight", "one present", "both tensors are needed");
+    p["rope_type"] = "longrope";
+    p["long_factor"] = f32_tensor_as_double(bytes, f, *t_long, path);
+    p["short_factor"] = f32_tensor_as_double(bytes, f, *t_short, path);
+    if (auto af = m.number("rope.scaling.attn_factor")) p["attention_factor"] = *af;
+    c.notes.push_back("LongRoPE factors from tensors rope_factors_long/short.weight");
+  } else if (ty == "none" || ty.empty()) {
+    p["rope_type"] = "default";
+  } else if (ty == "linear") {
+    p["rope_type"] = has_factor && factor_value != 1.0 ? "linear" : "default";
+    if (has_factor && factor_value != 1.0) p["factor"] = factor_value;
+  } else if (ty == "yarn") {
+    p["rope_type"] = "yarn";
+    p["factor"] = has_factor ? factor_value : 1.0;
+    if (auto v = m.number("rope.scaling.yarn_beta_fast")) p["beta_fast"] = *v;
+    if (auto v = m.number("rope.scaling.yarn_beta_slow")) p["beta_slow"] = *v;
+    if (auto v = m.number("rope.scaling.yarn_attn_factor")) p["attention_factor"] = *v;
+    if (auto v = m.number("rope.scaling.yarn_log_multiplier"); v && *v != 0) {
+      p["mscale"] = *v / 0.1;  // DeepSeek: yarn_log_multiplier = 0.1·mscale_all_dim
+      p["mscale_all_dim"] = *v / 0.1;
+    }
+  } else {
+    throw_invalid(path, *arch + ".rope.scaling.type", "\"" + ty + "\"", "unknown scaling type (none, linear, yarn, longrope)");
+  }
+  if (t_freqs) {
+    const auto div = f32_tensor_as_double(bytes, f, *t_freqs, path);
+    c.freq_divisors = div;
+    c.notes.push_back("per-pair divisors from tensor rope_freqs.weight (llama3-style, " +
+                      std::to_string(div.size()) + " entries)");
+  }
+  if (m.kv("rope.scaling.finetuned")) p["finetuned"] = m.kv("rope.scaling.finetuned")->value;
+  c.rope_as_written = p;
+  c.rope_parameters = standardize_rope_parameters(p, c);
+  // freq_divisors must match the rotary pair count; checked where the spec is built.
+  return c;
+}
+
+}  // namespace ropescale

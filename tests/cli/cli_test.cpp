@@ -1,0 +1,181 @@
+// The `ropescale` program as users and other tools run it: exit codes
+// (0 ok, 1 config errors, 2 unreadable input / bad command line), JSON
+// contracts, and error messages that name the file, key and value.
+#include <sys/wait.h>
+
+#include <array>
+#include <cstdio>
+#include <filesystem>
+#include <string>
+
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include "test_support.h"
+
+namespace {
+
+using nlohmann::json;
+namespace test = ropescale::test;
+
+struct Run {
+  int code = -1;
+  std::string out, err;
+  json j() const { return json::parse(out); }
+};
+
+Run run(const std::string& args) {
+  const std::string err_file = test::write_temp("stderr.txt", "");
+  const std::string cmd = std::string(ROPESCALE_CLI) + " " + args + " 2>" + err_file;
+  Run r;
+  FILE* p = popen(cmd.c_str(), "r");
+  std::array<char, 4096> buf{};
+  size_t n;
+  while ((n = fread(buf.data(), 1, buf.size(), p)) > 0) r.out.append(buf.data(), n);
+  const int status = pclose(p);
+  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  std::ifstream e(err_file);
+  r.err.assign(std::istreambuf_iterator<char>(e), {});
+  return r;
+}
+
+std::string cfg(const std::string& name) { return test::model_config(name).string(); }
+
+TEST(Cli, EveryRealConfigThroughEveryCommand) {
+  struct Expect {
+    const char* model;
+    int check_exit;
+    int64_t target;
+    const char* method;
+  };
+  const Expect cases[] = {
+      {"llama-3.1-8b", 0, 262144, "llama3"},
+      {"llama-3.2-1b", 0, 65536, "none"},
+      {"phi-3-mini-128k-instruct", 0, 65536, "none"},
+      {"qwen2.5-7b-instruct-yarn", 0, 65536, "none"},
+      {"qwen3-8b-yarn", 0, 262144, "yarn"},
+      {"deepseek-v3", 0, 131072, "none"},
+      {"gpt-oss-20b", 0, 131072, "none"},
+      {"mistral-7b-v0.1", 0, 65536, "not-rope-scaling"},
+      {"codellama-7b", 0, 32768, "yarn"},
+      {"bloom-560m", 0, 8192, "not-rope-scaling"},
+      {"mpt-7b", 0, 8192, "not-rope-scaling"},
+  };
+  for (const auto& c : cases) {
+    SCOPED_TRACE(c.model);
+    auto inspect = run("inspect " + cfg(c.model) + " --json");
+    ASSERT_EQ(inspect.code, 0) << inspect.err;
+    EXPECT_EQ(inspect.j()["format"], "hf-config");
+    auto human = run("inspect " + cfg(c.model));
+    EXPECT_EQ(human.code, 0);
+    EXPECT_NE(human.out.find("max_position"), std::string::npos);
+    auto check = run("check " + cfg(c.model) + " --json");
+    EXPECT_EQ(check.code, c.check_exit) << check.out;
+    EXPECT_EQ(check.j()["ok"], c.check_exit == 0);
+    const bool alibi = inspect.j()["alibi"].get<bool>();
+    for (const char* to : {"hf", "hf-v5", "vllm", "llama.cpp"}) {
+      auto ex = run("export " + cfg(c.model) + " --to " + to + " --json");
+      EXPECT_EQ(ex.code, alibi ? 1 : 0) << to << ": " << ex.err;  // ALiBi: no RoPE setting to export
+    }
+    auto plan = run("plan " + cfg(c.model) + " --target-context " + std::to_string(c.target) + " --json");
+    ASSERT_EQ(plan.code, 0) << plan.err;
+    EXPECT_EQ(plan.j()["method"], c.method);
+    EXPECT_EQ(plan.j()["kv_cache"].size(), 4u);
+  }
+}
+
+TEST(Cli, FreqsJsonContract) {
+  auto r = run("freqs --config " + cfg("llama-3.1-8b") + " --json");
+  ASSERT_EQ(r.code, 0) << r.err;
+  auto j = r.j();
+  EXPECT_EQ(j["rope_type"], "llama3");
+  EXPECT_EQ(j["rotary_dim"], 128);
+  ASSERT_EQ(j["inv_freq"].size(), 64u);
+  EXPECT_NEAR(j["inv_freq"][29].get<double>(), 2.1665707635e-03, 2.2e-12);
+  EXPECT_EQ(j["attention_factor"], 1.0);
+  // Override, seq-len and convention.
+  auto dyn = run("freqs --config " + cfg("codellama-7b") + " --rope-scaling '{\"rope_type\":\"dynamic\",\"factor\":2}' --seq-len 32768 --json");
+  ASSERT_EQ(dyn.code, 0) << dyn.err;
+  EXPECT_GT(dyn.j()["effective_theta"].get<double>(), 1e6);
+  auto gg = run("freqs --config " + cfg("gpt-oss-20b") + " --convention ggml --json");
+  EXPECT_EQ(gg.j()["yarn"]["correction_low"], 8.0);
+  auto table = run("freqs --config " + cfg("llama-3.1-8b"));
+  EXPECT_EQ(table.code, 0);
+  EXPECT_NE(table.out.find("divisor"), std::string::npos);
+}
+
+TEST(Cli, CheckExitCodes) {
+  // 1: the config has errors; the message names key and value.
+  auto bad = test::write_temp("bad-factor.json",
+                              R"({"hidden_size":64,"num_attention_heads":8,"max_position_embeddings":512,"rope_scaling":{"rope_type":"linear","factor":-4}})");
+  auto r = run("check " + bad);
+  EXPECT_EQ(r.code, 1);
+  EXPECT_NE(r.out.find("rope_scaling.factor"), std::string::npos);
+  EXPECT_NE(r.out.find("-4"), std::string::npos);
+  // ALiBi + RoPE scaling.
+  auto alibi = run("check " + cfg("bloom-560m") + " --rope-scaling '{\"rope_type\":\"linear\",\"factor\":2}' --json");
+  EXPECT_EQ(alibi.code, 1);
+  EXPECT_EQ(alibi.j()["findings"][0]["rule"], "alibi-with-rope-scaling");
+  // 2: unreadable.
+  EXPECT_EQ(run("check /nonexistent/config.json").code, 2);
+  auto notjson = test::write_temp("notjson.json", "{\"rope_scaling\": {\"factor\": NaN}}");
+  auto nj = run("check " + notjson);
+  EXPECT_EQ(nj.code, 2);
+  EXPECT_NE(nj.err.find("notjson.json"), std::string::npos);
+  EXPECT_NE(nj.err.find("not valid JSON"), std::string::npos);
+  EXPECT_EQ(run("check " + test::write_temp("empty.json", "")).code, 2);
+  EXPECT_EQ(run("check " + cfg("codellama-7b") + " --rope-scaling '{oops'").code, 2);
+  // Truncated GGUF.
+  auto gguf = test::write_temp("trunc.gguf", std::string("GGUF\x03\0\0\0\x01\0\0\0", 12));
+  auto g = run("check " + gguf);
+  EXPECT_EQ(g.code, 2);
+  EXPECT_NE(g.err.find("truncated"), std::string::npos);
+}
+
+TEST(Cli, ErrorsNameFileKeyAndValue) {
+  auto bad = test::write_temp("bad-type.json",
+                              R"({"hidden_size":64,"num_attention_heads":8,"max_position_embeddings":512,"rope_scaling":{"rope_type":"yarn","factor":4,"original_max_position_embeddings":"512"}})");
+  auto r = run("freqs --config " + bad + " --json");
+  EXPECT_EQ(r.code, 1);
+  EXPECT_NE(r.err.find("bad-type.json"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("rope_scaling.original_max_position_embeddings"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("\"512\""), std::string::npos) << r.err;
+  EXPECT_TRUE(r.out.empty());
+}
+
+TEST(Cli, UsageAndHelp) {
+  for (const char* cmd : {"", "inspect", "freqs", "check", "export", "plan"}) {
+    auto r = run(std::string(cmd) + " --help");
+    EXPECT_EQ(r.code, 0) << cmd;
+    EXPECT_NE(r.out.find("Usage"), std::string::npos) << cmd;
+  }
+  EXPECT_EQ(run("frobnicate").code, 2);
+  EXPECT_EQ(run("plan " + cfg("codellama-7b")).code, 2);  // --target-context missing
+  EXPECT_EQ(run("plan " + cfg("codellama-7b") + " --target-context -5").code, 2);
+  EXPECT_EQ(run("export " + cfg("codellama-7b") + " --to tensorrt").code, 2);
+  EXPECT_EQ(run("--version").code, 0);
+}
+
+TEST(Cli, ExportText) {
+  auto r = run("export " + cfg("qwen2.5-7b-instruct-yarn") + " --to llama.cpp --target-context 131072");
+  EXPECT_EQ(r.code, 0);
+  EXPECT_NE(r.out.find("--rope-scaling yarn --rope-scale 4.0 --yarn-orig-ctx 32768 -c 131072"), std::string::npos) << r.out;
+  auto h = run("export " + cfg("llama-3.1-8b") + " --to hf-v5 --json");
+  auto data = h.j()["data"];
+  EXPECT_EQ(data["rope_parameters"]["rope_type"], "llama3");
+  EXPECT_EQ(data["rope_parameters"]["rope_theta"], 500000.0);
+}
+
+TEST(Cli, Stories260K) {
+  const auto path = test::shared_dir() / "models/stories260K/stories260K.bin";
+  if (!std::filesystem::exists(path)) GTEST_SKIP() << "SKIPPED LOUDLY: " << path << " is absent";
+  auto r = run("inspect " + path.string() + " --json");
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.j()["format"], "llama2c");
+  EXPECT_EQ(r.j()["trained_context"], 512);
+  auto p = run("plan " + path.string() + " --target-context 4096 --json");
+  EXPECT_EQ(p.j()["method"], "yarn");
+  EXPECT_EQ(p.j()["rope_scaling"]["factor"], 8.0);
+}
+
+}  // namespace

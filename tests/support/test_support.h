@@ -1,0 +1,35 @@
+// Paths and temp files for tests. ROPESCALE_SOURCE_DIR is set by CMake;
+// ../shared sits beside the checkout (CI has it). Tests that need shared data
+// and find it absent skip loudly with GTEST_SKIP.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <fstream>
+#include <string>
+#include <vector>
+
+namespace ropescale::test {
+
+inline std::filesystem::path source_dir() { return ROPESCALE_SOURCE_DIR; }
+inline std::filesystem::path shared_dir() {
+  if (const char* env = std::getenv("ROPESCALE_SHARED")) return env;
+  return source_dir().parent_path() / "shared";
+}
+inline std::filesystem::path model_config(const std::string& name) {
+  return source_dir() / "configs" / "models" / name / "config.json";
+}
+
+// A fresh temp file with `bytes`; removed by the OS temp cleanup (tests are short-lived).
+inline std::string write_temp(const std::string& name, const std::string& bytes) {
+  auto dir = std::filesystem::temp_directory_path() / "ropescale-tests";
+  std::filesystem::create_directories(dir);
+  auto p = dir / name;
+  std::ofstream(p, std::ios::binary) << bytes;
+  return p.string();
+}
+inline std::string write_temp(const std::string& name, const std::vector<uint8_t>& bytes) {
+  return write_temp(name, std::string(bytes.begin(), bytes.end()));
+}
+
+}  // namespace ropescale::test
