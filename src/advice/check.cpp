@@ -113,7 +113,7 @@ class Checker {
     const json& written_type = has_rope_type ? written["rope_type"] : has_type ? written["type"] : json();
     if (written_type == "su")
       add(Severity::Warning, "legacy-su-alias", at(src, has_rope_type ? "rope_type" : "type"), "\"su\"",
-          "\"su\" is the pre-release name of longrope: HF's Phi-3 code and vLLM map it, other readers reject it",
+          "\"su\" is the pre-release name of longrope: vLLM and transformers 4.x map it, but transformers 5.23 fails to load such a config (KeyError: missing original_max_position_embeddings)",
           "write \"longrope\"");
     if (!p.contains("rope_type") || !p["rope_type"].is_string()) {
       add(Severity::Error, "rope-type-not-string", at(src, "rope_type"), show(p, "rope_type"), "rope_type must be a string",
