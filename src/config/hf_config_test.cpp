@@ -1,5 +1,7 @@
 #include "ropescale/config/hf_config.h"
 
+#include <cmath>
+
 #include <gtest/gtest.h>
 
 #include "ropescale/config/error.h"
@@ -35,6 +37,15 @@ TEST(HfConfig, TypeKeyAndSuAliasAndTopLevelOriginal) {
   EXPECT_EQ(s.rotary_dim, 96);
   EXPECT_EQ(s.factor, 32.0);  // max_position_embeddings / original (v5 rule)
   EXPECT_NEAR(compute_frequencies(s).attention_factor, 1.190238071, 1e-9);
+  // By hand from the published lists (§6.4): inv'[j] = 1 / (ext[j] · 10000^(2j/96)).
+  const auto short_f = compute_frequencies(s, 4096);   // at the original length: short factors
+  const auto long_f = compute_frequencies(s, 4097);    // past it: long factors
+  EXPECT_NEAR(short_f.inv_freq[0], 1.0 / 1.05, 1e-15);
+  EXPECT_NEAR(short_f.inv_freq[47], 1.0 / (3.05 * std::pow(10000.0, 94.0 / 96)), 1e-18);
+  EXPECT_NEAR(long_f.inv_freq[0], 1.0 / 1.03, 1e-15);
+  EXPECT_NEAR(long_f.inv_freq[29], 1.0 / (53.84 * std::pow(10000.0, 58.0 / 96)), 1e-6 * long_f.inv_freq[29]);
+  EXPECT_NEAR(long_f.inv_freq[47], 1.0 / (64.81 * std::pow(10000.0, 94.0 / 96)), 1e-6 * long_f.inv_freq[47]);
+  EXPECT_NEAR(long_f.attention_factor, 1.190238071, 1e-9);
   // The top-level value overwrites the dict's for longrope/yarn/llama3.
   auto d = parse(R"({"hidden_size":64,"num_attention_heads":8,"max_position_embeddings":4096,
       "original_max_position_embeddings":1024,

@@ -11,6 +11,7 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include "ropescale/config/gguf.h"
 #include "test_support.h"
 
 namespace {
@@ -164,6 +165,44 @@ TEST(Cli, ExportText) {
   auto data = h.j()["data"];
   EXPECT_EQ(data["rope_parameters"]["rope_type"], "llama3");
   EXPECT_EQ(data["rope_parameters"]["rope_theta"], 500000.0);
+}
+
+TEST(Cli, GgufThroughEveryCommand) {
+  // A llama GGUF carrying YaRN metadata, written with the library's writer.
+  using ropescale::GgufValueType;
+  using T = GgufValueType;
+  std::vector<ropescale::GgufKeyValue> md = {
+      {"general.architecture", T::String, T::Uint8, "llama"},
+      {"llama.context_length", T::Uint32, T::Uint8, 4096},
+      {"llama.embedding_length", T::Uint32, T::Uint8, 512},
+      {"llama.block_count", T::Uint32, T::Uint8, 4},
+      {"llama.attention.head_count", T::Uint32, T::Uint8, 8},
+      {"llama.attention.head_count_kv", T::Uint32, T::Uint8, 2},
+      {"llama.rope.freq_base", T::Float32, T::Uint8, 10000.0},
+      {"llama.rope.scaling.type", T::String, T::Uint8, "yarn"},
+      {"llama.rope.scaling.factor", T::Float32, T::Uint8, 8.0},
+      {"llama.rope.scaling.original_context_length", T::Uint32, T::Uint8, 512},
+  };
+  const auto path = test::write_temp("yarn.gguf", ropescale::serialize_gguf(md, {}));
+  auto inspect = run("inspect " + path + " --json");
+  ASSERT_EQ(inspect.code, 0) << inspect.err;
+  EXPECT_EQ(inspect.j()["format"], "gguf");
+  EXPECT_EQ(inspect.j()["convention"], "ggml");
+  EXPECT_EQ(inspect.j()["layout"], "interleaved");
+  EXPECT_EQ(inspect.j()["trained_context"], 512);
+  EXPECT_NEAR(inspect.j()["attention_factor"].get<double>(), 1.207944154, 1e-9);
+  EXPECT_EQ(run("check " + path).code, 0);
+  auto ex = run("export " + path + " --to llama.cpp");
+  EXPECT_EQ(ex.code, 0);
+  EXPECT_NE(ex.out.find("--rope-scaling yarn --rope-scale 8.0 --yarn-orig-ctx 512 -c 4096"), std::string::npos) << ex.out;
+  auto hf = run("freqs --config " + path + " --convention hf --json");
+  EXPECT_NEAR(hf.j()["attention_factor"].get<double>(), 1.207944154, 1e-9);
+  // A truncated copy of the same file: exit 2, naming the file.
+  const auto bytes = ropescale::serialize_gguf(md, {});
+  const auto cut = test::write_temp("cut.gguf", std::vector<uint8_t>(bytes.begin(), bytes.begin() + bytes.size() / 2));
+  auto bad = run("inspect " + cut);
+  EXPECT_EQ(bad.code, 2);
+  EXPECT_NE(bad.err.find("cut.gguf"), std::string::npos);
 }
 
 TEST(Cli, Stories260K) {
