@@ -5,6 +5,7 @@
 #include <cmath>
 #include <set>
 
+#include "ropescale/advice/export.h"
 #include "ropescale/config/error.h"
 #include "ropescale/config/json_text.h"
 #include "ropescale/config/rope_params.h"
@@ -58,12 +59,8 @@ class Checker {
       add(Severity::Error, "alibi-with-rope-scaling", cfg_.rope_source, "\"" + t + "\"",
           "this model (" + cfg_.architecture + ") encodes positions with ALiBi biases, not rotary embeddings: a RoPE scaling setting is ignored by some engines and rejected by others",
           "remove the rope scaling; ALiBi extrapolates by construction — raise the context and measure perplexity");
-    int64_t reach = std::max(cfg_.max_position_embeddings, opt_.target_context.value_or(0));
-    if (t != "default" && cfg_.rope_parameters.contains("factor") && cfg_.rope_parameters["factor"].is_number() &&
-        cfg_.rope_parameters.contains("original_max_position_embeddings") &&
-        cfg_.rope_parameters["original_max_position_embeddings"].is_number())
-      reach = std::max<int64_t>(reach, static_cast<int64_t>(cfg_.rope_parameters["factor"].get<double>() *
-                                                            cfg_.rope_parameters["original_max_position_embeddings"].get<double>()));
+    const int64_t reach =
+        std::max({cfg_.max_position_embeddings, opt_.target_context.value_or(0), scaled_reach(cfg_)});
     if (cfg_.sliding_window && *cfg_.sliding_window >= reach) {
       // The window covers every position the model will see: nothing to say.
     } else if (cfg_.sliding_window && (t != "default" || (opt_.target_context && *opt_.target_context > *cfg_.sliding_window)))
@@ -184,8 +181,12 @@ class Checker {
       else if (*f < 1)
         add(Severity::Warning, "factor-below-one", at(src, "factor"), show(p, "factor"),
             "factor < 1 compresses the usable context (HF warns: factor should be >= 1)", "use a factor >= 1");
+      else if (*f > kMaxFactor)
+        add(Severity::Error, "absurd-factor", at(src, "factor"), show(p, "factor"),
+            "a factor above 1e6 stretches positions past any context a model can hold",
+            "use target_context / original context (published models use 2 to 64)");
       else if (*f > 1024)
-        add(Severity::Warning, "absurd-factor", at(src, "factor"), show(p, "factor"),
+        add(Severity::Warning, "large-factor", at(src, "factor"), show(p, "factor"),
             "a factor above 1024 leaves most rotary pairs almost constant; no published model uses one",
             "check the value (target_context / original context)");
     }

@@ -1,5 +1,7 @@
 #include "ropescale/advice/check.h"
 
+#include <filesystem>
+
 #include <gtest/gtest.h>
 
 #include "ropescale/config/hf_config.h"
@@ -49,6 +51,19 @@ TEST(Check, KnownPitfallsOfRealConfigs) {
   auto gptoss = check_config(load_model_config(test::model_config("gpt-oss-20b").string()));
   EXPECT_NE(find(gptoss, "yarn-truncate-false"), nullptr);
   EXPECT_EQ(find(gptoss, "sliding-window"), nullptr);  // hybrid layers
+}
+
+TEST(Check, FuzzRegressionsEndInFindings) {
+  // Inputs the fuzzer once crashed on (tests/fuzz/regressions/hf_config): each
+  // must now give findings, with an error, and no undefined behaviour.
+  const auto dir = test::source_dir() / "tests/fuzz/regressions/hf_config";
+  int files = 0;
+  for (const auto& e : std::filesystem::directory_iterator(dir)) {
+    ++files;
+    const auto c = load_model_config(e.path().string());
+    EXPECT_TRUE(has_errors(check_config(c))) << e.path();
+  }
+  EXPECT_GE(files, 1);
 }
 
 TEST(Check, AlibiWithRopeScalingIsAnError) {

@@ -256,8 +256,12 @@ int64_t scaled_reach(const ModelConfig& cfg) {
   const json& p = cfg.rope_parameters;
   const std::string t = p.value("rope_type", "default");
   if (t != "default" && t != "dynamic" && p.contains("factor") && p["factor"].is_number() &&
-      p.contains("original_max_position_embeddings") && p["original_max_position_embeddings"].is_number())
-    return static_cast<int64_t>(std::llround(p["factor"].get<double>() * p["original_max_position_embeddings"].get<double>()));
+      p.contains("original_max_position_embeddings") && p["original_max_position_embeddings"].is_number()) {
+    const double reach = p["factor"].get<double>() * p["original_max_position_embeddings"].get<double>();
+    // Absurd factors (check reports them) must not overflow the conversion.
+    if (!(reach > 0)) return cfg.max_position_embeddings;
+    return reach >= static_cast<double>(kMaxContext) ? kMaxContext : static_cast<int64_t>(std::llround(reach));
+  }
   return cfg.max_position_embeddings;
 }
 

@@ -140,6 +140,8 @@ RopeSpec rope_spec_from_parameters(const json& p, const ModelConfig& cfg, const 
   auto check_factor = [&](double f) {
     if (!(std::isfinite(f) && f > 0))
       throw_invalid(cfg.path, key_path(src, "factor"), json(f).dump(), "must be a finite number > 0");
+    if (f > kMaxFactor)
+      throw_invalid(cfg.path, key_path(src, "factor"), json(f).dump(), "is absurd (above 1e6)");
     return f;
   };
 

@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <fstream>
+#include <unistd.h>
 #include <string>
 #include <vector>
 
@@ -20,9 +21,10 @@ inline std::filesystem::path model_config(const std::string& name) {
   return source_dir() / "configs" / "models" / name / "config.json";
 }
 
-// A fresh temp file with `bytes`; removed by the OS temp cleanup (tests are short-lived).
+// A temp file with `bytes`, in a directory of this process's own (ctest runs
+// test processes in parallel, so names must not collide across processes).
 inline std::string write_temp(const std::string& name, const std::string& bytes) {
-  auto dir = std::filesystem::temp_directory_path() / "ropescale-tests";
+  auto dir = std::filesystem::temp_directory_path() / ("ropescale-tests-" + std::to_string(::getpid()));
   std::filesystem::create_directories(dir);
   auto p = dir / name;
   std::ofstream(p, std::ios::binary) << bytes;

@@ -33,7 +33,8 @@ ExportResult export_setting(const ModelConfig& cfg, ExportTarget target,
                             std::optional<int64_t> target_context = std::nullopt);
 
 // The context a setting reaches: factor × original length for scaled types,
-// else max_position_embeddings.
+// else max_position_embeddings. Saturates at kMaxContext.
+constexpr int64_t kMaxContext = int64_t{1} << 50;
 int64_t scaled_reach(const ModelConfig& cfg);
 
 }  // namespace ropescale

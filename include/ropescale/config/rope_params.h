@@ -10,6 +10,9 @@
 
 namespace ropescale {
 
+// Largest scaling factor ropescale accepts; beyond it a config is rejected as absurd.
+constexpr double kMaxFactor = 1e6;
+
 // `raw` is a rope_scaling / rope_parameters dict (or null). Returns the
 // standardized dict: rope_type from rope_type|type|"default", rope_theta and
 // partial_rotary_factor filled from the model, and original_max_position_embeddings
