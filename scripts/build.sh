@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 
 if [[ "${1:-}" == "--sanitize" ]]; then
   dir=build-asan
-  args=(-DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CXX_COMPILER=clang++ -DROPESCALE_SANITIZE=ON -DROPESCALE_FUZZ=ON
+  args=(-DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CXX_COMPILER=clang++ -DROPESCALE_SANITIZE=ON -DROPESCALE_FUZZ=ON -DROPESCALE_CUDA=OFF
         "-DROPESCALE_FUZZ_SECONDS=${ROPESCALE_FUZZ_SECONDS:-45}")
 else
   dir=build

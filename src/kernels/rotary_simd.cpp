@@ -10,6 +10,9 @@
 #include "hwy/foreach_target.h"  // IWYU pragma: keep
 #include "hwy/highway.h"
 
+#include <algorithm>
+#include <type_traits>
+
 #include "ropescale/kernels/rotary.h"
 #include "rotary_rows.h"
 
@@ -46,94 +49,208 @@ HWY_INLINE void StoreF(DF d, hn::Vec<DF> v, hwy::float16_t* p) {
   (void)d;
 }
 
+// ---- bf16 as pairs of lanes: 2N bf16 = N u32 lanes; bits << 16 is the f32 of
+// the even element, bits & 0xffff0000 the f32 of the odd one. No shuffles.
+using DU = hn::RebindToUnsigned<DF>;
+HWY_INLINE void LoadBf16EvenOdd(DF df, const hwy::bfloat16_t* p, hn::Vec<DF>& even, hn::Vec<DF>& odd) {
+  const DU du;
+  const auto raw = hn::LoadU(du, reinterpret_cast<const uint32_t*>(p));
+  even = hn::BitCast(df, hn::ShiftLeft<16>(raw));
+  odd = hn::BitCast(df, hn::And(raw, hn::Set(du, 0xffff0000u)));
+}
+// f32 bits rounded to nearest even at bit 16 (finite inputs): bits + 0x7fff + lsb.
+HWY_INLINE hn::Vec<DU> RoundedBf16Bits(DU du, hn::Vec<DF> v) {
+  const auto bits = hn::BitCast(du, v);
+  return hn::Add(bits, hn::Add(hn::Set(du, 0x7fffu), hn::And(hn::ShiftRight<16>(bits), hn::Set(du, 1u))));
+}
+HWY_INLINE void StoreBf16EvenOdd(DF, hn::Vec<DF> even, hn::Vec<DF> odd, hwy::bfloat16_t* p) {
+  const DU du;
+  const auto e = hn::ShiftRight<16>(RoundedBf16Bits(du, even));
+  const auto o = hn::And(RoundedBf16Bits(du, odd), hn::Set(du, 0xffff0000u));
+  hn::StoreU(hn::Or(e, o), du, reinterpret_cast<uint32_t*>(p));
+}
+
 template <class T>
 constexpr DType kDType = std::is_same_v<T, float> ? DType::F32 : std::is_same_v<T, hwy::bfloat16_t> ? DType::BF16 : DType::F16;
 
-// Pair j = (x[j], x[j + half]).
+// All kernels below rotate one token's heads. The pair-block loop is outside
+// the head loop: the cos/sin vectors of a block are loaded once and stay in
+// registers for every head (they are shared by all heads of a token).
+struct Heads {
+  int64_t src_stride, dst_stride;  // elements between heads
+  int count;
+};
+
 template <class T>
-HWY_INLINE void RotateHalfSplit(const T* src, T* dst, const float* c, const float* s,
-                                int half) {
-  const DF d;
-  const int N = static_cast<int>(hn::Lanes(d));
-  int j = 0;
-  for (; j + N <= half; j += N) {
-    const auto x0 = LoadF(d, src + j), x1 = LoadF(d, src + half + j);
-    const auto vc = hn::LoadU(d, c + j), vs = hn::LoadU(d, s + j);
-    const auto o0 = hn::MulSub(x0, vc, hn::Mul(x1, vs));  // x0·c − x1·s
-    const auto o1 = hn::MulAdd(x1, vc, hn::Mul(x0, vs));  // x1·c + x0·s
-    StoreF(d, o0, dst + j);
-    StoreF(d, o1, dst + half + j);
-  }
-  for (; j < half; ++j) {
-    const float x0 = detail::load_scalar(src, kDType<T>, j), x1 = detail::load_scalar(src, kDType<T>, j + half);
-    detail::store_scalar(dst, kDType<T>, j, x0 * c[j] - x1 * s[j]);
-    detail::store_scalar(dst, kDType<T>, j + half, x1 * c[j] + x0 * s[j]);
-  }
+HWY_INLINE void ScalarPair(const T* src, T* dst, int i0, int i1, float c, float s) {
+  const float x0 = detail::load_scalar(src, kDType<T>, i0), x1 = detail::load_scalar(src, kDType<T>, i1);
+  detail::store_scalar(dst, kDType<T>, i0, x0 * c - x1 * s);
+  detail::store_scalar(dst, kDType<T>, i1, x1 * c + x0 * s);
 }
 
-// Pair j = (x[2j], x[2j+1]); ci/si are the expanded rows (length d).
+// Half-split, pairs [start, half): pair j = (x[j], x[j + half]).
 template <class T>
-HWY_INLINE void RotateInterleaved(const T* src, T* dst, const float* ci, const float* si, int dim) {
+HWY_INLINE void RotateHalfSplit(const T* src, T* dst, const Heads& hs, const float* c, const float* s, int half,
+                                int start) {
+  const DF d;
+  const int N = static_cast<int>(hn::Lanes(d));
+  int j = start;
+  for (; j + N <= half; j += N) {
+    const auto vc = hn::LoadU(d, c + j), vs = hn::LoadU(d, s + j);
+    for (int h = 0; h < hs.count; ++h) {
+      const T* x = src + h * hs.src_stride;
+      T* y = dst + h * hs.dst_stride;
+      const auto x0 = LoadF(d, x + j), x1 = LoadF(d, x + half + j);
+      StoreF(d, hn::MulSub(x0, vc, hn::Mul(x1, vs)), y + j);         // x0·c − x1·s
+      StoreF(d, hn::MulAdd(x1, vc, hn::Mul(x0, vs)), y + half + j);  // x1·c + x0·s
+    }
+  }
+  for (; j < half; ++j)
+    for (int h = 0; h < hs.count; ++h) ScalarPair(src + h * hs.src_stride, dst + h * hs.dst_stride, j, j + half, c[j], s[j]);
+}
+
+// Interleaved f32/f16: pair j = (x[2j], x[2j+1]); ci/si are the expanded rows
+// (cos duplicated, sin as −s, +s) so that out = x·ci + swap_adjacent(x)·si.
+template <class T>
+HWY_INLINE void RotateInterleaved(const T* src, T* dst, const Heads& hs, const float* ci, const float* si, int dim) {
   const DF d;
   const int N = static_cast<int>(hn::Lanes(d));
   int i = 0;
   if (N >= 2) {
     for (; i + N <= dim; i += N) {
-      const auto x = LoadF(d, src + i);
-      const auto swapped = hn::Reverse2(d, x);  // (x1, x0, x3, x2, …)
-      StoreF(d, hn::MulAdd(x, hn::LoadU(d, ci + i), hn::Mul(swapped, hn::LoadU(d, si + i))), dst + i);
+      const auto vc = hn::LoadU(d, ci + i), vs = hn::LoadU(d, si + i);
+      for (int h = 0; h < hs.count; ++h) {
+        const auto x = LoadF(d, src + h * hs.src_stride + i);
+        StoreF(d, hn::MulAdd(x, vc, hn::Mul(hn::Reverse2(d, x), vs)), dst + h * hs.dst_stride + i);
+      }
     }
   }
-  for (; i < dim; i += 2) {
-    const float x0 = detail::load_scalar(src, kDType<T>, i), x1 = detail::load_scalar(src, kDType<T>, i + 1);
-    const float c = ci[i], s = si[i + 1];
-    detail::store_scalar(dst, kDType<T>, i, x0 * c - x1 * s);
-    detail::store_scalar(dst, kDType<T>, i + 1, x1 * c + x0 * s);
-  }
+  for (; i < dim; i += 2)
+    for (int h = 0; h < hs.count; ++h) ScalarPair(src + h * hs.src_stride, dst + h * hs.dst_stride, i, i + 1, ci[i], si[i + 1]);
 }
+
+// bf16 half-split: 2N pairs per block as even/odd lanes; ce/co/se/so are the
+// row split into even- and odd-indexed pairs. The remainder (< 2N pairs) goes
+// through the N-lane path above.
+HWY_INLINE void RotateHalfSplitBf16(const hwy::bfloat16_t* src, hwy::bfloat16_t* dst, const Heads& hs, const float* c,
+                                    const float* s, const float* ce, const float* co, const float* se, const float* so,
+                                    int half) {
+  const DF d;
+  const int N = static_cast<int>(hn::Lanes(d));
+  int j = 0;
+  for (; j + 2 * N <= half; j += 2 * N) {
+    const auto vce = hn::LoadU(d, ce + j / 2), vco = hn::LoadU(d, co + j / 2);
+    const auto vse = hn::LoadU(d, se + j / 2), vso = hn::LoadU(d, so + j / 2);
+    for (int h = 0; h < hs.count; ++h) {
+      const hwy::bfloat16_t* x = src + h * hs.src_stride;
+      hwy::bfloat16_t* y = dst + h * hs.dst_stride;
+      hn::Vec<DF> x0e, x0o, x1e, x1o;
+      LoadBf16EvenOdd(d, x + j, x0e, x0o);
+      LoadBf16EvenOdd(d, x + half + j, x1e, x1o);
+      StoreBf16EvenOdd(d, hn::MulSub(x0e, vce, hn::Mul(x1e, vse)), hn::MulSub(x0o, vco, hn::Mul(x1o, vso)), y + j);
+      StoreBf16EvenOdd(d, hn::MulAdd(x1e, vce, hn::Mul(x0e, vse)), hn::MulAdd(x1o, vco, hn::Mul(x0o, vso)), y + half + j);
+    }
+  }
+  RotateHalfSplit(src, dst, hs, c, s, half, j);
+}
+
+// bf16 interleaved: the even lanes are the pairs' x0, the odd lanes their x1,
+// so the plain cos/sin row applies directly.
+HWY_INLINE void RotateInterleavedBf16(const hwy::bfloat16_t* src, hwy::bfloat16_t* dst, const Heads& hs, const float* c,
+                                      const float* s, int pairs) {
+  const DF d;
+  const int N = static_cast<int>(hn::Lanes(d));
+  int j = 0;
+  for (; j + N <= pairs; j += N) {
+    const auto vc = hn::LoadU(d, c + j), vs = hn::LoadU(d, s + j);
+    for (int h = 0; h < hs.count; ++h) {
+      hn::Vec<DF> x0, x1;
+      LoadBf16EvenOdd(d, src + h * hs.src_stride + 2 * j, x0, x1);
+      StoreBf16EvenOdd(d, hn::MulSub(x0, vc, hn::Mul(x1, vs)), hn::MulAdd(x1, vc, hn::Mul(x0, vs)),
+                       dst + h * hs.dst_stride + 2 * j);
+    }
+  }
+  for (; j < pairs; ++j)
+    for (int h = 0; h < hs.count; ++h)
+      ScalarPair(src + h * hs.src_stride, dst + h * hs.dst_stride, 2 * j, 2 * j + 1, c[j], s[j]);
+}
+
+// Per-token rows: the plain row, and the layout/dtype-specific arrangement
+// (expanded for interleaved f32/f16, even/odd split for half-split bf16).
+struct Rows {
+  const float* c;
+  const float* s;
+  const float* ce = nullptr;
+  const float* co = nullptr;
+  const float* se = nullptr;
+  const float* so = nullptr;
+};
 
 template <class T>
 void RotateTensor(const RotaryProblem& p, const RotaryTensor& in, const RotaryTensor& out_or_null, int64_t t,
-                  const float* c, const float* s) {
+                  const Rows& r) {
   const RotaryTensor& out = out_or_null.data ? out_or_null : in;
-  const T* src_base = static_cast<const T*>(in.data);
-  T* dst_base = static_cast<T*>(out.data);
-  const bool copy_tail = out.data != in.data && p.rotary_dim < p.head_dim;
-  for (int h = 0; h < in.n_heads; ++h) {
-    const T* src = src_base + t * in.token_stride + h * in.head_stride;
-    T* dst = dst_base + t * out.token_stride + h * out.head_stride;
-    if (p.layout == PairLayout::HalfSplit)
-      RotateHalfSplit(src, dst, c, s, p.rotary_dim / 2);
-    else
-      RotateInterleaved(src, dst, c, s, p.rotary_dim);
-    if (copy_tail) std::memcpy(dst + p.rotary_dim, src + p.rotary_dim, (p.head_dim - p.rotary_dim) * sizeof(T));
+  const T* src = static_cast<const T*>(in.data) + t * in.token_stride;
+  T* dst = static_cast<T*>(out.data) + t * out.token_stride;
+  const int half = p.rotary_dim / 2;
+  // Groups of kGroup heads: cos/sin vectors are reused kGroup times from
+  // registers, while memory is still walked in small contiguous windows that
+  // the hardware prefetcher follows (all heads at once defeats it from DRAM).
+  constexpr int kGroup = 8;
+  for (int h0 = 0; h0 < in.n_heads; h0 += kGroup) {
+    const Heads hs{in.head_stride, out.head_stride, std::min(kGroup, in.n_heads - h0)};
+    const T* gs = src + h0 * in.head_stride;
+    T* gd = dst + h0 * out.head_stride;
+    if constexpr (std::is_same_v<T, hwy::bfloat16_t>) {
+      if (p.layout == PairLayout::HalfSplit)
+        RotateHalfSplitBf16(gs, gd, hs, r.c, r.s, r.ce, r.co, r.se, r.so, half);
+      else
+        RotateInterleavedBf16(gs, gd, hs, r.c, r.s, half);
+    } else {
+      if (p.layout == PairLayout::HalfSplit)
+        RotateHalfSplit(gs, gd, hs, r.c, r.s, half, 0);
+      else
+        RotateInterleaved(gs, gd, hs, r.ce, r.se, p.rotary_dim);
+    }
   }
+  if (out.data != in.data && p.rotary_dim < p.head_dim)  // out of place: copy the pass-through tail
+    for (int h = 0; h < in.n_heads; ++h)
+      std::memcpy(dst + h * out.head_stride + p.rotary_dim, src + h * in.head_stride + p.rotary_dim,
+                  (p.head_dim - p.rotary_dim) * sizeof(T));
 }
 
 template <class T>
 void RotateTokens(const RotaryProblem& p, int64_t t0, int64_t t1) {
   const int pairs = p.rotary_dim / 2;
-  // Scratch: on-the-fly row (2·pairs) and expanded interleaved rows (2·d).
+  constexpr bool kBf16 = std::is_same_v<T, hwy::bfloat16_t>;
+  // Scratch: the on-the-fly row (2·pairs) and the arranged rows (2·d).
   thread_local std::vector<float> scratch;
-  scratch.resize(static_cast<size_t>(2 * pairs + 2 * p.rotary_dim));
+  scratch.resize(static_cast<size_t>(2 * pairs + 2 * p.rotary_dim + 8));
   float* row_scratch = scratch.data();
-  float* ci = row_scratch + 2 * pairs;
-  float* si = ci + p.rotary_dim;
+  float* a = row_scratch + 2 * pairs;  // arranged cos (d floats)
+  float* b = a + p.rotary_dim;         // arranged sin (d floats)
   for (int64_t t = t0; t < t1; ++t) {
     const auto row = detail::angle_row(p.angles, p.positions[t], pairs, row_scratch);
-    const float* c = row.cos;
-    const float* s = row.sin;
-    if (p.layout == PairLayout::Interleaved) {
+    Rows r{row.cos, row.sin};
+    if (kBf16 && p.layout == PairLayout::HalfSplit) {
+      // Even- and odd-indexed pairs, each contiguous: ce | co, se | so.
+      const int n_even = (pairs + 1) / 2;
       for (int j = 0; j < pairs; ++j) {
-        ci[2 * j] = ci[2 * j + 1] = row.cos[j];
-        si[2 * j] = -row.sin[j];
-        si[2 * j + 1] = row.sin[j];
+        (j % 2 ? a + n_even : a)[j / 2] = row.cos[j];
+        (j % 2 ? b + n_even : b)[j / 2] = row.sin[j];
       }
-      c = ci;
-      s = si;
+      r.ce = a, r.co = a + n_even, r.se = b, r.so = b + n_even;
+    } else if (!kBf16 && p.layout == PairLayout::Interleaved) {
+      // Expanded: cos duplicated, sin as (−s, +s), so out = x·cos + swap(x)·sin.
+      for (int j = 0; j < pairs; ++j) {
+        a[2 * j] = a[2 * j + 1] = row.cos[j];
+        b[2 * j] = -row.sin[j];
+        b[2 * j + 1] = row.sin[j];
+      }
+      r.ce = a, r.se = b;
     }
-    if (p.q.n_heads) RotateTensor<T>(p, p.q, p.q_out, t, c, s);
-    if (p.k.n_heads) RotateTensor<T>(p, p.k, p.k_out, t, c, s);
+    if (p.q.n_heads) RotateTensor<T>(p, p.q, p.q_out, t, r);
+    if (p.k.n_heads) RotateTensor<T>(p, p.k, p.k_out, t, r);
   }
 }
 
@@ -157,7 +274,7 @@ HWY_AFTER_NAMESPACE();
 #include <stdexcept>
 #include <thread>
 
-#include "thread_pool.h"
+#include "ropescale/kernels/thread_pool.h"
 
 namespace ropescale {
 

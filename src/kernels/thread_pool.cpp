@@ -1,4 +1,4 @@
-#include "thread_pool.h"
+#include "ropescale/kernels/thread_pool.h"
 
 #include <algorithm>
 #include <cstdlib>

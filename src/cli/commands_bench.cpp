@@ -1,0 +1,115 @@
+// bench rope: the rotary kernel against memcpy and the straightforward baseline.
+#include <unistd.h>
+
+#include <memory>
+#include <sstream>
+
+#include <fmt/core.h>
+
+#include "commands.h"
+#include "output.h"
+#include "ropescale/bench/rotary_bench.h"
+#include "ropescale/config/error.h"
+#include "ropescale/kernels/thread_pool.h"
+
+namespace ropescale::cli {
+
+namespace {
+
+struct BenchOptions {
+  std::string tokens = "1,16,512,8192";
+  std::string dtypes = "f32,bf16";
+  std::string threads = "1";
+  double min_time = 0.2;
+  bool json = false;
+};
+
+template <class T, class Parse>
+std::vector<T> parse_list(const std::string& text, const char* flag, Parse parse) {
+  std::vector<T> out;
+  std::stringstream ss(text);
+  std::string item;
+  while (std::getline(ss, item, ',')) {
+    try {
+      out.push_back(parse(item));
+    } catch (const std::exception&) {
+      throw_unreadable(flag, "'" + item + "' is not valid in '" + text + "'");
+    }
+  }
+  if (out.empty()) throw_unreadable(flag, "is empty");
+  return out;
+}
+
+void print_row(const RotaryBenchResult& r) {
+  fmt::print("{:<18} {:<5} {:>6} {:>3}  {:>10}  {:>8.2f} {:>8.2f} {:>8.2f}  {:>6.0f}%  {:>6.2f}x  {:>10.3f}\n", r.shape,
+             to_string(r.dtype), r.tokens, r.threads, human_bytes(r.bytes), r.bytes / r.memcpy_s / 1e9,
+             r.bytes / r.naive_s / 1e9, r.bytes / r.optimized_s / 1e9, 100 * r.fraction_of_memcpy(), r.speedup_vs_naive(),
+             r.optimized_s * 1e6);
+  std::fflush(stdout);
+}
+
+void run_bench_rope(const BenchOptions& o) {
+  RotaryBenchOptions bo;
+  bo.tokens = parse_list<int64_t>(o.tokens, "--tokens", [](const std::string& s) {
+    const long long v = std::stoll(s);
+    if (v < 1 || v > (1 << 20)) throw std::out_of_range("tokens");
+    return static_cast<int64_t>(v);
+  });
+  bo.dtypes = parse_list<DType>(o.dtypes, "--dtype", [](const std::string& s) {
+    if (s == "f32") return DType::F32;
+    if (s == "bf16") return DType::BF16;
+    if (s == "f16") return DType::F16;
+    throw std::invalid_argument(s);
+  });
+  bo.threads = parse_list<int>(o.threads, "--threads", [](const std::string& s) {
+    const int v = std::stoi(s);
+    if (v < 1 || v > 1024) throw std::out_of_range("threads");
+    return v;
+  });
+  if (!(o.min_time > 0 && o.min_time < 100)) throw_unreadable("--min-time", "must be in (0, 100) seconds");
+  bo.min_seconds = o.min_time;
+  const bool tty = isatty(STDERR_FILENO);
+  const size_t total = rotary_bench_shapes().size() * bo.dtypes.size() * bo.tokens.size() * bo.threads.size();
+  static size_t done;
+  static bool human;
+  static bool progress_tty;
+  static size_t all;
+  done = 0, human = !o.json, progress_tty = tty, all = total;
+  if (human) {
+    fmt::print("rotary kernel ({} SIMD, pool of {} threads): GB/s = bytes read + written per second\n",
+               rotary_simd_target(), ThreadPool::global().size());
+    fmt::print("{:<18} {:<5} {:>6} {:>3}  {:>10}  {:>8} {:>8} {:>8}  {:>7}  {:>7}  {:>10}\n", "shape", "dtype", "tokens",
+               "thr", "bytes", "memcpy", "naive", "ropescale", "of cpy", "vs naive", "us/call");
+  }
+  const auto results = run_rotary_bench(bo, [](const RotaryBenchResult& r) {
+    ++done;
+    if (human) print_row(r);
+    if (progress_tty && !human) fmt::print(stderr, "\r[{}/{}] {} {} {} tokens", done, all, r.shape, to_string(r.dtype), r.tokens);
+  });
+  if (tty && !human) fmt::print(stderr, "\n");
+  if (o.json) {
+    nlohmann::json a = nlohmann::json::array();
+    for (const auto& r : results)
+      a.push_back({{"shape", r.shape}, {"dtype", to_string(r.dtype)}, {"tokens", r.tokens}, {"threads", r.threads},
+                   {"bytes", r.bytes}, {"memcpy_s", r.memcpy_s}, {"naive_s", r.naive_s}, {"ropescale_s", r.optimized_s},
+                   {"fraction_of_memcpy", r.fraction_of_memcpy()}, {"speedup_vs_naive", r.speedup_vs_naive()}});
+    print_json({{"benchmark", "rope"}, {"simd_target", rotary_simd_target()}, {"results", a}});
+  }
+}
+
+}  // namespace
+
+void add_bench_commands(CLI::App& app, int& exit_code) {
+  auto* bench = app.add_subcommand("bench", "Benchmarks (speed is measured here, never in tests)");
+  bench->require_subcommand(1);
+  auto o = std::make_shared<BenchOptions>();
+  auto* rope = bench->add_subcommand("rope", "Rotary kernel vs memcpy of the same bytes and the straightforward baseline, same run");
+  rope->add_option("--tokens", o->tokens, "Comma-separated token counts")->capture_default_str();
+  rope->add_option("--dtype", o->dtypes, "Comma-separated storage types: f32, bf16, f16")->capture_default_str();
+  rope->add_option("--threads", o->threads, "Comma-separated thread counts")->capture_default_str();
+  rope->add_option("--min-time", o->min_time, "Seconds per measurement")->capture_default_str();
+  rope->add_flag("--json", o->json, "Print one JSON object");
+  rope->callback([o, &exit_code] { run_bench_rope(*o), exit_code = 0; });
+}
+
+}  // namespace ropescale::cli
