@@ -8,5 +8,6 @@ namespace ropescale::cli {
 
 void add_config_commands(CLI::App& app, int& exit_code);
 void add_bench_commands(CLI::App& app, int& exit_code);
+void add_model_commands(CLI::App& app, int& exit_code);
 
 }  // namespace ropescale::cli

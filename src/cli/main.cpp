@@ -16,6 +16,7 @@ int main(int argc, char** argv) {
   int exit_code = 0;
   ropescale::cli::add_config_commands(app, exit_code);
   ropescale::cli::add_bench_commands(app, exit_code);
+  ropescale::cli::add_model_commands(app, exit_code);
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {

@@ -205,6 +205,23 @@ TEST(Cli, GgufThroughEveryCommand) {
   EXPECT_NE(bad.err.find("cut.gguf"), std::string::npos);
 }
 
+TEST(Cli, GenerateGreedyAndScaled) {
+  const auto model = test::shared_dir() / "models/stories260K/stories260K.bin";
+  if (!std::filesystem::exists(model)) GTEST_SKIP() << "SKIPPED LOUDLY: " << model << " is absent";
+  auto r = run("generate --model " + model.string() + " --prompt 'Once upon a time' --max-tokens 12");
+  ASSERT_EQ(r.code, 0) << r.err;
+  // Greedy continuation of the golden sequence (SOURCES.md).
+  EXPECT_EQ(r.out.rfind("Once upon a time, there was a little girl named Lily.", 0), 0u) << r.out;
+  auto y = run("generate --model " + model.string() + " --prompt 'Once upon a time' --max-tokens 8 --ctx 4096 "
+               "--rope-scaling '{\"rope_type\":\"yarn\",\"factor\":8}' --key-rotation read --temp 0.8 --seed 7");
+  EXPECT_EQ(y.code, 0) << y.err;
+  EXPECT_GT(y.out.size(), std::string("Once upon a time").size());
+  auto bad = run("generate --model " + model.string() + " --prompt hi --rope-scaling '{\"rope_type\":\"linear\",\"factor\":-1}'");
+  EXPECT_EQ(bad.code, 1);
+  EXPECT_NE(bad.err.find("factor"), std::string::npos);
+  EXPECT_EQ(run("generate --model /nonexistent.bin --prompt hi").code, 2);
+}
+
 TEST(Cli, Stories260K) {
   const auto path = test::shared_dir() / "models/stories260K/stories260K.bin";
   if (!std::filesystem::exists(path)) GTEST_SKIP() << "SKIPPED LOUDLY: " << path << " is absent";

@@ -1,0 +1,29 @@
+// Causal grouped-query attention over a KV cache, for a chunk of queries.
+// Memory is O(keys): no score matrix is materialized (online softmax over key
+// tiles), so 16K-token contexts cost memory proportional to n.
+//
+// out[t,h] = Σ_i softmax_i(scale · q[t,h]·k[i,g]) v[i,g],  g = h / (H / KV),
+// over keys i = 0 … keys_before + t (query t sits at position keys_before + t).
+#pragma once
+
+#include <cstdint>
+
+namespace ropescale {
+
+struct AttentionProblem {
+  int n_queries = 0;
+  int n_heads = 0, n_kv_heads = 0, head_dim = 0;
+  int64_t keys_before = 0;     // keys already in the cache before this chunk
+  const float* q = nullptr;    // [n_queries][n_heads][head_dim], rotated
+  const float* k = nullptr;    // [keys_before + n_queries][n_kv_heads][head_dim], rotated
+  const float* v = nullptr;    // same layout as k
+  float scale = 1.0f;          // usually 1/sqrt(head_dim)
+  float* out = nullptr;        // [n_queries][n_heads][head_dim]
+};
+
+// Plain twin: all scores of one query, max, exp, normalize, weighted sum — in double.
+void attention_scalar(const AttentionProblem& p);
+// Tiled online softmax, threads over (query, head) (0 = the pool's size).
+void attention(const AttentionProblem& p, int threads = 0);
+
+}  // namespace ropescale

@@ -1,0 +1,51 @@
+// A Llama-family model in memory: hyperparameters and f32 weights, whatever
+// file it came from. Tensor layouts are PyTorch's (out, in) row-major.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "ropescale/rope/rope_spec.h"
+
+namespace ropescale {
+
+struct LlamaHParams {
+  int dim = 0;          // model width
+  int hidden_dim = 0;   // SwiGLU width
+  int n_layers = 0;
+  int n_heads = 0;
+  int n_kv_heads = 0;
+  int vocab_size = 0;
+  int head_dim = 0;
+  int trained_context = 0;    // the context the model was trained at
+  float norm_eps = 1e-5f;
+  double rope_theta = 10000.0;
+  PairLayout layout = PairLayout::Interleaved;  // how this file's Q/K rows pair channels
+};
+
+struct LlamaLayerWeights {
+  std::vector<float> attn_norm;             // [dim]
+  std::vector<float> wq, wk, wv, wo;        // [H·hd, dim], [KV·hd, dim] ×2, [dim, H·hd]
+  std::vector<float> ffn_norm;              // [dim]
+  std::vector<float> w1, w2, w3;            // [hidden, dim], [dim, hidden], [hidden, dim]
+};
+
+struct LlamaModel {
+  std::string path;
+  LlamaHParams hp;
+  std::vector<float> token_embedding;       // [vocab, dim]
+  std::vector<LlamaLayerWeights> layers;
+  std::vector<float> final_norm;            // [dim]
+  std::vector<float> classifier;            // [vocab, dim]; empty = tied to token_embedding
+  const std::vector<float>& output_weights() const { return classifier.empty() ? token_embedding : classifier; }
+};
+
+// llama2.c checkpoint (legacy v0 or "ak42" v1 fp32). Throws ConfigError naming
+// the file when it is truncated or inconsistent.
+LlamaModel load_llama2c_model(const std::string& path);
+
+// Any supported model file (llama2.c today). Throws ConfigError.
+LlamaModel load_model(const std::string& path);
+
+}  // namespace ropescale

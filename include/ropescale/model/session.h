@@ -1,0 +1,68 @@
+// An inference session: one sequence, its KV cache, and the RoPE setting of
+// this request. Tokens are appended in chunks (chunked prefill); each call
+// returns the logits of the last token (or of every token).
+//
+// Length-dependent methods (dynamic NTK, dynamic YaRN, LongRoPE) recompute
+// their frequencies from the current length L = position after the chunk
+// (HF: max position + 1). Keys already in the cache are handled one of two ways:
+//  KeyRotation::AtWrite — each key is rotated once, with the frequencies in
+//    force when it was written (what HF and vLLM do; after a frequency change
+//    old and new keys disagree: transformers#25104, rope-reference.md §4.1);
+//  KeyRotation::AtRead  — keys are cached unrotated and rotated with the
+//    current frequencies whenever they are read: exact, at the cost of
+//    re-rotating the cache each chunk.
+// For static methods the two are identical.
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "ropescale/model/llama_model.h"
+#include "ropescale/rope/frequencies.h"
+
+namespace ropescale {
+
+enum class KeyRotation { AtWrite, AtRead };
+
+struct SessionOptions {
+  int64_t max_context = 0;        // KV cache capacity (tokens); 0 = the model's trained context
+  RopeSpec rope;                  // the request's setting (see rope_spec_for_model)
+  KeyRotation key_rotation = KeyRotation::AtWrite;
+  int chunk = 256;                // prefill chunk size
+  int threads = 0;                // 0 = the pool's size
+};
+
+// The model's own RoPE setting, or a request override given as the JSON a user
+// passes to vLLM (e.g. {"rope_type":"yarn","factor":8}); original lengths
+// default to the model's trained context. Throws ConfigError.
+RopeSpec rope_spec_for_model(const LlamaModel& m, const std::string& rope_scaling_json = "");
+
+class InferenceSession {
+ public:
+  InferenceSession(const LlamaModel& model, SessionOptions options);
+
+  // Appends `tokens`; returns logits [vocab] of the last one, or [n × vocab]
+  // for every token when `all_logits`. Throws std::length_error past max_context.
+  std::vector<float> forward(std::span<const int> tokens, bool all_logits = false);
+
+  int64_t position() const { return pos_; }
+  const SessionOptions& options() const { return opt_; }
+  // The frequencies used for the most recent chunk.
+  const RopeFrequencies& current_frequencies() const { return freqs_; }
+  void reset() { pos_ = 0; }
+
+ private:
+  void forward_chunk(const int* tokens, int n, float* logits_out, bool all_logits);
+
+  const LlamaModel& m_;
+  SessionOptions opt_;
+  int64_t pos_ = 0;
+  RopeFrequencies freqs_;
+  std::vector<std::vector<float>> k_cache_, v_cache_;  // per layer [max_context][KV][hd]
+  // scratch
+  std::vector<float> x_, xb_, q_, k_, v_, att_, h1_, h3_, k_rot_;
+};
+
+}  // namespace ropescale

@@ -1,0 +1,97 @@
+// generate: run a model with any RoPE scaling, chosen per request.
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <memory>
+#include <random>
+
+#include <fmt/core.h>
+
+#include "commands.h"
+#include "ropescale/config/error.h"
+#include "ropescale/model/session.h"
+#include "ropescale/model/tokenizer.h"
+
+namespace ropescale::cli {
+
+namespace {
+
+struct GenerateOptions {
+  std::string model, tokenizer, prompt, rope_scaling, key_rotation = "write";
+  int64_t ctx = 0;
+  int max_tokens = 256;
+  double temperature = 0.0;
+  uint64_t seed = 42;
+  int threads = 0;
+};
+
+// tokenizer.bin or tok<vocab>.bin beside the model.
+std::string find_tokenizer(const std::string& model, int vocab) {
+  const auto dir = std::filesystem::path(model).parent_path();
+  for (const auto& name : {std::string("tokenizer.bin"), "tok" + std::to_string(vocab) + ".bin"})
+    if (std::filesystem::exists(dir / name)) return (dir / name).string();
+  throw_unreadable(model, "no tokenizer.bin or tok" + std::to_string(vocab) + ".bin beside the model: pass --tokenizer");
+}
+
+int sample(const std::vector<float>& logits, double temperature, std::mt19937_64& rng) {
+  if (temperature <= 0) return static_cast<int>(std::max_element(logits.begin(), logits.end()) - logits.begin());
+  const float mx = *std::max_element(logits.begin(), logits.end());
+  std::vector<double> p(logits.size());
+  for (size_t i = 0; i < p.size(); ++i) p[i] = std::exp((logits[i] - mx) / temperature);
+  return std::discrete_distribution<int>(p.begin(), p.end())(rng);
+}
+
+void run_generate(const GenerateOptions& o) {
+  const LlamaModel model = load_model(o.model);
+  const auto tok = Llama2cTokenizer::load(o.tokenizer.empty() ? find_tokenizer(o.model, model.hp.vocab_size) : o.tokenizer,
+                                          model.hp.vocab_size);
+  SessionOptions so;
+  so.rope = rope_spec_for_model(model, o.rope_scaling);
+  so.key_rotation = o.key_rotation == "read" ? KeyRotation::AtRead : KeyRotation::AtWrite;
+  if (o.key_rotation != "read" && o.key_rotation != "write")
+    throw_unreadable("--key-rotation", "'" + o.key_rotation + "' is not one of write, read");
+  const auto prompt = tok.encode(o.prompt, true, false);
+  so.max_context = o.ctx > 0 ? o.ctx : std::max<int64_t>(model.hp.trained_context, int64_t(prompt.size()) + o.max_tokens);
+  if (int64_t(prompt.size()) >= so.max_context)
+    throw_unreadable("--ctx", "the prompt has " + std::to_string(prompt.size()) + " tokens; --ctx " +
+                                  std::to_string(so.max_context) + " leaves no room to generate");
+  so.threads = o.threads;
+  InferenceSession session(model, so);
+  std::mt19937_64 rng(o.seed);
+  std::fputs(o.prompt.c_str(), stdout);
+  auto logits = session.forward(prompt);
+  int prev = prompt.back();
+  for (int i = 0; i < o.max_tokens && session.position() < so.max_context; ++i) {
+    const int next = sample(logits, o.temperature, rng);
+    if (next == Llama2cTokenizer::kEos || next == Llama2cTokenizer::kBos) break;
+    const std::string piece = tok.decode(prev, next);
+    std::fwrite(piece.data(), 1, piece.size(), stdout);
+    std::fflush(stdout);
+    prev = next;
+    logits = session.forward(std::span<const int>(&next, 1));
+  }
+  std::fputc('\n', stdout);
+}
+
+}  // namespace
+
+void add_model_commands(CLI::App& app, int& exit_code) {
+  auto o = std::make_shared<GenerateOptions>();
+  auto* g = app.add_subcommand("generate", "Generate text with any RoPE scaling, chosen per request (streams to stdout)");
+  g->add_option("--model", o->model, "llama2.c checkpoint (.bin)")->required();
+  g->add_option("--tokenizer", o->tokenizer, "llama2.c tokenizer (default: tokenizer.bin or tok<vocab>.bin beside the model)");
+  g->add_option("--prompt", o->prompt, "Prompt text")->required();
+  g->add_option("--rope-scaling", o->rope_scaling, "This request's scaling as vLLM JSON, e.g. '{\"rope_type\":\"yarn\",\"factor\":8}'");
+  g->add_option("--ctx", o->ctx, "KV-cache capacity in tokens (default: trained context, or prompt + max tokens)")
+      ->check(CLI::PositiveNumber);
+  g->add_option("--max-tokens", o->max_tokens, "Tokens to generate")->capture_default_str()->check(CLI::NonNegativeNumber);
+  g->add_option("--temp", o->temperature, "Sampling temperature (0 = greedy)")->capture_default_str()->check(CLI::NonNegativeNumber);
+  g->add_option("--seed", o->seed, "Sampling seed")->capture_default_str();
+  g->add_option("--key-rotation", o->key_rotation,
+                "write: rotate keys once when cached (HF/vLLM); read: cache unrotated, rotate with the current frequencies (exact)")
+      ->capture_default_str();
+  g->add_option("--threads", o->threads, "Threads (0 = all cores)")->capture_default_str();
+  g->callback([o, &exit_code] { run_generate(*o), exit_code = 0; });
+}
+
+}  // namespace ropescale::cli

@@ -1,0 +1,90 @@
+// llama2.c checkpoints: legacy v0 (karpathy's legacy_export) and v1 (fp32
+// version1_export). Sizes were validated against the header by
+// parse_llama2c_header before any weight is read.
+#include <cstring>
+
+#include "ropescale/config/error.h"
+#include "ropescale/config/llama2c_header.h"
+#include "ropescale/config/mapped_file.h"
+#include "ropescale/model/llama_model.h"
+
+namespace ropescale {
+
+namespace {
+
+class FloatReader {
+ public:
+  FloatReader(std::span<const uint8_t> b, size_t offset, const std::string& path) : b_(b), pos_(offset), path_(path) {}
+  std::vector<float> take(size_t n, const char* what) {
+    if (n * 4 > b_.size() - pos_) throw_unreadable(path_, std::string("llama2.c: truncated while reading ") + what);
+    std::vector<float> v(n);
+    std::memcpy(v.data(), b_.data() + pos_, n * 4);
+    pos_ += n * 4;
+    return v;
+  }
+  void skip(size_t n) { pos_ += std::min(n * 4, b_.size() - pos_); }
+
+ private:
+  std::span<const uint8_t> b_;
+  size_t pos_;
+  const std::string& path_;
+};
+
+}  // namespace
+
+LlamaModel load_llama2c_model(const std::string& path) {
+  MappedFile file(path);
+  const auto h = parse_llama2c_header(file.bytes(), path);
+  if (h.version == 2) throw_unreadable(path, "llama2.c: int8 (version 2) checkpoints are not supported; export fp32 (version 1)");
+  LlamaModel m;
+  m.path = path;
+  auto& hp = m.hp;
+  hp.dim = h.dim;
+  hp.hidden_dim = h.hidden_dim;
+  hp.n_layers = h.n_layers;
+  hp.n_heads = h.n_heads;
+  hp.n_kv_heads = h.n_kv_heads;
+  hp.vocab_size = h.vocab_size;
+  hp.head_dim = h.head_dim();
+  hp.trained_context = h.seq_len;
+  hp.layout = PairLayout::Interleaved;  // llama2.c rotates (x[2i], x[2i+1])
+  const size_t d = hp.dim, hd = hp.head_dim, q = size_t(hp.n_heads) * hd, kv = size_t(hp.n_kv_heads) * hd,
+               hid = hp.hidden_dim, V = hp.vocab_size, L = hp.n_layers;
+  m.layers.resize(L);
+  FloatReader r(file.bytes(), h.header_bytes, path);
+  auto per_layer = [&](std::vector<float> LlamaLayerWeights::*field, size_t n, const char* what) {
+    for (auto& layer : m.layers) layer.*field = r.take(n, what);
+  };
+  if (h.version == 0) {
+    m.token_embedding = r.take(V * d, "tok_embeddings");
+    per_layer(&LlamaLayerWeights::attn_norm, d, "rms_att");
+    per_layer(&LlamaLayerWeights::wq, q * d, "wq");
+    per_layer(&LlamaLayerWeights::wk, kv * d, "wk");
+    per_layer(&LlamaLayerWeights::wv, kv * d, "wv");
+    per_layer(&LlamaLayerWeights::wo, d * q, "wo");
+    per_layer(&LlamaLayerWeights::ffn_norm, d, "rms_ffn");
+    per_layer(&LlamaLayerWeights::w1, hid * d, "w1");
+    per_layer(&LlamaLayerWeights::w2, d * hid, "w2");
+    per_layer(&LlamaLayerWeights::w3, hid * d, "w3");
+    m.final_norm = r.take(d, "rms_final");
+    r.skip(size_t(h.seq_len) * hd);  // freq_cis_real/imag: precomputed RoPE, not used
+  } else {
+    per_layer(&LlamaLayerWeights::attn_norm, d, "attention_norm");
+    per_layer(&LlamaLayerWeights::ffn_norm, d, "ffn_norm");
+    m.final_norm = r.take(d, "norm");
+    m.token_embedding = r.take(V * d, "tok_embeddings");
+    per_layer(&LlamaLayerWeights::wq, q * d, "wq");
+    per_layer(&LlamaLayerWeights::wk, kv * d, "wk");
+    per_layer(&LlamaLayerWeights::wv, kv * d, "wv");
+    per_layer(&LlamaLayerWeights::wo, d * q, "wo");
+    per_layer(&LlamaLayerWeights::w1, hid * d, "w1");
+    per_layer(&LlamaLayerWeights::w2, d * hid, "w2");
+    per_layer(&LlamaLayerWeights::w3, hid * d, "w3");
+  }
+  if (!h.shared_classifier) m.classifier = r.take(V * d, "classifier");
+  return m;
+}
+
+LlamaModel load_model(const std::string& path) { return load_llama2c_model(path); }
+
+}  // namespace ropescale

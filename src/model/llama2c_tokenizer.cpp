@@ -1,0 +1,99 @@
+#include <cstring>
+#include <limits>
+
+#include "ropescale/config/error.h"
+#include "ropescale/config/mapped_file.h"
+#include "ropescale/model/tokenizer.h"
+
+namespace ropescale {
+
+Llama2cTokenizer Llama2cTokenizer::load(const std::string& path, int expected_vocab_size) {
+  MappedFile f(path);
+  const auto b = f.bytes();
+  size_t pos = 0;
+  auto need = [&](size_t n, const char* what) {
+    if (n > b.size() - pos) throw_unreadable(path, std::string("tokenizer: truncated while reading ") + what);
+  };
+  need(4, "max_token_length");
+  int32_t max_len;
+  std::memcpy(&max_len, b.data(), 4);
+  pos = 4;
+  if (max_len <= 0 || max_len > 1024) throw_unreadable(path, "tokenizer: max_token_length " + std::to_string(max_len) + " is absurd");
+  Llama2cTokenizer t;
+  while (pos < b.size()) {
+    need(8, "a token's score and length");
+    float score;
+    int32_t len;
+    std::memcpy(&score, b.data() + pos, 4);
+    std::memcpy(&len, b.data() + pos + 4, 4);
+    pos += 8;
+    if (len < 0 || len > max_len)
+      throw_unreadable(path, "tokenizer: token " + std::to_string(t.pieces_.size()) + " has length " + std::to_string(len) +
+                                 " (max_token_length " + std::to_string(max_len) + ")");
+    need(len, "a token's bytes");
+    t.pieces_.emplace_back(reinterpret_cast<const char*>(b.data() + pos), len);
+    t.scores_.push_back(score);
+    pos += len;
+    if (expected_vocab_size > 0 && static_cast<int>(t.pieces_.size()) == expected_vocab_size) break;
+  }
+  if (expected_vocab_size > 0 && t.vocab_size() != expected_vocab_size)
+    throw_unreadable(path, "tokenizer: has " + std::to_string(t.vocab_size()) + " tokens, the model expects " +
+                               std::to_string(expected_vocab_size));
+  if (t.vocab_size() < 259) throw_unreadable(path, "tokenizer: fewer than 259 tokens (no byte fallback)");
+  for (int i = 0; i < t.vocab_size(); ++i) t.index_.emplace(t.pieces_[i], i);  // first occurrence wins
+  return t;
+}
+
+std::vector<int> Llama2cTokenizer::encode(const std::string& text, bool bos, bool eos) const {
+  std::vector<int> ids;
+  if (bos) ids.push_back(kBos);
+  std::vector<int> toks;
+  if (!text.empty()) {
+    auto it = index_.find(" ");
+    if (it != index_.end()) toks.push_back(it->second);
+  }
+  // One piece per UTF-8 character, byte fallback otherwise.
+  for (size_t i = 0; i < text.size();) {
+    size_t n = 1;
+    const unsigned char c = static_cast<unsigned char>(text[i]);
+    if ((c & 0xE0) == 0xC0) n = 2;
+    else if ((c & 0xF0) == 0xE0) n = 3;
+    else if ((c & 0xF8) == 0xF0) n = 4;
+    n = std::min(n, text.size() - i);
+    const std::string ch = text.substr(i, n);
+    auto it = index_.find(ch);
+    if (it != index_.end()) {
+      toks.push_back(it->second);
+    } else {
+      for (unsigned char byte : ch) toks.push_back(byte_token(byte));
+    }
+    i += n;
+  }
+  // Merge the best-scoring adjacent pair until none merges.
+  for (;;) {
+    float best = -std::numeric_limits<float>::infinity();
+    int best_id = -1;
+    size_t best_at = 0;
+    for (size_t i = 0; i + 1 < toks.size(); ++i) {
+      auto it = index_.find(pieces_[toks[i]] + pieces_[toks[i + 1]]);
+      if (it != index_.end() && scores_[it->second] > best) best = scores_[it->second], best_id = it->second, best_at = i;
+    }
+    if (best_id < 0) break;
+    toks[best_at] = best_id;
+    toks.erase(toks.begin() + static_cast<long>(best_at) + 1);
+  }
+  ids.insert(ids.end(), toks.begin(), toks.end());
+  if (eos) ids.push_back(kEos);
+  return ids;
+}
+
+std::string Llama2cTokenizer::decode(int previous, int token) const {
+  if (token < 0 || token >= vocab_size()) return "";
+  std::string p = pieces_[token];
+  if (previous == kBos && !p.empty() && p[0] == ' ') p.erase(0, 1);
+  unsigned int byte;
+  if (p.size() == 6 && std::sscanf(p.c_str(), "<0x%02X>", &byte) == 1) return std::string(1, static_cast<char>(byte));
+  return p;
+}
+
+}  // namespace ropescale

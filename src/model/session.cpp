@@ -1,0 +1,188 @@
+#include "ropescale/model/session.h"
+
+#include <cblas.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <stdexcept>
+
+#include "ropescale/config/model_config.h"
+#include "ropescale/kernels/attention.h"
+#include "ropescale/kernels/rotary.h"
+
+namespace ropescale {
+
+namespace {
+
+// Y[n × out] = X[n × in] · W[out × in]ᵀ
+void matmul(const float* x, const std::vector<float>& w, float* y, int n, int in, int out) {
+  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, out, in, 1.0f, x, in, w.data(), in, 0.0f, y, out);
+}
+
+void rmsnorm(const float* x, const std::vector<float>& w, float* y, int n, int dim, float eps) {
+  for (int t = 0; t < n; ++t) {
+    const float* xr = x + int64_t(t) * dim;
+    float* yr = y + int64_t(t) * dim;
+    double ss = 0;
+    for (int i = 0; i < dim; ++i) ss += double(xr[i]) * xr[i];
+    const float inv = 1.0f / std::sqrt(static_cast<float>(ss / dim) + eps);
+    for (int i = 0; i < dim; ++i) yr[i] = xr[i] * inv * w[i];
+  }
+}
+
+}  // namespace
+
+RopeSpec rope_spec_for_model(const LlamaModel& m, const std::string& rope_scaling_json) {
+  ModelConfig c;
+  c.path = m.path;
+  c.format = SourceFormat::Llama2c;
+  c.architecture = "llama";
+  c.hidden_size = m.hp.dim;
+  c.num_attention_heads = m.hp.n_heads;
+  c.num_key_value_heads = m.hp.n_kv_heads;
+  c.num_hidden_layers = m.hp.n_layers;
+  c.head_dim = c.rotary_head_dim = m.hp.head_dim;
+  c.max_position_embeddings = m.hp.trained_context;
+  c.layout = m.hp.layout;
+  c.rope_parameters = {{"rope_type", "default"}, {"rope_theta", m.hp.rope_theta}};
+  if (!rope_scaling_json.empty()) apply_rope_override(c, rope_scaling_json);
+  return rope_spec_for(c);
+}
+
+InferenceSession::InferenceSession(const LlamaModel& model, SessionOptions options) : m_(model), opt_(std::move(options)) {
+  const auto& hp = m_.hp;
+  if (opt_.max_context <= 0) opt_.max_context = hp.trained_context;
+  if (opt_.chunk <= 0) throw std::invalid_argument("session: chunk must be > 0");
+  if (opt_.rope.rotary_dim != hp.head_dim && opt_.rope.rotary_dim > hp.head_dim)
+    throw std::invalid_argument("session: rotary_dim exceeds head_dim");
+  const size_t kv = size_t(hp.n_kv_heads) * hp.head_dim;
+  k_cache_.assign(hp.n_layers, std::vector<float>(size_t(opt_.max_context) * kv));
+  v_cache_.assign(hp.n_layers, std::vector<float>(size_t(opt_.max_context) * kv));
+}
+
+std::vector<float> InferenceSession::forward(std::span<const int> tokens, bool all_logits) {
+  const int V = m_.hp.vocab_size;
+  if (pos_ + static_cast<int64_t>(tokens.size()) > opt_.max_context)
+    throw std::length_error("session: " + std::to_string(pos_ + tokens.size()) + " tokens exceed the KV cache of " +
+                            std::to_string(opt_.max_context));
+  for (int t : tokens)
+    if (t < 0 || t >= V) throw std::invalid_argument("session: token id " + std::to_string(t) + " outside the vocabulary");
+  std::vector<float> logits(all_logits ? tokens.size() * size_t(V) : size_t(V));
+  for (size_t i = 0; i < tokens.size(); i += opt_.chunk) {
+    const int n = static_cast<int>(std::min<size_t>(opt_.chunk, tokens.size() - i));
+    const bool last = i + n == tokens.size();
+    float* out = all_logits ? logits.data() + i * V : (last ? logits.data() : nullptr);
+    forward_chunk(tokens.data() + i, n, out, all_logits);
+  }
+  return logits;
+}
+
+void InferenceSession::forward_chunk(const int* tokens, int n, float* logits_out, bool all_logits) {
+  const auto& hp = m_.hp;
+  const int dim = hp.dim, hd = hp.head_dim, H = hp.n_heads, KV = hp.n_kv_heads, hid = hp.hidden_dim;
+  const int qd = H * hd, kvd = KV * hd;
+  const int64_t p0 = pos_, p1 = pos_ + n;
+  // Frequencies for the current length (static methods ignore it).
+  freqs_ = compute_frequencies(opt_.rope, p1);
+  const CosSinTable table = build_cos_sin_table(freqs_, p0, p1);
+  std::vector<int64_t> positions(n);
+  for (int t = 0; t < n; ++t) positions[t] = p0 + t;
+
+  x_.resize(size_t(n) * dim);
+  xb_.resize(x_.size());
+  q_.resize(size_t(n) * qd);
+  k_.resize(size_t(n) * kvd);
+  v_.resize(size_t(n) * kvd);
+  att_.resize(q_.size());
+  h1_.resize(size_t(n) * hid);
+  h3_.resize(h1_.size());
+  for (int t = 0; t < n; ++t)
+    std::memcpy(&x_[size_t(t) * dim], &m_.token_embedding[size_t(tokens[t]) * dim], dim * sizeof(float));
+
+  const bool at_read = opt_.key_rotation == KeyRotation::AtRead;
+  CosSinTable key_table;
+  std::vector<int64_t> key_positions;
+  if (at_read) {  // every cached key is rotated with the current frequencies
+    key_table = build_cos_sin_table(freqs_, 0, p1);
+    key_positions.resize(p1);
+    for (int64_t i = 0; i < p1; ++i) key_positions[i] = i;
+    k_rot_.resize(size_t(p1) * kvd);
+  }
+
+  for (int l = 0; l < hp.n_layers; ++l) {
+    const auto& w = m_.layers[l];
+    rmsnorm(x_.data(), w.attn_norm, xb_.data(), n, dim, hp.norm_eps);
+    matmul(xb_.data(), w.wq, q_.data(), n, dim, qd);
+    matmul(xb_.data(), w.wk, k_.data(), n, dim, kvd);
+    matmul(xb_.data(), w.wv, v_.data(), n, dim, kvd);
+
+    RotaryProblem rp;
+    rp.n_tokens = n;
+    rp.positions = positions.data();
+    rp.head_dim = hd;
+    rp.rotary_dim = opt_.rope.rotary_dim;
+    rp.layout = hp.layout;
+    rp.q = {q_.data(), DType::F32, H, qd, hd};
+    if (!at_read) rp.k = {k_.data(), DType::F32, KV, kvd, hd};
+    rp.angles.table = &table;
+    apply_rotary(rp, opt_.threads);
+
+    float* kc = k_cache_[l].data();
+    float* vc = v_cache_[l].data();
+    std::memcpy(kc + p0 * kvd, k_.data(), k_.size() * sizeof(float));
+    std::memcpy(vc + p0 * kvd, v_.data(), v_.size() * sizeof(float));
+    const float* keys = kc;
+    if (at_read) {
+      std::memcpy(k_rot_.data(), kc, size_t(p1) * kvd * sizeof(float));
+      RotaryProblem kp;
+      kp.n_tokens = p1;
+      kp.positions = key_positions.data();
+      kp.head_dim = hd;
+      kp.rotary_dim = opt_.rope.rotary_dim;
+      kp.layout = hp.layout;
+      kp.k = {k_rot_.data(), DType::F32, KV, kvd, hd};
+      kp.angles.table = &key_table;
+      apply_rotary(kp, opt_.threads);
+      keys = k_rot_.data();
+    }
+
+    AttentionProblem ap;
+    ap.n_queries = n;
+    ap.n_heads = H;
+    ap.n_kv_heads = KV;
+    ap.head_dim = hd;
+    ap.keys_before = p0;
+    ap.q = q_.data();
+    ap.k = keys;
+    ap.v = vc;
+    ap.scale = 1.0f / std::sqrt(static_cast<float>(hd));
+    ap.out = att_.data();
+    attention(ap, opt_.threads);
+
+    matmul(att_.data(), w.wo, xb_.data(), n, qd, dim);
+    for (size_t i = 0; i < x_.size(); ++i) x_[i] += xb_[i];
+
+    rmsnorm(x_.data(), w.ffn_norm, xb_.data(), n, dim, hp.norm_eps);
+    matmul(xb_.data(), w.w1, h1_.data(), n, dim, hid);
+    matmul(xb_.data(), w.w3, h3_.data(), n, dim, hid);
+    for (size_t i = 0; i < h1_.size(); ++i) {
+      const float a = h1_[i];
+      h1_[i] = a / (1.0f + std::exp(-a)) * h3_[i];  // SwiGLU: silu(w1 x) · w3 x
+    }
+    matmul(h1_.data(), w.w2, xb_.data(), n, hid, dim);
+    for (size_t i = 0; i < x_.size(); ++i) x_[i] += xb_[i];
+  }
+  pos_ = p1;
+  if (!logits_out) return;
+  const int V = hp.vocab_size;
+  if (all_logits) {
+    rmsnorm(x_.data(), m_.final_norm, xb_.data(), n, dim, hp.norm_eps);
+    matmul(xb_.data(), m_.output_weights(), logits_out, n, dim, V);
+  } else {
+    rmsnorm(x_.data() + size_t(n - 1) * dim, m_.final_norm, xb_.data(), 1, dim, hp.norm_eps);
+    matmul(xb_.data(), m_.output_weights(), logits_out, 1, dim, V);
+  }
+}
+
+}  // namespace ropescale
