@@ -3,12 +3,14 @@
 #include <cstdio>
 #include <filesystem>
 #include <memory>
+#include <fstream>
 #include <random>
 
 #include <fmt/core.h>
 
 #include "commands.h"
 #include "ropescale/config/error.h"
+#include "ropescale/model/gguf_model.h"
 #include "ropescale/model/session.h"
 #include "ropescale/model/tokenizer.h"
 
@@ -41,10 +43,15 @@ int sample(const std::vector<float>& logits, double temperature, std::mt19937_64
   return std::discrete_distribution<int>(p.begin(), p.end())(rng);
 }
 
+Llama2cTokenizer tokenizer_for(const LlamaModel& model, const std::string& model_path, const std::string& explicit_path) {
+  if (!explicit_path.empty()) return Llama2cTokenizer::load(explicit_path, model.hp.vocab_size);
+  if (model.position.format == SourceFormat::Gguf) return load_gguf_tokenizer(model_path);
+  return Llama2cTokenizer::load(find_tokenizer(model_path, model.hp.vocab_size), model.hp.vocab_size);
+}
+
 void run_generate(const GenerateOptions& o) {
   const LlamaModel model = load_model(o.model);
-  const auto tok = Llama2cTokenizer::load(o.tokenizer.empty() ? find_tokenizer(o.model, model.hp.vocab_size) : o.tokenizer,
-                                          model.hp.vocab_size);
+  const auto tok = tokenizer_for(model, o.model, o.tokenizer);
   SessionOptions so;
   so.rope = rope_spec_for_model(model, o.rope_scaling);
   so.key_rotation = o.key_rotation == "read" ? KeyRotation::AtRead : KeyRotation::AtWrite;
@@ -73,9 +80,50 @@ void run_generate(const GenerateOptions& o) {
   std::fputc('\n', stdout);
 }
 
+struct ConvertOptions {
+  std::string model, tokenizer, out, to = "gguf", dtype = "f32", rope_scaling;
+};
+
+void run_convert(const ConvertOptions& o) {
+  const LlamaModel model = load_model(o.model);
+  const auto tok = tokenizer_for(model, o.model, o.tokenizer);
+  if (o.to != "gguf") throw_unreadable("--to", "'" + o.to + "' is not supported (gguf)");
+  const auto wt = parse_weight_type(o.dtype);
+  if (!wt) throw_unreadable("--dtype", "'" + o.dtype + "' is not one of f32, f16, bf16, q8_0");
+  nlohmann::json rope = nullptr;
+  if (!o.rope_scaling.empty()) {
+    try {
+      rope = nlohmann::json::parse(o.rope_scaling);
+    } catch (const nlohmann::json::exception& e) {
+      throw_unreadable("--rope-scaling", std::string("not valid JSON (") + e.what() + ")");
+    }
+  }
+  const auto bytes = serialize_gguf_model(model, tok, *wt, rope);
+  std::ofstream out(o.out, std::ios::binary);
+  if (!out) throw_unreadable(o.out, "cannot open for writing");
+  out.write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
+  if (!out) throw_unreadable(o.out, "write failed");
+  const std::string t = rope.is_null() ? model.position.rope_parameters.value("rope_type", "default") : rope.value("rope_type", "default");
+  fmt::print("{} → {} ({}, {:.1f} KiB, rope {})\n", o.model, o.out, o.dtype, bytes.size() / 1024.0, t);
+  if (t == "dynamic" || t == "dynamic_yarn")
+    fmt::print("note: llama.cpp cannot express {}; the file runs there as plain RoPE. ropescale reads the exact "
+               "setting from ropescale.rope_parameters\n", t);
+}
+
 }  // namespace
 
 void add_model_commands(CLI::App& app, int& exit_code) {
+  {
+    auto o = std::make_shared<ConvertOptions>();
+    auto* c = app.add_subcommand("convert", "Convert a model to GGUF (llama.cpp keys and tensor names), carrying its rope setting");
+    c->add_option("--model", o->model, "llama2.c checkpoint or GGUF")->required();
+    c->add_option("--tokenizer", o->tokenizer, "llama2.c tokenizer (default: beside the model, or the GGUF's own)");
+    c->add_option("--out", o->out, "Output file")->required();
+    c->add_option("--to", o->to, "Output format")->capture_default_str();
+    c->add_option("--dtype", o->dtype, "Weight type: f32, f16, bf16, q8_0 (norms stay f32)")->capture_default_str();
+    c->add_option("--rope-scaling", o->rope_scaling, "Scaling to store with the model, as vLLM JSON");
+    c->callback([o, &exit_code] { run_convert(*o), exit_code = 0; });
+  }
   auto o = std::make_shared<GenerateOptions>();
   auto* g = app.add_subcommand("generate", "Generate text with any RoPE scaling, chosen per request (streams to stdout)");
   g->add_option("--model", o->model, "llama2.c checkpoint (.bin)")->required();

@@ -153,6 +153,20 @@ ModelConfig model_config_from_gguf(std::span<const uint8_t> bytes, const std::st
                       std::to_string(div.size()) + " entries)");
   }
   if (m.kv("rope.scaling.finetuned")) p["finetuned"] = m.kv("rope.scaling.finetuned")->value;
+  // A GGUF written by ropescale carries its exact setting (any method, also
+  // those llama.cpp cannot express); it replaces the llama.cpp-key mapping.
+  if (const auto* own = f.find("ropescale.rope_parameters"); own && own->value.is_string()) {
+    try {
+      p = json::parse(own->value.get<std::string>());
+    } catch (const json::exception&) {
+      throw_invalid(path, "ropescale.rope_parameters", safe_dump(own->value).substr(0, 60), "is not valid JSON");
+    }
+    if (!p.is_object()) throw_invalid(path, "ropescale.rope_parameters", safe_dump(p).substr(0, 60), "must be a JSON object");
+    c.freq_divisors.clear();
+    c.rope_source = "gguf:ropescale.rope_parameters";
+    if (const auto* tc = f.find("ropescale.trained_context"); tc && tc->value.is_number_unsigned())
+      c.original_max_position_embeddings = tc->value.get<int64_t>();
+  }
   c.rope_as_written = p;
   c.rope_parameters = standardize_rope_parameters(p, c);
   // freq_divisors must match the rotary pair count; checked where the spec is built.

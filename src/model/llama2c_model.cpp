@@ -82,9 +82,8 @@ LlamaModel load_llama2c_model(const std::string& path) {
     per_layer(&LlamaLayerWeights::w3, hid * d, "w3");
   }
   if (!h.shared_classifier) m.classifier = r.take(V * d, "classifier");
+  m.position = model_config_from_llama2c(h, path);
   return m;
 }
-
-LlamaModel load_model(const std::string& path) { return load_llama2c_model(path); }
 
 }  // namespace ropescale

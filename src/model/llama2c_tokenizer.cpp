@@ -44,6 +44,15 @@ Llama2cTokenizer Llama2cTokenizer::load(const std::string& path, int expected_vo
   return t;
 }
 
+Llama2cTokenizer Llama2cTokenizer::from_pieces(std::vector<std::string> pieces, std::vector<float> scores) {
+  Llama2cTokenizer t;
+  t.pieces_ = std::move(pieces);
+  t.scores_ = std::move(scores);
+  t.scores_.resize(t.pieces_.size(), 0.0f);
+  for (int i = 0; i < t.vocab_size(); ++i) t.index_.emplace(t.pieces_[i], i);
+  return t;
+}
+
 std::vector<int> Llama2cTokenizer::encode(const std::string& text, bool bos, bool eos) const {
   std::vector<int> ids;
   if (bos) ids.push_back(kBos);

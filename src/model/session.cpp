@@ -34,18 +34,9 @@ void rmsnorm(const float* x, const std::vector<float>& w, float* y, int n, int d
 }  // namespace
 
 RopeSpec rope_spec_for_model(const LlamaModel& m, const std::string& rope_scaling_json) {
-  ModelConfig c;
-  c.path = m.path;
-  c.format = SourceFormat::Llama2c;
-  c.architecture = "llama";
-  c.hidden_size = m.hp.dim;
-  c.num_attention_heads = m.hp.n_heads;
-  c.num_key_value_heads = m.hp.n_kv_heads;
-  c.num_hidden_layers = m.hp.n_layers;
-  c.head_dim = c.rotary_head_dim = m.hp.head_dim;
+  ModelConfig c = m.position;
+  // An override's original length defaults to the context the model was trained at.
   c.max_position_embeddings = m.hp.trained_context;
-  c.layout = m.hp.layout;
-  c.rope_parameters = {{"rope_type", "default"}, {"rope_theta", m.hp.rope_theta}};
   if (!rope_scaling_json.empty()) apply_rope_override(c, rope_scaling_json);
   return rope_spec_for(c);
 }

@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "ropescale/config/model_config.h"
 #include "ropescale/rope/rope_spec.h"
 
 namespace ropescale {
@@ -34,6 +35,9 @@ struct LlamaLayerWeights {
 struct LlamaModel {
   std::string path;
   LlamaHParams hp;
+  // The file's own position setup (rope dict, trained context, layout), as
+  // `inspect` reads it: a converted model carries its scaling with it.
+  ModelConfig position;
   std::vector<float> token_embedding;       // [vocab, dim]
   std::vector<LlamaLayerWeights> layers;
   std::vector<float> final_norm;            // [dim]
@@ -45,7 +49,10 @@ struct LlamaModel {
 // the file when it is truncated or inconsistent.
 LlamaModel load_llama2c_model(const std::string& path);
 
-// Any supported model file (llama2.c today). Throws ConfigError.
+// GGUF (llama architecture; F32, F16, BF16, Q8_0 tensors). Throws ConfigError.
+LlamaModel load_gguf_model(const std::string& path);
+
+// Any supported model file, by content (GGUF magic, else llama2.c). Throws ConfigError.
 LlamaModel load_model(const std::string& path);
 
 }  // namespace ropescale

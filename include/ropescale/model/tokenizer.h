@@ -22,8 +22,12 @@ class Llama2cTokenizer {
   // turns <0xXX> into its byte).
   std::string decode(int previous, int token) const;
 
+  // From a vocabulary in memory (e.g. a GGUF's tokenizer.ggml.* arrays).
+  static Llama2cTokenizer from_pieces(std::vector<std::string> pieces, std::vector<float> scores);
+
   int vocab_size() const { return static_cast<int>(pieces_.size()); }
   const std::string& piece(int id) const { return pieces_.at(id); }
+  float score(int id) const { return scores_.at(id); }
   static constexpr int kBos = 1, kEos = 2;
 
  private:

@@ -1,0 +1,317 @@
+#include "ropescale/model/gguf_model.h"
+
+#include <cmath>
+#include <cstring>
+#include <filesystem>
+
+#include "ropescale/config/error.h"
+#include "ropescale/config/mapped_file.h"
+#include "ropescale/config/rope_params.h"
+#include "ropescale/kernels/rotary.h"
+#include "ropescale/rope/frequencies.h"
+
+namespace ropescale {
+
+using nlohmann::json;
+using T = GgufValueType;
+
+std::optional<WeightType> parse_weight_type(std::string_view s) {
+  if (s == "f32") return WeightType::F32;
+  if (s == "f16") return WeightType::F16;
+  if (s == "bf16") return WeightType::BF16;
+  if (s == "q8_0") return WeightType::Q8_0;
+  return std::nullopt;
+}
+
+namespace {
+
+const std::string kSpace = "\xe2\x96\x81";  // U+2581, SentencePiece's space
+
+std::string spaces_to_sp(const std::string& s) {
+  std::string out;
+  for (char c : s) out += c == ' ' ? kSpace : std::string(1, c);
+  return out;
+}
+std::string sp_to_spaces(const std::string& s) {
+  std::string out;
+  for (size_t i = 0; i < s.size();) {
+    if (s.compare(i, 3, kSpace) == 0) out += ' ', i += 3;
+    else out += s[i++];
+  }
+  return out;
+}
+
+// llama.cpp's converter permutes HF q/k rows; this is its inverse direction:
+// a half-split head's row (r·hd/2 + i) holds Meta row (2i + r).
+std::vector<float> half_split_to_meta_rows(const std::vector<float>& w, int heads, int hd, int cols) {
+  std::vector<float> out(w.size());
+  for (int h = 0; h < heads; ++h)
+    for (int r = 0; r < 2; ++r)
+      for (int i = 0; i < hd / 2; ++i)
+        std::memcpy(&out[(size_t(h) * hd + 2 * i + r) * cols], &w[(size_t(h) * hd + r * (hd / 2) + i) * cols], cols * sizeof(float));
+  return out;
+}
+
+GgufTensorData encode_tensor(const std::string& name, const std::vector<float>& w, std::vector<uint64_t> dims, WeightType wt) {
+  GgufTensorData t;
+  t.name = name;
+  t.dims = std::move(dims);
+  if (t.dims.size() == 1) wt = WeightType::F32;  // norms stay F32
+  if (wt == WeightType::Q8_0 && t.dims[0] % 32 != 0) wt = WeightType::F16;  // rows must be whole blocks
+  switch (wt) {
+    case WeightType::F32:
+      t.type = uint32_t(GgmlType::F32);
+      t.data.resize(w.size() * 4);
+      std::memcpy(t.data.data(), w.data(), t.data.size());
+      break;
+    case WeightType::F16:
+    case WeightType::BF16: {
+      t.type = uint32_t(wt == WeightType::F16 ? GgmlType::F16 : GgmlType::BF16);
+      t.data.resize(w.size() * 2);
+      for (size_t i = 0; i < w.size(); ++i) {
+        const uint16_t h = wt == WeightType::F16 ? float_to_f16(w[i]) : float_to_bf16(w[i]);
+        std::memcpy(t.data.data() + 2 * i, &h, 2);
+      }
+      break;
+    }
+    case WeightType::Q8_0: {  // blocks of 32: f16 scale d = amax/127, int8 q = round(x/d)
+      t.type = uint32_t(GgmlType::Q8_0);
+      t.data.resize(w.size() / 32 * 34);
+      for (size_t b = 0; b < w.size() / 32; ++b) {
+        float amax = 0;
+        for (int i = 0; i < 32; ++i) amax = std::max(amax, std::abs(w[b * 32 + i]));
+        const float d = amax / 127.0f, id = d ? 1.0f / d : 0.0f;
+        const uint16_t dh = float_to_f16(d);
+        std::memcpy(t.data.data() + b * 34, &dh, 2);
+        for (int i = 0; i < 32; ++i)
+          t.data[b * 34 + 2 + i] = static_cast<uint8_t>(static_cast<int8_t>(std::lround(w[b * 32 + i] * id)));
+      }
+      break;
+    }
+  }
+  return t;
+}
+
+std::vector<float> decode_tensor(std::span<const uint8_t> bytes, const GgufFile& f, const GgufTensorInfo& t,
+                                 const std::string& path) {
+  const uint64_t n = t.elements();
+  const uint8_t* p = bytes.data() + f.data_offset + t.offset;  // range validated by parse_gguf
+  std::vector<float> out(n);
+  switch (static_cast<GgmlType>(t.type)) {
+    case GgmlType::F32: std::memcpy(out.data(), p, n * 4); break;
+    case GgmlType::F16:
+    case GgmlType::BF16:
+      for (uint64_t i = 0; i < n; ++i) {
+        uint16_t h;
+        std::memcpy(&h, p + 2 * i, 2);
+        out[i] = t.type == uint32_t(GgmlType::F16) ? f16_to_float(h) : bf16_to_float(h);
+      }
+      break;
+    case GgmlType::Q8_0:
+      for (uint64_t b = 0; b < n / 32; ++b) {
+        uint16_t dh;
+        std::memcpy(&dh, p + b * 34, 2);
+        const float d = f16_to_float(dh);
+        for (int i = 0; i < 32; ++i) out[b * 32 + i] = d * static_cast<int8_t>(p[b * 34 + 2 + i]);
+      }
+      break;
+    default:
+      throw_invalid(path, "tensor " + t.name, ggml_type_name(t.type), "unsupported type (F32, F16, BF16, Q8_0 are)");
+  }
+  return out;
+}
+
+}  // namespace
+
+std::vector<uint8_t> serialize_gguf_model(const LlamaModel& m, const Llama2cTokenizer& tok, WeightType wt, const json& rope_in) {
+  const auto& hp = m.hp;
+  ModelConfig pos = m.position;
+  pos.max_position_embeddings = hp.trained_context;
+  if (!rope_in.is_null()) apply_rope_override(pos, rope_in.dump());
+  const RopeSpec spec = rope_spec_for(pos);  // validates the setting
+  const json& rope = pos.rope_parameters;
+  const std::string type = rope.value("rope_type", "default");
+
+  std::vector<GgufKeyValue> md;
+  auto kv = [&](const std::string& k, T t, json v, T at = T::Uint8) { md.push_back({k, t, at, std::move(v)}); };
+  const std::string a = "llama.";
+  kv("general.architecture", T::String, "llama");
+  kv("general.name", T::String, m.position.name.empty() ? std::filesystem::path(m.path).stem().string() : m.position.name);
+  kv("general.file_type", T::Uint32, wt == WeightType::F32 ? 0 : wt == WeightType::F16 ? 1 : wt == WeightType::Q8_0 ? 7 : 32);
+  // Scaled models advertise the context they reach; the original length travels
+  // in rope.scaling.original_context_length (as llama.cpp's converter does).
+  int64_t ctx = hp.trained_context;
+  if (type == "linear" || type == "yarn" || type == "llama3" || type == "longrope" || type == "ntk")
+    ctx = static_cast<int64_t>(std::llround(spec.factor * hp.trained_context));
+  kv(a + "context_length", T::Uint32, ctx);
+  kv(a + "embedding_length", T::Uint32, hp.dim);
+  kv(a + "block_count", T::Uint32, hp.n_layers);
+  kv(a + "feed_forward_length", T::Uint32, hp.hidden_dim);
+  kv(a + "attention.head_count", T::Uint32, hp.n_heads);
+  kv(a + "attention.head_count_kv", T::Uint32, hp.n_kv_heads);
+  kv(a + "attention.layer_norm_rms_epsilon", T::Float32, hp.norm_eps);
+  kv(a + "rope.dimension_count", T::Uint32, spec.rotary_dim);
+  kv(a + "vocab_size", T::Uint32, hp.vocab_size);
+  kv(a + "rope.freq_base", T::Float32, type == "ntk" ? ntk_theta(spec.theta, spec.factor, spec.rotary_dim) : spec.theta);
+
+  std::vector<GgufTensorData> tensors;
+  if (type == "linear" || type == "yarn") {
+    kv(a + "rope.scaling.type", T::String, type);
+    kv(a + "rope.scaling.factor", T::Float32, spec.factor);
+    kv(a + "rope.scaling.original_context_length", T::Uint32, hp.trained_context);
+    if (type == "yarn") {
+      if (spec.beta_fast != 32) kv(a + "rope.scaling.yarn_beta_fast", T::Float32, spec.beta_fast);
+      if (spec.beta_slow != 1) kv(a + "rope.scaling.yarn_beta_slow", T::Float32, spec.beta_slow);
+    }
+  } else if (type == "llama3") {  // llama.cpp PR #8676: per-pair divisors as a tensor
+    const auto div = divisors_against_default(spec, compute_frequencies(spec));
+    tensors.push_back(encode_tensor("rope_freqs.weight", std::vector<float>(div.begin(), div.end()), {div.size()}, WeightType::F32));
+    kv(a + "rope.scaling.original_context_length", T::Uint32, hp.trained_context);
+  } else if (type == "longrope") {
+    const auto f = compute_frequencies(spec);
+    tensors.push_back(encode_tensor("rope_factors_long.weight", std::vector<float>(spec.long_factor.begin(), spec.long_factor.end()),
+                                    {spec.long_factor.size()}, WeightType::F32));
+    tensors.push_back(encode_tensor("rope_factors_short.weight", std::vector<float>(spec.short_factor.begin(), spec.short_factor.end()),
+                                    {spec.short_factor.size()}, WeightType::F32));
+    kv(a + "rope.scaling.attn_factor", T::Float32, f.attention_factor);
+    kv(a + "rope.scaling.original_context_length", T::Uint32, hp.trained_context);
+  }
+  // Exact setting for ropescale (llama.cpp ignores unknown keys).
+  kv("ropescale.rope_parameters", T::String, rope.dump());
+  kv("ropescale.trained_context", T::Uint32, hp.trained_context);
+
+  // Vocabulary: llama.cpp's SPM tokenizer (spaces as U+2581, <s>/</s> control tokens, byte tokens).
+  json tokens = json::array(), scores = json::array(), types = json::array();
+  for (int i = 0; i < tok.vocab_size(); ++i) {
+    std::string p = tok.piece(i);
+    int ty = 1;  // normal
+    if (i == 0) ty = 2, p = "<unk>";
+    else if (i == Llama2cTokenizer::kBos) ty = 3, p = "<s>";
+    else if (i == Llama2cTokenizer::kEos) ty = 3, p = "</s>";
+    else if (p.size() == 6 && p.rfind("<0x", 0) == 0) ty = 6;
+    else p = spaces_to_sp(p);
+    tokens.push_back(p);
+    scores.push_back(tok.score(i));
+    types.push_back(ty);
+  }
+  kv("tokenizer.ggml.model", T::String, "llama");
+  kv("tokenizer.ggml.tokens", T::Array, tokens, T::String);
+  kv("tokenizer.ggml.scores", T::Array, scores, T::Float32);
+  kv("tokenizer.ggml.token_type", T::Array, types, T::Int32);
+  kv("tokenizer.ggml.unknown_token_id", T::Uint32, 0);
+  kv("tokenizer.ggml.bos_token_id", T::Uint32, Llama2cTokenizer::kBos);
+  kv("tokenizer.ggml.eos_token_id", T::Uint32, Llama2cTokenizer::kEos);
+  kv("tokenizer.ggml.add_bos_token", T::Bool, true);
+
+  const uint64_t d = hp.dim, V = hp.vocab_size, hid = hp.hidden_dim, qd = uint64_t(hp.n_heads) * hp.head_dim,
+                 kvd = uint64_t(hp.n_kv_heads) * hp.head_dim;
+  const bool half_split = hp.layout == PairLayout::HalfSplit;
+  tensors.push_back(encode_tensor("token_embd.weight", m.token_embedding, {d, V}, wt));
+  for (int l = 0; l < hp.n_layers; ++l) {
+    const auto& w = m.layers[l];
+    const std::string b = "blk." + std::to_string(l) + ".";
+    tensors.push_back(encode_tensor(b + "attn_norm.weight", w.attn_norm, {d}, wt));
+    tensors.push_back(encode_tensor(b + "attn_q.weight", half_split ? half_split_to_meta_rows(w.wq, hp.n_heads, hp.head_dim, hp.dim) : w.wq, {d, qd}, wt));
+    tensors.push_back(encode_tensor(b + "attn_k.weight", half_split ? half_split_to_meta_rows(w.wk, hp.n_kv_heads, hp.head_dim, hp.dim) : w.wk, {d, kvd}, wt));
+    tensors.push_back(encode_tensor(b + "attn_v.weight", w.wv, {d, kvd}, wt));
+    tensors.push_back(encode_tensor(b + "attn_output.weight", w.wo, {qd, d}, wt));
+    tensors.push_back(encode_tensor(b + "ffn_norm.weight", w.ffn_norm, {d}, wt));
+    tensors.push_back(encode_tensor(b + "ffn_gate.weight", w.w1, {d, hid}, wt));
+    tensors.push_back(encode_tensor(b + "ffn_down.weight", w.w2, {hid, d}, wt));
+    tensors.push_back(encode_tensor(b + "ffn_up.weight", w.w3, {d, hid}, wt));
+  }
+  tensors.push_back(encode_tensor("output_norm.weight", m.final_norm, {d}, wt));
+  if (!m.classifier.empty()) tensors.push_back(encode_tensor("output.weight", m.classifier, {d, V}, wt));
+  return serialize_gguf(md, tensors);
+}
+
+Llama2cTokenizer gguf_tokenizer(const GgufFile& f, const std::string& path) {
+  const auto* toks = f.find("tokenizer.ggml.tokens");
+  if (!toks || !toks->value.is_array()) throw_invalid(path, "tokenizer.ggml.tokens", "(missing)", "the GGUF has no vocabulary");
+  const auto* sc = f.find("tokenizer.ggml.scores");
+  std::vector<std::string> pieces;
+  std::vector<float> scores;
+  for (size_t i = 0; i < toks->value.size(); ++i) {
+    const auto& v = toks->value[i];
+    if (!v.is_string()) throw_invalid(path, "tokenizer.ggml.tokens[" + std::to_string(i) + "]", "", "must be a string");
+    std::string p = sp_to_spaces(v.get<std::string>());
+    if (i == size_t(Llama2cTokenizer::kBos)) p = "\n<s>\n";   // llama2.c's spellings
+    if (i == size_t(Llama2cTokenizer::kEos)) p = "\n</s>\n";
+    pieces.push_back(p);
+    scores.push_back(sc && sc->value.is_array() && i < sc->value.size() && sc->value[i].is_number() ? sc->value[i].get<float>() : 0.0f);
+  }
+  return Llama2cTokenizer::from_pieces(std::move(pieces), std::move(scores));
+}
+
+Llama2cTokenizer load_gguf_tokenizer(const std::string& path) {
+  MappedFile file(path);
+  return gguf_tokenizer(parse_gguf(file.bytes(), path), path);
+}
+
+LlamaModel load_gguf_model(const std::string& path) {
+  MappedFile file(path);
+  const auto bytes = file.bytes();
+  const GgufFile f = parse_gguf(bytes, path);
+  LlamaModel m;
+  m.path = path;
+  m.position = model_config_from_gguf(bytes, path);
+  const ModelConfig& c = m.position;
+  if (c.architecture != "llama")
+    throw_invalid(path, "general.architecture", "\"" + c.architecture + "\"", "only the llama architecture runs (for now)");
+  auto& hp = m.hp;
+  hp.dim = int(c.hidden_size);
+  hp.n_layers = int(c.num_hidden_layers);
+  hp.n_heads = int(c.num_attention_heads);
+  hp.n_kv_heads = int(c.num_key_value_heads);
+  hp.head_dim = int(c.head_dim);
+  hp.trained_context = int(c.trained_context());
+  hp.layout = c.layout;
+  hp.rope_theta = c.rope_parameters.value("rope_theta", 10000.0);
+  if (const auto* ff = f.find("llama.feed_forward_length"); ff && ff->value.is_number()) hp.hidden_dim = ff->value.get<int>();
+  if (const auto* eps = f.find("llama.attention.layer_norm_rms_epsilon"); eps && eps->value.is_number()) hp.norm_eps = eps->value.get<float>();
+  if (hp.dim <= 0 || hp.n_layers <= 0 || hp.n_heads <= 0 || hp.n_kv_heads <= 0 || hp.hidden_dim <= 0 || hp.head_dim <= 0 ||
+      hp.n_heads % hp.n_kv_heads)
+    throw_invalid(path, "llama.*", "", "missing or inconsistent model dimensions");
+  auto tensor = [&](const std::string& name, std::vector<uint64_t> dims) {
+    const auto* t = f.find_tensor(name);
+    if (!t) throw_invalid(path, "tensor " + name, "(missing)", "required by the llama architecture");
+    if (t->dims != dims) {
+      std::string got;
+      for (auto d : t->dims) got += (got.empty() ? "" : "×") + std::to_string(d);
+      throw_invalid(path, "tensor " + name, got, "has the wrong shape");
+    }
+    return decode_tensor(bytes, f, *t, path);
+  };
+  const auto* emb = f.find_tensor("token_embd.weight");
+  if (!emb || emb->dims.size() != 2) throw_invalid(path, "tensor token_embd.weight", "(missing)", "required");
+  hp.vocab_size = int(emb->dims[1]);
+  const uint64_t d = hp.dim, V = hp.vocab_size, hid = hp.hidden_dim, qd = uint64_t(hp.n_heads) * hp.head_dim,
+                 kvd = uint64_t(hp.n_kv_heads) * hp.head_dim;
+  m.token_embedding = tensor("token_embd.weight", {d, V});
+  m.layers.resize(hp.n_layers);
+  for (int l = 0; l < hp.n_layers; ++l) {
+    const std::string b = "blk." + std::to_string(l) + ".";
+    auto& w = m.layers[l];
+    w.attn_norm = tensor(b + "attn_norm.weight", {d});
+    w.wq = tensor(b + "attn_q.weight", {d, qd});
+    w.wk = tensor(b + "attn_k.weight", {d, kvd});
+    w.wv = tensor(b + "attn_v.weight", {d, kvd});
+    w.wo = tensor(b + "attn_output.weight", {qd, d});
+    w.ffn_norm = tensor(b + "ffn_norm.weight", {d});
+    w.w1 = tensor(b + "ffn_gate.weight", {d, hid});
+    w.w2 = tensor(b + "ffn_down.weight", {hid, d});
+    w.w3 = tensor(b + "ffn_up.weight", {d, hid});
+  }
+  m.final_norm = tensor("output_norm.weight", {d});
+  if (f.find_tensor("output.weight")) m.classifier = tensor("output.weight", {d, V});
+  return m;
+}
+
+LlamaModel load_model(const std::string& path) {
+  MappedFile file(path);
+  const auto b = file.bytes();
+  if (b.size() >= 4 && std::memcmp(b.data(), "GGUF", 4) == 0) return load_gguf_model(path);
+  return load_llama2c_model(path);
+}
+
+}  // namespace ropescale
