@@ -3,7 +3,11 @@
 #include <cstdio>
 #include <filesystem>
 #include <memory>
+#include <sys/resource.h>
+
+#include <chrono>
 #include <fstream>
+#include <sstream>
 #include <random>
 
 #include <fmt/core.h>
@@ -80,6 +84,83 @@ void run_generate(const GenerateOptions& o) {
   std::fputc('\n', stdout);
 }
 
+struct BenchModelOptions {
+  std::string model, ctx = "512,2048,8192", threads = "1,2", rope_scaling;
+  int decode_tokens = 64, chunk = 256;
+  bool json = false;
+};
+
+double peak_rss_bytes() {
+  struct rusage ru {};
+  getrusage(RUSAGE_SELF, &ru);
+  return ru.ru_maxrss * 1024.0;  // Linux reports KiB
+}
+
+std::vector<int64_t> parse_ints(const std::string& text, const char* flag) {
+  std::vector<int64_t> out;
+  std::stringstream ss(text);
+  std::string item;
+  while (std::getline(ss, item, ',')) {
+    try {
+      const long long v = std::stoll(item);
+      if (v < 1) throw std::out_of_range(item);
+      out.push_back(v);
+    } catch (const std::exception&) {
+      throw_unreadable(flag, "'" + item + "' is not a positive integer");
+    }
+  }
+  if (out.empty()) throw_unreadable(flag, "is empty");
+  return out;
+}
+
+void run_bench_model(const BenchModelOptions& o) {
+  const LlamaModel model = load_model(o.model);
+  const auto ctxs = parse_ints(o.ctx, "--ctx");
+  const auto threads = parse_ints(o.threads, "--threads");
+  using clock = std::chrono::steady_clock;
+  nlohmann::json rows = nlohmann::json::array();
+  if (!o.json)
+    fmt::print("{}: {} layers, dim {}, {} heads / {} kv, trained at {}; prefill in chunks of {}\n"
+               "{:>7} {:>3} {:>14} {:>14} {:>12}\n",
+               o.model, model.hp.n_layers, model.hp.dim, model.hp.n_heads, model.hp.n_kv_heads, model.hp.trained_context,
+               o.chunk, "ctx", "thr", "prefill tok/s", "decode tok/s", "peak RSS");
+  for (int64_t ctx : ctxs)
+    for (int64_t thr : threads) {
+      SessionOptions so;
+      // Past the trained length, run as a user would: YaRN at the needed factor.
+      const double factor = std::max(1.0, double(ctx + o.decode_tokens) / model.hp.trained_context);
+      so.rope = rope_spec_for_model(model, !o.rope_scaling.empty() ? o.rope_scaling
+                                           : factor > 1 ? "{\"rope_type\":\"yarn\",\"factor\":" + std::to_string(factor) + "}"
+                                                        : "");
+      so.max_context = ctx + o.decode_tokens;
+      so.chunk = o.chunk;
+      so.threads = static_cast<int>(thr);
+      InferenceSession s(model, so);
+      std::mt19937 rng(1);
+      std::vector<int> prompt(ctx);
+      for (auto& t : prompt) t = 3 + static_cast<int>(rng() % (model.hp.vocab_size - 3));
+      const auto t0 = clock::now();
+      auto logits = s.forward(prompt);
+      const double prefill = std::chrono::duration<double>(clock::now() - t0).count();
+      const auto t1 = clock::now();
+      for (int i = 0; i < o.decode_tokens; ++i) {
+        const int next = static_cast<int>(std::max_element(logits.begin(), logits.end()) - logits.begin());
+        logits = s.forward(std::span<const int>(&next, 1));
+      }
+      const double decode = std::chrono::duration<double>(clock::now() - t1).count();
+      const double rss = peak_rss_bytes();
+      rows.push_back({{"ctx", ctx}, {"threads", thr}, {"prefill_tokens_per_s", ctx / prefill},
+                      {"decode_tokens_per_s", o.decode_tokens / decode}, {"peak_rss_bytes", rss}});
+      if (!o.json)
+        fmt::print("{:>7} {:>3} {:>14.0f} {:>14.1f} {:>9.1f} MiB\n", ctx, thr, ctx / prefill, o.decode_tokens / decode,
+                   rss / (1 << 20));
+    }
+  if (o.json) {
+    const std::string s = nlohmann::json({{"benchmark", "model"}, {"model", o.model}, {"results", rows}}).dump(2);
+    std::puts(s.c_str());
+  }
+}
+
 struct ConvertOptions {
   std::string model, tokenizer, out, to = "gguf", dtype = "f32", rope_scaling;
 };
@@ -112,7 +193,22 @@ void run_convert(const ConvertOptions& o) {
 
 }  // namespace
 
+static void add_model_bench_command(CLI::App& app, int& exit_code) {
+  auto* bench = app.get_subcommand("bench");
+  auto o = std::make_shared<BenchModelOptions>();
+  auto* c = bench->add_subcommand("model", "Prefill and decode tokens/s and peak memory at several context lengths");
+  c->add_option("--model", o->model, "Model file (llama2.c or GGUF)")->required();
+  c->add_option("--ctx", o->ctx, "Comma-separated prompt lengths")->capture_default_str();
+  c->add_option("--threads", o->threads, "Comma-separated thread counts")->capture_default_str();
+  c->add_option("--decode-tokens", o->decode_tokens, "Tokens decoded after the prompt")->capture_default_str()->check(CLI::PositiveNumber);
+  c->add_option("--chunk", o->chunk, "Prefill chunk size")->capture_default_str()->check(CLI::PositiveNumber);
+  c->add_option("--rope-scaling", o->rope_scaling, "Scaling as vLLM JSON (default: YaRN at the needed factor past the trained length)");
+  c->add_flag("--json", o->json, "Print one JSON object");
+  c->callback([o, &exit_code] { run_bench_model(*o), exit_code = 0; });
+}
+
 void add_model_commands(CLI::App& app, int& exit_code) {
+  add_model_bench_command(app, exit_code);
   {
     auto o = std::make_shared<ConvertOptions>();
     auto* c = app.add_subcommand("convert", "Convert a model to GGUF (llama.cpp keys and tensor names), carrying its rope setting");

@@ -1,9 +1,19 @@
 #include "ropescale/kernels/thread_pool.h"
 
 #include <algorithm>
+#include <chrono>
 #include <cstdlib>
 
 namespace ropescale {
+
+namespace {
+inline void cpu_relax() {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#endif
+}
+constexpr auto kSpin = std::chrono::microseconds(100);
+}  // namespace
 
 ThreadPool::ThreadPool(int threads) {
   for (int i = 1; i < std::max(1, threads); ++i) workers_.emplace_back([this] { worker_loop(); });
@@ -13,6 +23,7 @@ ThreadPool::~ThreadPool() {
   {
     std::lock_guard<std::mutex> lock(mu_);
     stop_ = true;
+    generation_.fetch_add(1, std::memory_order_release);
   }
   wake_.notify_all();
   for (auto& w : workers_) w.join();
@@ -27,28 +38,25 @@ ThreadPool& ThreadPool::global() {
 }
 
 void ThreadPool::run_tasks() {
-  for (;;) {
-    int i;
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      if (next_ >= n_tasks_) return;
-      i = next_++;
-    }
+  for (int i; (i = next_.fetch_add(1, std::memory_order_acq_rel)) < n_tasks_;) {
     (*fn_)(i);
-    std::lock_guard<std::mutex> lock(mu_);
-    if (--remaining_ == 0) done_.notify_all();
+    remaining_.fetch_sub(1, std::memory_order_acq_rel);
   }
 }
 
 void ThreadPool::worker_loop() {
   unsigned seen = 0;
   for (;;) {
-    {
+    // Spin a little: the next parallel section usually follows within microseconds.
+    const auto start = std::chrono::steady_clock::now();
+    while (generation_.load(std::memory_order_acquire) == seen && std::chrono::steady_clock::now() - start < kSpin)
+      cpu_relax();
+    if (generation_.load(std::memory_order_acquire) == seen) {
       std::unique_lock<std::mutex> lock(mu_);
-      wake_.wait(lock, [&] { return stop_ || generation_ != seen; });
-      if (stop_) return;
-      seen = generation_;
+      wake_.wait(lock, [&] { return generation_.load(std::memory_order_acquire) != seen; });
     }
+    seen = generation_.load(std::memory_order_acquire);
+    if (stop_) return;
     run_tasks();
   }
 }
@@ -64,15 +72,13 @@ void ThreadPool::parallel_for(int n, const std::function<void(int)>& fn) {
     std::lock_guard<std::mutex> lock(mu_);
     fn_ = &fn;
     n_tasks_ = n;
-    next_ = 0;
-    remaining_ = n;
-    ++generation_;
+    remaining_.store(n, std::memory_order_relaxed);
+    next_.store(0, std::memory_order_relaxed);
+    generation_.fetch_add(1, std::memory_order_release);
   }
   wake_.notify_all();
   run_tasks();
-  std::unique_lock<std::mutex> lock(mu_);
-  done_.wait(lock, [&] { return remaining_ == 0; });
-  fn_ = nullptr;
+  while (remaining_.load(std::memory_order_acquire) > 0) cpu_relax();
 }
 
 }  // namespace ropescale

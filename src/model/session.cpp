@@ -10,14 +10,25 @@
 #include "ropescale/config/model_config.h"
 #include "ropescale/kernels/attention.h"
 #include "ropescale/kernels/rotary.h"
+#include "ropescale/kernels/thread_pool.h"
 
 namespace ropescale {
 
 namespace {
 
-// Y[n × out] = X[n × in] · W[out × in]ᵀ
-void matmul(const float* x, const std::vector<float>& w, float* y, int n, int in, int out) {
-  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, out, in, 1.0f, x, in, w.data(), in, 0.0f, y, out);
+// Y[n × out] = X[n × in] · W[out × in]ᵀ. OpenBLAS runs single-threaded here;
+// large products are split by output columns across ropescale's own pool (two
+// thread pools on the same cores fight: prefill was 7× slower).
+void matmul(const float* x, const std::vector<float>& w, float* y, int n, int in, int out, int threads) {
+  ThreadPool& pool = ThreadPool::global();
+  const int t = std::clamp(threads > 0 ? threads : pool.size(), 1, pool.size());
+  const int64_t work = int64_t(n) * in * out;
+  const int parts = (t > 1 && work >= (int64_t{1} << 20) && out >= 64) ? t : 1;
+  pool.parallel_for(parts, [&](int i) {
+    const int o0 = out * i / parts, o1 = out * (i + 1) / parts;
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, o1 - o0, in, 1.0f, x, in, w.data() + int64_t(o0) * in, in,
+                0.0f, y + o0, out);
+  });
 }
 
 void rmsnorm(const float* x, const std::vector<float>& w, float* y, int n, int dim, float eps) {
@@ -42,6 +53,7 @@ RopeSpec rope_spec_for_model(const LlamaModel& m, const std::string& rope_scalin
 }
 
 InferenceSession::InferenceSession(const LlamaModel& model, SessionOptions options) : m_(model), opt_(std::move(options)) {
+  openblas_set_num_threads(1);
   const auto& hp = m_.hp;
   if (opt_.max_context <= 0) opt_.max_context = hp.trained_context;
   if (opt_.chunk <= 0) throw std::invalid_argument("session: chunk must be > 0");
@@ -104,9 +116,9 @@ void InferenceSession::forward_chunk(const int* tokens, int n, float* logits_out
   for (int l = 0; l < hp.n_layers; ++l) {
     const auto& w = m_.layers[l];
     rmsnorm(x_.data(), w.attn_norm, xb_.data(), n, dim, hp.norm_eps);
-    matmul(xb_.data(), w.wq, q_.data(), n, dim, qd);
-    matmul(xb_.data(), w.wk, k_.data(), n, dim, kvd);
-    matmul(xb_.data(), w.wv, v_.data(), n, dim, kvd);
+    matmul(xb_.data(), w.wq, q_.data(), n, dim, qd, opt_.threads);
+    matmul(xb_.data(), w.wk, k_.data(), n, dim, kvd, opt_.threads);
+    matmul(xb_.data(), w.wv, v_.data(), n, dim, kvd, opt_.threads);
 
     RotaryProblem rp;
     rp.n_tokens = n;
@@ -151,17 +163,17 @@ void InferenceSession::forward_chunk(const int* tokens, int n, float* logits_out
     ap.out = att_.data();
     attention(ap, opt_.threads);
 
-    matmul(att_.data(), w.wo, xb_.data(), n, qd, dim);
+    matmul(att_.data(), w.wo, xb_.data(), n, qd, dim, opt_.threads);
     for (size_t i = 0; i < x_.size(); ++i) x_[i] += xb_[i];
 
     rmsnorm(x_.data(), w.ffn_norm, xb_.data(), n, dim, hp.norm_eps);
-    matmul(xb_.data(), w.w1, h1_.data(), n, dim, hid);
-    matmul(xb_.data(), w.w3, h3_.data(), n, dim, hid);
+    matmul(xb_.data(), w.w1, h1_.data(), n, dim, hid, opt_.threads);
+    matmul(xb_.data(), w.w3, h3_.data(), n, dim, hid, opt_.threads);
     for (size_t i = 0; i < h1_.size(); ++i) {
       const float a = h1_[i];
       h1_[i] = a / (1.0f + std::exp(-a)) * h3_[i];  // SwiGLU: silu(w1 x) · w3 x
     }
-    matmul(h1_.data(), w.w2, xb_.data(), n, hid, dim);
+    matmul(h1_.data(), w.w2, xb_.data(), n, hid, dim, opt_.threads);
     for (size_t i = 0; i < x_.size(); ++i) x_[i] += xb_[i];
   }
   pos_ = p1;
@@ -169,10 +181,10 @@ void InferenceSession::forward_chunk(const int* tokens, int n, float* logits_out
   const int V = hp.vocab_size;
   if (all_logits) {
     rmsnorm(x_.data(), m_.final_norm, xb_.data(), n, dim, hp.norm_eps);
-    matmul(xb_.data(), m_.output_weights(), logits_out, n, dim, V);
+    matmul(xb_.data(), m_.output_weights(), logits_out, n, dim, V, opt_.threads);
   } else {
     rmsnorm(x_.data() + size_t(n - 1) * dim, m_.final_norm, xb_.data(), 1, dim, hp.norm_eps);
-    matmul(xb_.data(), m_.output_weights(), logits_out, 1, dim, V);
+    matmul(xb_.data(), m_.output_weights(), logits_out, 1, dim, V, opt_.threads);
   }
 }
 

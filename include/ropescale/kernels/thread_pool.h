@@ -1,7 +1,11 @@
-// A small persistent thread pool: workers sleep on a condition variable and
-// parallel_for hands out task indices; the caller works too. Blocking.
+// A small persistent thread pool: parallel_for hands out task indices to the
+// workers and the caller. Workers spin briefly on an atomic before sleeping on
+// a condition variable, because inference issues many short parallel sections
+// (several per layer per decoded token) and a futex wake-up can cost more than
+// the work. Blocking; one parallel_for at a time per pool.
 #pragma once
 
+#include <atomic>
 #include <condition_variable>
 #include <functional>
 #include <mutex>
@@ -22,7 +26,7 @@ class ThreadPool {
   int size() const { return static_cast<int>(workers_.size()) + 1; }
 
   // Runs fn(i) for every i in [0, n) across the pool and the caller; returns
-  // when all are done. Not reentrant: one parallel_for at a time per pool.
+  // when all are done.
   void parallel_for(int n, const std::function<void(int)>& fn);
 
  private:
@@ -31,11 +35,12 @@ class ThreadPool {
 
   std::vector<std::thread> workers_;
   std::mutex mu_;
-  std::condition_variable wake_, done_;
+  std::condition_variable wake_;
+  std::atomic<unsigned> generation_{0};
+  std::atomic<int> next_{0}, remaining_{0};
+  std::atomic<bool> stop_{false};
   const std::function<void(int)>* fn_ = nullptr;
-  int n_tasks_ = 0, next_ = 0, remaining_ = 0;
-  unsigned generation_ = 0;
-  bool stop_ = false;
+  int n_tasks_ = 0;
   std::mutex call_mu_;  // serializes parallel_for callers
 };
 
