@@ -54,7 +54,7 @@ class Checker {
   }
 
   void model_level() {
-    const std::string t = cfg_.rope_parameters.value("rope_type", "default");
+    const std::string t = string_or(cfg_.rope_parameters, "rope_type", "default");
     if (cfg_.alibi && t != "default")
       add(Severity::Error, "alibi-with-rope-scaling", cfg_.rope_source, "\"" + t + "\"",
           "this model (" + cfg_.architecture + ") encodes positions with ALiBi biases, not rotary embeddings: a RoPE scaling setting is ignored by some engines and rejected by others",
@@ -93,7 +93,7 @@ class Checker {
   }
 
   void rope_dict(const json& p, const std::string& src, const json& written) {
-    if (cfg_.alibi && p.value("rope_type", "default") == "default") return;  // nothing rotary to judge
+    if (cfg_.alibi && string_or(p, "rope_type", "default") == "default") return;  // nothing rotary to judge
     std::vector<std::string> received;
     if (written.is_object())
       for (auto it = written.begin(); it != written.end(); ++it) received.push_back(it.key());

@@ -6,6 +6,7 @@
 #include <sstream>
 
 #include "ropescale/config/error.h"
+#include "ropescale/config/json_text.h"
 #include "ropescale/rope/frequencies.h"
 
 namespace ropescale {
@@ -254,7 +255,7 @@ ExportResult to_llama_cpp(const Setting& s) {
 
 int64_t scaled_reach(const ModelConfig& cfg) {
   const json& p = cfg.rope_parameters;
-  const std::string t = p.value("rope_type", "default");
+  const std::string t = string_or(p, "rope_type", "default");
   if (t != "default" && t != "dynamic" && p.contains("factor") && p["factor"].is_number() &&
       p.contains("original_max_position_embeddings") && p["original_max_position_embeddings"].is_number()) {
     const double reach = p["factor"].get<double>() * p["original_max_position_embeddings"].get<double>();

@@ -3,6 +3,7 @@
 #include <cmath>
 
 #include "ropescale/config/error.h"
+#include "ropescale/config/json_text.h"
 #include "ropescale/config/rope_params.h"
 
 namespace ropescale {
@@ -43,7 +44,7 @@ Plan make_plan(const ModelConfig& cfg, const PlanOptions& o) {
   if (cfg.uses_mla)
     plan.notes.push_back("multi-head latent attention (DeepSeek) caches a compressed latent: the real KV cache is far smaller than this formula");
 
-  const std::string current = cfg.rope_parameters.value("rope_type", "default");
+  const std::string current = string_or(cfg.rope_parameters, "rope_type", "default");
   ModelConfig planned = cfg;
 
   if (cfg.alibi) {
@@ -73,7 +74,7 @@ Plan make_plan(const ModelConfig& cfg, const PlanOptions& o) {
       rs = cfg.rope_parameters;
     } else if (current == "llama3") {
       plan.method = "llama3";
-      plan.needs_finetune = r > 2.0 * cfg.rope_parameters.value("factor", 1.0);
+      plan.needs_finetune = r > 2.0 * number_or(cfg.rope_parameters, "factor", 1.0);
       rs = cfg.rope_parameters;
       rs["factor"] = r;
       plan.reason = "keep the model's own llama3 scaling and raise its factor to " + json(r).dump() + " (target / original " +
@@ -104,14 +105,14 @@ Plan make_plan(const ModelConfig& cfg, const PlanOptions& o) {
     plan.rope_scaling = rs;
     if (!rs.is_null()) {
       json raw = rs;
-      if (!raw.contains("rope_theta")) raw["rope_theta"] = cfg.rope_parameters.value("rope_theta", 10000.0);
+      if (!raw.contains("rope_theta")) raw["rope_theta"] = number_or(cfg.rope_parameters, "rope_theta", 10000.0);
       planned.rope_as_written = raw;
       planned.rope_source = "rope_scaling";
       ModelConfig base = cfg;
       base.original_max_position_embeddings.reset();
       planned.rope_parameters = standardize_rope_parameters(raw, base);
       planned.rope_parameters_by_layer_type.clear();
-      if (planned.rope_parameters.value("rope_type", "") != "default") planned.freq_divisors.clear();
+      if (string_or(planned.rope_parameters, "rope_type", "") != "default") planned.freq_divisors.clear();
     }
     planned.max_position_embeddings = o.target_context;
     planned.original_max_position_embeddings.reset();

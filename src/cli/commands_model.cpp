@@ -14,7 +14,9 @@
 
 #include "commands.h"
 #include "ropescale/config/error.h"
+#include "ropescale/config/json_text.h"
 #include "ropescale/model/gguf_model.h"
+#include "ropescale/model/hf_model.h"
 #include "ropescale/model/session.h"
 #include "ropescale/model/tokenizer.h"
 
@@ -31,9 +33,9 @@ struct GenerateOptions {
   int threads = 0;
 };
 
-// tokenizer.bin or tok<vocab>.bin beside the model.
+// tokenizer.bin or tok<vocab>.bin beside the model (or inside a model directory).
 std::string find_tokenizer(const std::string& model, int vocab) {
-  const auto dir = std::filesystem::path(model).parent_path();
+  const auto dir = std::filesystem::is_directory(model) ? std::filesystem::path(model) : std::filesystem::path(model).parent_path();
   for (const auto& name : {std::string("tokenizer.bin"), "tok" + std::to_string(vocab) + ".bin"})
     if (std::filesystem::exists(dir / name)) return (dir / name).string();
   throw_unreadable(model, "no tokenizer.bin or tok" + std::to_string(vocab) + ".bin beside the model: pass --tokenizer");
@@ -161,6 +163,41 @@ void run_bench_model(const BenchModelOptions& o) {
   }
 }
 
+struct LogitsOptions {
+  std::string model, ids, rope_scaling, key_rotation = "write";
+  int last = 1;
+  int chunk = 0;
+};
+
+// Logits of the last N positions for given token ids: the hook oracles use to
+// compare ropescale's forward pass with transformers and llama.cpp.
+void run_logits(const LogitsOptions& o) {
+  const LlamaModel model = load_model(o.model);
+  std::vector<int> ids;
+  std::stringstream ss(o.ids);
+  std::string item;
+  while (ss >> item) {
+    try {
+      ids.push_back(std::stoi(item));
+    } catch (const std::exception&) {
+      throw_unreadable("--ids", "'" + item + "' is not a token id");
+    }
+  }
+  if (ids.empty()) throw_unreadable("--ids", "no token ids");
+  SessionOptions so;
+  so.rope = rope_spec_for_model(model, o.rope_scaling);
+  so.key_rotation = o.key_rotation == "read" ? KeyRotation::AtRead : KeyRotation::AtWrite;
+  so.max_context = std::max<int64_t>(model.hp.trained_context, ids.size());
+  // One chunk by default: HF computes length-dependent frequencies once per forward.
+  so.chunk = o.chunk > 0 ? o.chunk : static_cast<int>(ids.size());
+  InferenceSession s(model, so);
+  const auto logits = s.forward(ids, true);
+  const int V = model.hp.vocab_size, n = static_cast<int>(ids.size()), last = std::min(o.last, n);
+  nlohmann::json rows = nlohmann::json::array();
+  for (int t = n - last; t < n; ++t) rows.push_back(std::vector<float>(logits.begin() + size_t(t) * V, logits.begin() + size_t(t + 1) * V));
+  std::puts(nlohmann::json({{"positions", last}, {"vocab_size", V}, {"logits", rows}}).dump().c_str());
+}
+
 struct ConvertOptions {
   std::string model, tokenizer, out, to = "gguf", dtype = "f32", rope_scaling;
 };
@@ -168,7 +205,7 @@ struct ConvertOptions {
 void run_convert(const ConvertOptions& o) {
   const LlamaModel model = load_model(o.model);
   const auto tok = tokenizer_for(model, o.model, o.tokenizer);
-  if (o.to != "gguf") throw_unreadable("--to", "'" + o.to + "' is not supported (gguf)");
+  if (o.to != "gguf" && o.to != "safetensors") throw_unreadable("--to", "'" + o.to + "' is not one of gguf, safetensors");
   const auto wt = parse_weight_type(o.dtype);
   if (!wt) throw_unreadable("--dtype", "'" + o.dtype + "' is not one of f32, f16, bf16, q8_0");
   nlohmann::json rope = nullptr;
@@ -179,12 +216,19 @@ void run_convert(const ConvertOptions& o) {
       throw_unreadable("--rope-scaling", std::string("not valid JSON (") + e.what() + ")");
     }
   }
+  const std::string t = rope.is_null() ? string_or(model.position.rope_parameters, "rope_type", "default") : string_or(rope, "rope_type", "default");
+  if (o.to == "safetensors") {
+    write_hf_model(model, tok, *wt, o.out, rope);
+    fmt::print("{} → {}/{{config.json, model.safetensors, tokenizer.bin}} ({}, rope {})\n", o.model, o.out, o.dtype, t);
+    if (t == "ntk" || t == "dynamic_yarn")
+      fmt::print("note: transformers has no '{}' rope_type; only ropescale reads this config.json as written\n", t);
+    return;
+  }
   const auto bytes = serialize_gguf_model(model, tok, *wt, rope);
   std::ofstream out(o.out, std::ios::binary);
   if (!out) throw_unreadable(o.out, "cannot open for writing");
   out.write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
   if (!out) throw_unreadable(o.out, "write failed");
-  const std::string t = rope.is_null() ? model.position.rope_parameters.value("rope_type", "default") : rope.value("rope_type", "default");
   fmt::print("{} → {} ({}, {:.1f} KiB, rope {})\n", o.model, o.out, o.dtype, bytes.size() / 1024.0, t);
   if (t == "dynamic" || t == "dynamic_yarn")
     fmt::print("note: llama.cpp cannot express {}; the file runs there as plain RoPE. ropescale reads the exact "
@@ -210,12 +254,24 @@ static void add_model_bench_command(CLI::App& app, int& exit_code) {
 void add_model_commands(CLI::App& app, int& exit_code) {
   add_model_bench_command(app, exit_code);
   {
+    auto o = std::make_shared<LogitsOptions>();
+    auto* c = app.add_subcommand("logits", "Print the logits of the last N positions for given token ids (JSON), for comparisons");
+    c->add_option("--model", o->model, "Model file or HF directory")->required();
+    c->add_option("--ids", o->ids, "Whitespace-separated token ids")->required();
+    c->add_option("--rope-scaling", o->rope_scaling, "Scaling as vLLM JSON");
+    c->add_option("--last", o->last, "Positions to print")->capture_default_str()->check(CLI::PositiveNumber);
+    c->add_option("--chunk", o->chunk, "Prefill chunk (default: all ids at once, as HF does)");
+    c->add_option("--key-rotation", o->key_rotation, "write | read")->capture_default_str();
+    c->callback([o, &exit_code] { run_logits(*o), exit_code = 0; });
+  }
+  {
     auto o = std::make_shared<ConvertOptions>();
     auto* c = app.add_subcommand("convert", "Convert a model to GGUF (llama.cpp keys and tensor names), carrying its rope setting");
-    c->add_option("--model", o->model, "llama2.c checkpoint or GGUF")->required();
+    c->add_option("--model", o->model, "llama2.c checkpoint, GGUF, or HF directory")->required();
     c->add_option("--tokenizer", o->tokenizer, "llama2.c tokenizer (default: beside the model, or the GGUF's own)");
     c->add_option("--out", o->out, "Output file")->required();
-    c->add_option("--to", o->to, "Output format")->capture_default_str();
+    c->add_option("--to", o->to, "gguf (a file) or safetensors (a directory: config.json, model.safetensors, tokenizer.bin)")
+        ->capture_default_str();
     c->add_option("--dtype", o->dtype, "Weight type: f32, f16, bf16, q8_0 (norms stay f32)")->capture_default_str();
     c->add_option("--rope-scaling", o->rope_scaling, "Scaling to store with the model, as vLLM JSON");
     c->callback([o, &exit_code] { run_convert(*o), exit_code = 0; });

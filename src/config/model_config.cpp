@@ -4,6 +4,7 @@
 #include <filesystem>
 
 #include "ropescale/config/error.h"
+#include "ropescale/config/json_text.h"
 #include "ropescale/config/gguf.h"
 #include "ropescale/config/hf_config.h"
 #include "ropescale/config/llama2c_header.h"
@@ -25,7 +26,7 @@ std::string_view to_string(SourceFormat f) {
 
 int64_t ModelConfig::trained_context() const {
   const json& p = rope_parameters;
-  const std::string t = p.value("rope_type", "default");
+  const std::string t = string_or(p, "rope_type", "default");
   if (t != "default" && p.contains("original_max_position_embeddings") &&
       p["original_max_position_embeddings"].is_number_integer())
     return p["original_max_position_embeddings"].get<int64_t>();
@@ -90,7 +91,7 @@ void apply_rope_override(ModelConfig& cfg, const std::string& text) {
   cfg.rope_parameters = standardize_rope_parameters(o, without_top_level);
   cfg.rope_parameters_by_layer_type.clear();
   // A scaled GGUF/llama3 rope_freqs tensor belongs to the model's own setting.
-  if (cfg.rope_parameters.value("rope_type", "") != "default") cfg.freq_divisors.clear();
+  if (string_or(cfg.rope_parameters, "rope_type", "") != "default") cfg.freq_divisors.clear();
 }
 
 RopeSpec rope_spec_for(const ModelConfig& cfg, const std::string& layer_type) {

@@ -3,6 +3,7 @@
 #include <cmath>
 
 #include "ropescale/config/error.h"
+#include "ropescale/config/json_text.h"
 
 namespace ropescale {
 
@@ -113,7 +114,7 @@ RopeKeySchema rope_key_schema(const std::string& t) {
 RopeSpec rope_spec_from_parameters(const json& p, const ModelConfig& cfg, const std::string& src) {
   RopeSpec s;
   if (!p.contains("rope_type") || !p["rope_type"].is_string())
-    throw_invalid(cfg.path, key_path(src, "rope_type"), p.value("rope_type", json()).dump(), "must be a string");
+    throw_invalid(cfg.path, key_path(src, "rope_type"), (p.contains("rope_type") ? safe_dump(p["rope_type"]) : std::string("(missing)")), "must be a string");
   const std::string type_name = p["rope_type"].get<std::string>();
   auto type = parse_rope_type(type_name);
   if (!type)

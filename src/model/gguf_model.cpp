@@ -5,10 +5,12 @@
 #include <filesystem>
 
 #include "ropescale/config/error.h"
+#include "ropescale/config/json_text.h"
 #include "ropescale/config/mapped_file.h"
 #include "ropescale/config/rope_params.h"
 #include "ropescale/kernels/rotary.h"
 #include "ropescale/rope/frequencies.h"
+#include "qk_permutation.h"
 
 namespace ropescale {
 
@@ -38,17 +40,6 @@ std::string sp_to_spaces(const std::string& s) {
     if (s.compare(i, 3, kSpace) == 0) out += ' ', i += 3;
     else out += s[i++];
   }
-  return out;
-}
-
-// llama.cpp's converter permutes HF q/k rows; this is its inverse direction:
-// a half-split head's row (r·hd/2 + i) holds Meta row (2i + r).
-std::vector<float> half_split_to_meta_rows(const std::vector<float>& w, int heads, int hd, int cols) {
-  std::vector<float> out(w.size());
-  for (int h = 0; h < heads; ++h)
-    for (int r = 0; r < 2; ++r)
-      for (int i = 0; i < hd / 2; ++i)
-        std::memcpy(&out[(size_t(h) * hd + 2 * i + r) * cols], &w[(size_t(h) * hd + r * (hd / 2) + i) * cols], cols * sizeof(float));
   return out;
 }
 
@@ -130,7 +121,7 @@ std::vector<uint8_t> serialize_gguf_model(const LlamaModel& m, const Llama2cToke
   if (!rope_in.is_null()) apply_rope_override(pos, rope_in.dump());
   const RopeSpec spec = rope_spec_for(pos);  // validates the setting
   const json& rope = pos.rope_parameters;
-  const std::string type = rope.value("rope_type", "default");
+  const std::string type = string_or(rope, "rope_type", "default");
 
   std::vector<GgufKeyValue> md;
   auto kv = [&](const std::string& k, T t, json v, T at = T::Uint8) { md.push_back({k, t, at, std::move(v)}); };
@@ -211,8 +202,8 @@ std::vector<uint8_t> serialize_gguf_model(const LlamaModel& m, const Llama2cToke
     const auto& w = m.layers[l];
     const std::string b = "blk." + std::to_string(l) + ".";
     tensors.push_back(encode_tensor(b + "attn_norm.weight", w.attn_norm, {d}, wt));
-    tensors.push_back(encode_tensor(b + "attn_q.weight", half_split ? half_split_to_meta_rows(w.wq, hp.n_heads, hp.head_dim, hp.dim) : w.wq, {d, qd}, wt));
-    tensors.push_back(encode_tensor(b + "attn_k.weight", half_split ? half_split_to_meta_rows(w.wk, hp.n_kv_heads, hp.head_dim, hp.dim) : w.wk, {d, kvd}, wt));
+    tensors.push_back(encode_tensor(b + "attn_q.weight", half_split ? detail::permute_qk_rows(w.wq, hp.n_heads, hp.head_dim, hp.dim, false) : w.wq, {d, qd}, wt));
+    tensors.push_back(encode_tensor(b + "attn_k.weight", half_split ? detail::permute_qk_rows(w.wk, hp.n_kv_heads, hp.head_dim, hp.dim, false) : w.wk, {d, kvd}, wt));
     tensors.push_back(encode_tensor(b + "attn_v.weight", w.wv, {d, kvd}, wt));
     tensors.push_back(encode_tensor(b + "attn_output.weight", w.wo, {qd, d}, wt));
     tensors.push_back(encode_tensor(b + "ffn_norm.weight", w.ffn_norm, {d}, wt));
@@ -266,7 +257,7 @@ LlamaModel load_gguf_model(const std::string& path) {
   hp.head_dim = int(c.head_dim);
   hp.trained_context = int(c.trained_context());
   hp.layout = c.layout;
-  hp.rope_theta = c.rope_parameters.value("rope_theta", 10000.0);
+  hp.rope_theta = number_or(c.rope_parameters, "rope_theta", 10000.0);
   if (const auto* ff = f.find("llama.feed_forward_length"); ff && ff->value.is_number()) hp.hidden_dim = ff->value.get<int>();
   if (const auto* eps = f.find("llama.attention.layer_norm_rms_epsilon"); eps && eps->value.is_number()) hp.norm_eps = eps->value.get<float>();
   if (hp.dim <= 0 || hp.n_layers <= 0 || hp.n_heads <= 0 || hp.n_kv_heads <= 0 || hp.hidden_dim <= 0 || hp.head_dim <= 0 ||
@@ -305,13 +296,6 @@ LlamaModel load_gguf_model(const std::string& path) {
   m.final_norm = tensor("output_norm.weight", {d});
   if (f.find_tensor("output.weight")) m.classifier = tensor("output.weight", {d, V});
   return m;
-}
-
-LlamaModel load_model(const std::string& path) {
-  MappedFile file(path);
-  const auto b = file.bytes();
-  if (b.size() >= 4 && std::memcmp(b.data(), "GGUF", 4) == 0) return load_gguf_model(path);
-  return load_llama2c_model(path);
 }
 
 }  // namespace ropescale

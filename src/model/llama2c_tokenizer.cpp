@@ -1,4 +1,6 @@
+#include <algorithm>
 #include <cstring>
+#include <fstream>
 #include <limits>
 
 #include "ropescale/config/error.h"
@@ -42,6 +44,21 @@ Llama2cTokenizer Llama2cTokenizer::load(const std::string& path, int expected_vo
   if (t.vocab_size() < 259) throw_unreadable(path, "tokenizer: fewer than 259 tokens (no byte fallback)");
   for (int i = 0; i < t.vocab_size(); ++i) t.index_.emplace(t.pieces_[i], i);  // first occurrence wins
   return t;
+}
+
+void Llama2cTokenizer::save(const std::string& path) const {
+  std::ofstream out(path, std::ios::binary);
+  if (!out) throw_unreadable(path, "cannot open for writing");
+  int32_t max_len = 0;
+  for (const auto& p : pieces_) max_len = std::max<int32_t>(max_len, static_cast<int32_t>(p.size()));
+  out.write(reinterpret_cast<const char*>(&max_len), 4);
+  for (int i = 0; i < vocab_size(); ++i) {
+    const int32_t len = static_cast<int32_t>(pieces_[i].size());
+    out.write(reinterpret_cast<const char*>(&scores_[i]), 4);
+    out.write(reinterpret_cast<const char*>(&len), 4);
+    out.write(pieces_[i].data(), len);
+  }
+  if (!out) throw_unreadable(path, "write failed");
 }
 
 Llama2cTokenizer Llama2cTokenizer::from_pieces(std::vector<std::string> pieces, std::vector<float> scores) {

@@ -22,6 +22,8 @@ class Llama2cTokenizer {
   // turns <0xXX> into its byte).
   std::string decode(int previous, int token) const;
 
+  // Writes the llama2.c tokenizer.bin format. Throws ConfigError on I/O failure.
+  void save(const std::string& path) const;
   // From a vocabulary in memory (e.g. a GGUF's tokenizer.ggml.* arrays).
   static Llama2cTokenizer from_pieces(std::vector<std::string> pieces, std::vector<float> scores);
 

@@ -1,0 +1,219 @@
+#include "ropescale/model/hf_model.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <memory>
+#include <set>
+
+#include "ropescale/config/error.h"
+#include "ropescale/config/json_text.h"
+#include "ropescale/config/hf_config.h"
+#include "ropescale/config/mapped_file.h"
+#include "ropescale/config/rope_params.h"
+#include "ropescale/config/safetensors.h"
+#include "ropescale/kernels/rotary.h"
+#include "qk_permutation.h"
+
+namespace ropescale {
+
+using nlohmann::json;
+namespace fs = std::filesystem;
+
+namespace {
+
+SafetensorsTensorData encode(const std::string& name, const std::vector<float>& w, std::vector<uint64_t> shape, WeightType wt) {
+  SafetensorsTensorData t{name, "F32", std::move(shape), {}};
+  if (wt == WeightType::F32) {
+    t.data.resize(w.size() * 4);
+    std::memcpy(t.data.data(), w.data(), t.data.size());
+  } else {
+    t.dtype = wt == WeightType::F16 ? "F16" : "BF16";
+    t.data.resize(w.size() * 2);
+    for (size_t i = 0; i < w.size(); ++i) {
+      const uint16_t h = wt == WeightType::F16 ? float_to_f16(w[i]) : float_to_bf16(w[i]);
+      std::memcpy(t.data.data() + 2 * i, &h, 2);
+    }
+  }
+  return t;
+}
+
+void write_file(const fs::path& p, const void* data, size_t n) {
+  std::ofstream out(p, std::ios::binary);
+  out.write(static_cast<const char*>(data), static_cast<std::streamsize>(n));
+  if (!out) throw_unreadable(p.string(), "write failed");
+}
+
+}  // namespace
+
+void write_hf_model(const LlamaModel& m, const Llama2cTokenizer& tok, WeightType wt, const std::string& dir, const json& rope_in) {
+  if (wt == WeightType::Q8_0) throw_unreadable("--dtype", "q8_0 is not a safetensors type (f32, f16, bf16)");
+  const auto& hp = m.hp;
+  ModelConfig pos = m.position;
+  pos.max_position_embeddings = hp.trained_context;
+  if (!rope_in.is_null()) apply_rope_override(pos, rope_in.dump());
+  const RopeSpec spec = rope_spec_for(pos);
+  json rope = pos.rope_parameters;
+  const std::string type = string_or(rope, "rope_type", "default");
+  int64_t max_pos = hp.trained_context;
+  if (type != "default" && type != "dynamic" && type != "dynamic_yarn")
+    max_pos = static_cast<int64_t>(std::llround(spec.factor * hp.trained_context));
+  const double theta = number_or(rope, "rope_theta", hp.rope_theta);
+  rope.erase("rope_theta");
+  // Only the types whose HF schema has it (linear/dynamic would be warned about).
+  const RopeKeySchema schema = rope_key_schema(type);
+  if (std::find(schema.required.begin(), schema.required.end(), "original_max_position_embeddings") != schema.required.end())
+    rope["original_max_position_embeddings"] = hp.trained_context;
+  else
+    rope.erase("original_max_position_embeddings");
+  json cfg = {{"architectures", {"LlamaForCausalLM"}},
+              {"model_type", "llama"},
+              {"hidden_size", hp.dim},
+              {"intermediate_size", hp.hidden_dim},
+              {"num_hidden_layers", hp.n_layers},
+              {"num_attention_heads", hp.n_heads},
+              {"num_key_value_heads", hp.n_kv_heads},
+              {"head_dim", hp.head_dim},
+              {"hidden_act", "silu"},
+              {"max_position_embeddings", max_pos},
+              {"rms_norm_eps", hp.norm_eps},
+              {"rope_theta", theta},
+              {"rope_scaling", type == "default" ? json() : rope},
+              {"vocab_size", hp.vocab_size},
+              {"tie_word_embeddings", m.classifier.empty()},
+              {"attention_bias", false},
+              {"mlp_bias", false},
+              {"bos_token_id", Llama2cTokenizer::kBos},
+              {"eos_token_id", Llama2cTokenizer::kEos},
+              {"torch_dtype", wt == WeightType::F32 ? "float32" : wt == WeightType::F16 ? "float16" : "bfloat16"}};
+
+  const uint64_t d = hp.dim, V = hp.vocab_size, hid = hp.hidden_dim, qd = uint64_t(hp.n_heads) * hp.head_dim,
+                 kvd = uint64_t(hp.n_kv_heads) * hp.head_dim;
+  const bool to_hf = hp.layout == PairLayout::Interleaved;  // Meta rows → rotate_half rows
+  std::vector<SafetensorsTensorData> ts;
+  ts.push_back(encode("model.embed_tokens.weight", m.token_embedding, {V, d}, wt));
+  for (int l = 0; l < hp.n_layers; ++l) {
+    const auto& w = m.layers[l];
+    const std::string b = "model.layers." + std::to_string(l) + ".";
+    ts.push_back(encode(b + "input_layernorm.weight", w.attn_norm, {d}, wt));
+    ts.push_back(encode(b + "self_attn.q_proj.weight", to_hf ? detail::permute_qk_rows(w.wq, hp.n_heads, hp.head_dim, hp.dim, true) : w.wq, {qd, d}, wt));
+    ts.push_back(encode(b + "self_attn.k_proj.weight", to_hf ? detail::permute_qk_rows(w.wk, hp.n_kv_heads, hp.head_dim, hp.dim, true) : w.wk, {kvd, d}, wt));
+    ts.push_back(encode(b + "self_attn.v_proj.weight", w.wv, {kvd, d}, wt));
+    ts.push_back(encode(b + "self_attn.o_proj.weight", w.wo, {d, qd}, wt));
+    ts.push_back(encode(b + "post_attention_layernorm.weight", w.ffn_norm, {d}, wt));
+    ts.push_back(encode(b + "mlp.gate_proj.weight", w.w1, {hid, d}, wt));
+    ts.push_back(encode(b + "mlp.down_proj.weight", w.w2, {d, hid}, wt));
+    ts.push_back(encode(b + "mlp.up_proj.weight", w.w3, {hid, d}, wt));
+  }
+  ts.push_back(encode("model.norm.weight", m.final_norm, {d}, wt));
+  if (!m.classifier.empty()) ts.push_back(encode("lm_head.weight", m.classifier, {V, d}, wt));
+
+  std::error_code ec;
+  fs::create_directories(dir, ec);
+  if (ec) throw_unreadable(dir, "cannot create the directory: " + ec.message());
+  const std::string cfg_text = cfg.dump(2) + "\n";
+  write_file(fs::path(dir) / "config.json", cfg_text.data(), cfg_text.size());
+  const auto st = serialize_safetensors(ts, {{"format", "pt"}});
+  write_file(fs::path(dir) / "model.safetensors", st.data(), st.size());
+  tok.save((fs::path(dir) / "tokenizer.bin").string());
+}
+
+LlamaModel load_hf_model(const std::string& path_in) {
+  fs::path dir = fs::is_directory(path_in) ? fs::path(path_in) : fs::path(path_in).parent_path();
+  const fs::path cfg_path = dir / "config.json";
+  LlamaModel m;
+  m.path = dir.string();
+  m.position = load_model_config(cfg_path.string());
+  const ModelConfig& c = m.position;
+  if (c.architecture != "llama" && c.architecture != "mistral")
+    throw_invalid(cfg_path.string(), "model_type", "\"" + c.architecture + "\"", "only Llama-family models run (for now)");
+  // The raw config for fields ModelConfig does not keep.
+  MappedFile cf(cfg_path.string());
+  const json raw = json::parse(cf.bytes().begin(), cf.bytes().end(), nullptr, false);
+  auto& hp = m.hp;
+  hp.dim = int(c.hidden_size);
+  const double ff = number_or(raw, "intermediate_size", 0);
+  if (!(ff >= 1 && ff <= (1 << 24) && ff == std::floor(ff)))
+    throw_invalid(cfg_path.string(), "intermediate_size", raw.contains("intermediate_size") ? safe_dump(raw["intermediate_size"]) : "(missing)",
+                  "must be a positive integer");
+  hp.hidden_dim = static_cast<int>(ff);
+  hp.n_layers = int(c.num_hidden_layers);
+  hp.n_heads = int(c.num_attention_heads);
+  hp.n_kv_heads = int(c.num_key_value_heads);
+  hp.head_dim = int(c.head_dim);
+  hp.vocab_size = int(c.vocab_size);
+  hp.trained_context = int(c.trained_context());
+  hp.norm_eps = number_or(raw, "rms_norm_eps", 1e-5f);
+  hp.rope_theta = number_or(c.rope_parameters, "rope_theta", 10000.0);
+  hp.layout = PairLayout::HalfSplit;  // HF q/k rows are in rotate_half order
+  if (hp.dim <= 0 || hp.hidden_dim <= 0 || hp.n_layers <= 0 || hp.n_heads <= 0 || hp.n_kv_heads <= 0 || hp.vocab_size <= 0 ||
+      hp.n_heads % hp.n_kv_heads)
+    throw_invalid(cfg_path.string(), "hidden_size/intermediate_size/num_*", "", "missing or inconsistent model dimensions");
+
+  // One file, or shards listed in model.safetensors.index.json.
+  std::vector<fs::path> shards;
+  if (fs::exists(dir / "model.safetensors")) {
+    shards.push_back(dir / "model.safetensors");
+  } else if (fs::exists(dir / "model.safetensors.index.json")) {
+    MappedFile idx((dir / "model.safetensors.index.json").string());
+    const json j = json::parse(idx.bytes().begin(), idx.bytes().end(), nullptr, false);
+    if (!j.is_object() || !j.contains("weight_map") || !j["weight_map"].is_object())
+      throw_unreadable((dir / "model.safetensors.index.json").string(), "no weight_map");
+    std::set<std::string> files;
+    for (const auto& v : j["weight_map"]) if (v.is_string()) files.insert(v.get<std::string>());
+    for (const auto& f : files) shards.push_back(dir / f);
+  } else {
+    throw_unreadable(dir.string(), "no model.safetensors (or model.safetensors.index.json) beside config.json");
+  }
+  std::vector<std::unique_ptr<MappedFile>> files;
+  std::vector<SafetensorsFile> parsed;
+  for (const auto& s : shards) {
+    files.push_back(std::make_unique<MappedFile>(s.string()));
+    parsed.push_back(parse_safetensors(files.back()->bytes(), s.string()));
+  }
+  auto tensor = [&](const std::string& name, std::vector<uint64_t> shape) {
+    for (size_t i = 0; i < parsed.size(); ++i) {
+      auto it = parsed[i].tensors.find(name);
+      if (it == parsed[i].tensors.end()) continue;
+      if (it->second.shape != shape) throw_invalid(shards[i].string(), "tensor " + name, "", "has the wrong shape");
+      return safetensors_f32(files[i]->bytes(), parsed[i], name, shards[i].string());
+    }
+    throw_invalid(dir.string(), "tensor " + name, "(missing)", "required by the Llama architecture");
+  };
+  auto has = [&](const std::string& name) {
+    for (const auto& p : parsed) if (p.tensors.count(name)) return true;
+    return false;
+  };
+  const uint64_t d = hp.dim, V = hp.vocab_size, hid = hp.hidden_dim, qd = uint64_t(hp.n_heads) * hp.head_dim,
+                 kvd = uint64_t(hp.n_kv_heads) * hp.head_dim;
+  m.token_embedding = tensor("model.embed_tokens.weight", {V, d});
+  m.layers.resize(hp.n_layers);
+  for (int l = 0; l < hp.n_layers; ++l) {
+    const std::string b = "model.layers." + std::to_string(l) + ".";
+    auto& w = m.layers[l];
+    w.attn_norm = tensor(b + "input_layernorm.weight", {d});
+    w.wq = tensor(b + "self_attn.q_proj.weight", {qd, d});
+    w.wk = tensor(b + "self_attn.k_proj.weight", {kvd, d});
+    w.wv = tensor(b + "self_attn.v_proj.weight", {kvd, d});
+    w.wo = tensor(b + "self_attn.o_proj.weight", {d, qd});
+    w.ffn_norm = tensor(b + "post_attention_layernorm.weight", {d});
+    w.w1 = tensor(b + "mlp.gate_proj.weight", {hid, d});
+    w.w2 = tensor(b + "mlp.down_proj.weight", {d, hid});
+    w.w3 = tensor(b + "mlp.up_proj.weight", {hid, d});
+  }
+  m.final_norm = tensor("model.norm.weight", {d});
+  if (has("lm_head.weight") && !bool_or(raw, "tie_word_embeddings", false)) m.classifier = tensor("lm_head.weight", {V, d});
+  return m;
+}
+
+LlamaModel load_model(const std::string& path) {
+  if (fs::is_directory(path) || fs::path(path).extension() == ".json") return load_hf_model(path);
+  MappedFile file(path);
+  const auto b = file.bytes();
+  if (b.size() >= 4 && std::memcmp(b.data(), "GGUF", 4) == 0) return load_gguf_model(path);
+  return load_llama2c_model(path);
+}
+
+}  // namespace ropescale
