@@ -7,7 +7,8 @@ PACKAGES=(
   build-essential cmake ninja-build pkg-config        # toolchain
   clang libclang-rt-14-dev                              # sanitizer + libFuzzer build
   libgtest-dev libgmock-dev googletest libbenchmark-dev # tests and benchmarks
-  nlohmann-json3-dev libcli11-dev libfmt-dev libhwy-dev libopenblas-dev # library dependencies
+  nlohmann-json3-dev libcli11-dev libfmt-dev libhwy-dev libopenblas-dev \
+  libsentencepiece-dev                                   # library dependencies
   python3 python3-venv python3-pip                      # the HF oracle's virtualenv
 )
 

@@ -33,14 +33,6 @@ struct GenerateOptions {
   int threads = 0;
 };
 
-// tokenizer.bin or tok<vocab>.bin beside the model (or inside a model directory).
-std::string find_tokenizer(const std::string& model, int vocab) {
-  const auto dir = std::filesystem::is_directory(model) ? std::filesystem::path(model) : std::filesystem::path(model).parent_path();
-  for (const auto& name : {std::string("tokenizer.bin"), "tok" + std::to_string(vocab) + ".bin"})
-    if (std::filesystem::exists(dir / name)) return (dir / name).string();
-  throw_unreadable(model, "no tokenizer.bin or tok" + std::to_string(vocab) + ".bin beside the model: pass --tokenizer");
-}
-
 int sample(const std::vector<float>& logits, double temperature, std::mt19937_64& rng) {
   if (temperature <= 0) return static_cast<int>(std::max_element(logits.begin(), logits.end()) - logits.begin());
   const float mx = *std::max_element(logits.begin(), logits.end());
@@ -49,21 +41,15 @@ int sample(const std::vector<float>& logits, double temperature, std::mt19937_64
   return std::discrete_distribution<int>(p.begin(), p.end())(rng);
 }
 
-Llama2cTokenizer tokenizer_for(const LlamaModel& model, const std::string& model_path, const std::string& explicit_path) {
-  if (!explicit_path.empty()) return Llama2cTokenizer::load(explicit_path, model.hp.vocab_size);
-  if (model.position.format == SourceFormat::Gguf) return load_gguf_tokenizer(model_path);
-  return Llama2cTokenizer::load(find_tokenizer(model_path, model.hp.vocab_size), model.hp.vocab_size);
-}
-
 void run_generate(const GenerateOptions& o) {
   const LlamaModel model = load_model(o.model);
-  const auto tok = tokenizer_for(model, o.model, o.tokenizer);
+  const auto tok = tokenizer_for_model(model, o.model, o.tokenizer);
   SessionOptions so;
   so.rope = rope_spec_for_model(model, o.rope_scaling);
   so.key_rotation = o.key_rotation == "read" ? KeyRotation::AtRead : KeyRotation::AtWrite;
   if (o.key_rotation != "read" && o.key_rotation != "write")
     throw_unreadable("--key-rotation", "'" + o.key_rotation + "' is not one of write, read");
-  const auto prompt = tok.encode(o.prompt, true, false);
+  const auto prompt = tok->encode(o.prompt, true, false);
   so.max_context = o.ctx > 0 ? o.ctx : std::max<int64_t>(model.hp.trained_context, int64_t(prompt.size()) + o.max_tokens);
   if (int64_t(prompt.size()) >= so.max_context)
     throw_unreadable("--ctx", "the prompt has " + std::to_string(prompt.size()) + " tokens; --ctx " +
@@ -76,8 +62,8 @@ void run_generate(const GenerateOptions& o) {
   int prev = prompt.back();
   for (int i = 0; i < o.max_tokens && session.position() < so.max_context; ++i) {
     const int next = sample(logits, o.temperature, rng);
-    if (next == Llama2cTokenizer::kEos || next == Llama2cTokenizer::kBos) break;
-    const std::string piece = tok.decode(prev, next);
+    if (next == tok->eos() || next == tok->bos()) break;
+    const std::string piece = tok->decode(prev, next);
     std::fwrite(piece.data(), 1, piece.size(), stdout);
     std::fflush(stdout);
     prev = next;
@@ -204,7 +190,7 @@ struct ConvertOptions {
 
 void run_convert(const ConvertOptions& o) {
   const LlamaModel model = load_model(o.model);
-  const auto tok = tokenizer_for(model, o.model, o.tokenizer);
+  const auto tok = vocabulary_for_model(model, o.model, o.tokenizer);
   if (o.to != "gguf" && o.to != "safetensors") throw_unreadable("--to", "'" + o.to + "' is not one of gguf, safetensors");
   const auto wt = parse_weight_type(o.dtype);
   if (!wt) throw_unreadable("--dtype", "'" + o.dtype + "' is not one of f32, f16, bf16, q8_0");

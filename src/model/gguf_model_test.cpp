@@ -2,12 +2,15 @@
 #include "ropescale/model/gguf_model.h"
 
 #include <cmath>
+#include <unistd.h>
+
 #include <filesystem>
 
 #include <gtest/gtest.h>
 
 #include "ropescale/advice/check.h"
 #include "ropescale/config/error.h"
+#include "ropescale/model/hf_model.h"
 #include "ropescale/model/session.h"
 #include "test_support.h"
 
@@ -16,7 +19,7 @@ namespace {
 
 std::vector<float> logits_of(const LlamaModel& m, const std::vector<int>& ids, const std::string& rope = "") {
   SessionOptions o;
-  o.max_context = 1024;
+  o.max_context = 2048;
   o.rope = rope_spec_for_model(m, rope);
   InferenceSession s(m, o);
   return s.forward(ids, true);
@@ -79,6 +82,31 @@ TEST(GgufModel, CarriesItsRopeSetting) {
   EXPECT_EQ(f.find("llama.rope.scaling.original_context_length")->value, 512);
   EXPECT_EQ(f.find("llama.context_length")->value, 4096);
   EXPECT_NE(f.find_tensor("blk.4.ffn_down.weight"), nullptr);
+}
+
+TEST(ModelFormats, LogitsAgreeAcrossLlama2cGgufAndSafetensors) {
+  // The same model in three files: llama2.c (Meta rows, interleaved pairs),
+  // GGUF (Meta rows, ggml NORMAL) and HF safetensors (rows permuted for
+  // rotate_half, half-split pairs). Only summation order differs.
+  const auto dir = test::shared_dir() / "models/stories260K";
+  if (!std::filesystem::exists(dir / "stories260K.bin")) GTEST_SKIP() << "SKIPPED LOUDLY: " << dir << " is absent";
+  const LlamaModel orig = load_model((dir / "stories260K.bin").string());
+  const auto tok = Llama2cTokenizer::load((dir / "tok512.bin").string(), 512);
+  std::vector<int> ids = {1};
+  for (int i = 0; i < 700; ++i) ids.push_back(3 + (i * 37) % 509);  // past the trained 512
+  for (const char* rope : {"", R"({"rope_type":"yarn","factor":2})"}) {
+    SCOPED_TRACE(rope);
+    const auto want = logits_of(orig, ids, rope);
+    const auto gguf = load_model(test::write_temp("three.gguf", serialize_gguf_model(orig, tok, WeightType::F32)));
+    const auto hf_dir = (std::filesystem::temp_directory_path() / ("ropescale-hf-" + std::to_string(::getpid()))).string();
+    write_hf_model(orig, tok, WeightType::F32, hf_dir);
+    const auto hf = load_model(hf_dir);
+    EXPECT_EQ(hf.hp.layout, PairLayout::HalfSplit);
+    EXPECT_EQ(gguf.hp.layout, PairLayout::Interleaved);
+    EXPECT_LE(max_abs_diff(logits_of(gguf, ids, rope), want), 0.0);
+    EXPECT_LE(max_abs_diff(logits_of(hf, ids, rope), want), 1e-4);
+    std::filesystem::remove_all(hf_dir);
+  }
 }
 
 TEST(GgufModel, RejectsBrokenModels) {
