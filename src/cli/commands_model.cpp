@@ -25,13 +25,20 @@ namespace ropescale::cli {
 namespace {
 
 struct GenerateOptions {
-  std::string model, tokenizer, prompt, rope_scaling, key_rotation = "write";
+  std::string model, tokenizer, prompt, rope_scaling, key_rotation = "write", rope_policy, kv_cache = "f32";
+  double policy_granularity = 1.0;
   int64_t ctx = 0;
   int max_tokens = 256;
   double temperature = 0.0;
   uint64_t seed = 42;
   int threads = 0;
 };
+
+KvType parse_kv_cache(const std::string& s) {
+  if (s == "f32") return KvType::F32;
+  if (s == "f16") return KvType::F16;
+  throw_unreadable("--kv-cache", "'" + s + "' is not one of f32, f16");
+}
 
 int sample(const std::vector<float>& logits, double temperature, std::mt19937_64& rng) {
   if (temperature <= 0) return static_cast<int>(std::max_element(logits.begin(), logits.end()) - logits.begin());
@@ -45,11 +52,24 @@ void run_generate(const GenerateOptions& o) {
   const LlamaModel model = load_model(o.model);
   const auto tok = tokenizer_for_model(model, o.model, o.tokenizer);
   SessionOptions so;
-  so.rope = rope_spec_for_model(model, o.rope_scaling);
+  const auto prompt = tok->encode(o.prompt, true, false);
+  std::string rope_scaling = o.rope_scaling;
+  if (!o.rope_policy.empty()) {
+    if (!rope_scaling.empty()) throw_unreadable("--rope-policy", "give --rope-policy or --rope-scaling, not both");
+    RopePolicy policy{o.rope_policy, o.policy_granularity, 64.0};
+    try {
+      rope_scaling = rope_scaling_for_request(model, int64_t(prompt.size()) + o.max_tokens, policy);
+    } catch (const std::invalid_argument& e) {
+      throw_unreadable("--rope-policy", e.what());
+    }
+    std::fprintf(stderr, "ropescale: %zu prompt + %d new tokens → %s\n", prompt.size(), o.max_tokens,
+                 rope_scaling.empty() ? "plain RoPE (within the trained context)" : rope_scaling.c_str());
+  }
+  so.rope = rope_spec_for_model(model, rope_scaling);
   so.key_rotation = o.key_rotation == "read" ? KeyRotation::AtRead : KeyRotation::AtWrite;
+  so.kv_cache = parse_kv_cache(o.kv_cache);
   if (o.key_rotation != "read" && o.key_rotation != "write")
     throw_unreadable("--key-rotation", "'" + o.key_rotation + "' is not one of write, read");
-  const auto prompt = tok->encode(o.prompt, true, false);
   so.max_context = o.ctx > 0 ? o.ctx : std::max<int64_t>(model.hp.trained_context, int64_t(prompt.size()) + o.max_tokens);
   if (int64_t(prompt.size()) >= so.max_context)
     throw_unreadable("--ctx", "the prompt has " + std::to_string(prompt.size()) + " tokens; --ctx " +
@@ -73,7 +93,7 @@ void run_generate(const GenerateOptions& o) {
 }
 
 struct BenchModelOptions {
-  std::string model, ctx = "512,2048,8192", threads = "1,2", rope_scaling;
+  std::string model, ctx = "512,2048,8192", threads = "1,2", rope_scaling, kv_cache = "f32";
   int decode_tokens = 64, chunk = 256;
   bool json = false;
 };
@@ -121,6 +141,7 @@ void run_bench_model(const BenchModelOptions& o) {
                                            : factor > 1 ? "{\"rope_type\":\"yarn\",\"factor\":" + std::to_string(factor) + "}"
                                                         : "");
       so.max_context = ctx + o.decode_tokens;
+      so.kv_cache = parse_kv_cache(o.kv_cache);
       so.chunk = o.chunk;
       so.threads = static_cast<int>(thr);
       InferenceSession s(model, so);
@@ -150,7 +171,7 @@ void run_bench_model(const BenchModelOptions& o) {
 }
 
 struct LogitsOptions {
-  std::string model, ids, rope_scaling, key_rotation = "write";
+  std::string model, ids, rope_scaling, key_rotation = "write", kv_cache = "f32";
   int last = 1;
   int chunk = 0;
 };
@@ -173,6 +194,7 @@ void run_logits(const LogitsOptions& o) {
   SessionOptions so;
   so.rope = rope_spec_for_model(model, o.rope_scaling);
   so.key_rotation = o.key_rotation == "read" ? KeyRotation::AtRead : KeyRotation::AtWrite;
+  so.kv_cache = parse_kv_cache(o.kv_cache);
   so.max_context = std::max<int64_t>(model.hp.trained_context, ids.size());
   // One chunk by default: HF computes length-dependent frequencies once per forward.
   so.chunk = o.chunk > 0 ? o.chunk : static_cast<int>(ids.size());
@@ -233,6 +255,7 @@ static void add_model_bench_command(CLI::App& app, int& exit_code) {
   c->add_option("--decode-tokens", o->decode_tokens, "Tokens decoded after the prompt")->capture_default_str()->check(CLI::PositiveNumber);
   c->add_option("--chunk", o->chunk, "Prefill chunk size")->capture_default_str()->check(CLI::PositiveNumber);
   c->add_option("--rope-scaling", o->rope_scaling, "Scaling as vLLM JSON (default: YaRN at the needed factor past the trained length)");
+  c->add_option("--kv-cache", o->kv_cache, "KV-cache storage: f32 or f16")->capture_default_str();
   c->add_flag("--json", o->json, "Print one JSON object");
   c->callback([o, &exit_code] { run_bench_model(*o), exit_code = 0; });
 }
@@ -248,6 +271,7 @@ void add_model_commands(CLI::App& app, int& exit_code) {
     c->add_option("--last", o->last, "Positions to print")->capture_default_str()->check(CLI::PositiveNumber);
     c->add_option("--chunk", o->chunk, "Prefill chunk (default: all ids at once, as HF does)");
     c->add_option("--key-rotation", o->key_rotation, "write | read")->capture_default_str();
+    c->add_option("--kv-cache", o->kv_cache, "KV-cache storage: f32 or f16")->capture_default_str();
     c->callback([o, &exit_code] { run_logits(*o), exit_code = 0; });
   }
   {
@@ -268,6 +292,11 @@ void add_model_commands(CLI::App& app, int& exit_code) {
   g->add_option("--tokenizer", o->tokenizer, "llama2.c tokenizer (default: tokenizer.bin or tok<vocab>.bin beside the model)");
   g->add_option("--prompt", o->prompt, "Prompt text")->required();
   g->add_option("--rope-scaling", o->rope_scaling, "This request's scaling as vLLM JSON, e.g. '{\"rope_type\":\"yarn\",\"factor\":8}'");
+  g->add_option("--rope-policy", o->rope_policy,
+                "Per-request policy: factor 1.0 within the trained context, else this method (yarn, linear, ntk, llama3) "
+                "at the factor the request's length needs");
+  g->add_option("--policy-granularity", o->policy_granularity, "Round the policy's factor up to a multiple of this")
+      ->capture_default_str();
   g->add_option("--ctx", o->ctx, "KV-cache capacity in tokens (default: trained context, or prompt + max tokens)")
       ->check(CLI::PositiveNumber);
   g->add_option("--max-tokens", o->max_tokens, "Tokens to generate")->capture_default_str()->check(CLI::NonNegativeNumber);
@@ -277,6 +306,7 @@ void add_model_commands(CLI::App& app, int& exit_code) {
                 "write: rotate keys once when cached (HF/vLLM); read: cache unrotated, rotate with the current frequencies (exact)")
       ->capture_default_str();
   g->add_option("--threads", o->threads, "Threads (0 = all cores)")->capture_default_str();
+  g->add_option("--kv-cache", o->kv_cache, "KV-cache storage: f32 or f16")->capture_default_str();
   g->callback([o, &exit_code] { run_generate(*o), exit_code = 0; });
 }
 

@@ -6,6 +6,8 @@
 #include <stdexcept>
 #include <vector>
 
+#include "ropescale/kernels/convert.h"
+#include "ropescale/kernels/rotary.h"
 #include "ropescale/kernels/thread_pool.h"
 
 namespace ropescale {
@@ -19,9 +21,17 @@ void check(const AttentionProblem& p) {
   if (p.n_queries > 0 && (!p.q || !p.k || !p.v || !p.out)) throw std::invalid_argument("attention: null buffer");
 }
 
+constexpr int kTile = 64;
+
+// Row `i` of group `g` as f32: a pointer into f32 storage, or converted into `tmp`.
+const float* kv_row(const void* base, KvType type, int64_t i, int64_t stride, int64_t offset, int hd, float* tmp) {
+  if (type == KvType::F32) return static_cast<const float*>(base) + i * stride + offset;
+  f16_to_f32(static_cast<const uint16_t*>(base) + i * stride + offset, tmp, hd);
+  return tmp;
+}
+
 // One (query, head): online softmax over tiles of kTile keys (Milakov & Gimelshein 2018).
-void attend_one(const AttentionProblem& p, int t, int h, float* scores) {
-  constexpr int kTile = 64;
+void attend_one(const AttentionProblem& p, int t, int h, float* scores, float* tmp) {
   const int hd = p.head_dim, group = p.n_heads / p.n_kv_heads, g = h / group;
   const int64_t n_keys = p.keys_before + t + 1;
   const int64_t kv_stride = int64_t(p.n_kv_heads) * hd;
@@ -33,7 +43,7 @@ void attend_one(const AttentionProblem& p, int t, int h, float* scores) {
     const int n = static_cast<int>(std::min<int64_t>(kTile, n_keys - i0));
     float tile_max = -std::numeric_limits<float>::infinity();
     for (int i = 0; i < n; ++i) {
-      const float* k = p.k + (i0 + i) * kv_stride + int64_t(g) * hd;
+      const float* k = kv_row(p.k, p.k_type, i0 + i, kv_stride, int64_t(g) * hd, hd, tmp);
       float s = 0.0f;
       for (int c = 0; c < hd; ++c) s += q[c] * k[c];
       scores[i] = s * p.scale;
@@ -46,7 +56,7 @@ void attend_one(const AttentionProblem& p, int t, int h, float* scores) {
     for (int i = 0; i < n; ++i) {
       const float w = std::exp(scores[i] - new_max);
       running_sum += w;
-      const float* v = p.v + (i0 + i) * kv_stride + int64_t(g) * hd;
+      const float* v = kv_row(p.v, p.v_type, i0 + i, kv_stride, int64_t(g) * hd, hd, tmp);
       for (int c = 0; c < hd; ++c) out[c] += w * v[c];
     }
     running_max = new_max;
@@ -68,9 +78,14 @@ void attention_scalar(const AttentionProblem& p) {
       const float* q = p.q + (int64_t(t) * p.n_heads + h) * hd;
       std::vector<double> s(n_keys);
       double mx = -std::numeric_limits<double>::infinity();
+      auto at = [&](const void* base, KvType type, int64_t i, int c) {
+        const int64_t e = i * kv_stride + int64_t(g) * hd + c;
+        return type == KvType::F32 ? double(static_cast<const float*>(base)[e])
+                                   : double(f16_to_float(static_cast<const uint16_t*>(base)[e]));
+      };
       for (int64_t i = 0; i < n_keys; ++i) {
         double dot = 0;
-        for (int c = 0; c < hd; ++c) dot += double(q[c]) * p.k[i * kv_stride + int64_t(g) * hd + c];
+        for (int c = 0; c < hd; ++c) dot += double(q[c]) * at(p.k, p.k_type, i, c);
         s[i] = dot * p.scale;
         mx = std::max(mx, s[i]);
       }
@@ -79,7 +94,7 @@ void attention_scalar(const AttentionProblem& p) {
       float* out = p.out + (int64_t(t) * p.n_heads + h) * hd;
       for (int c = 0; c < hd; ++c) {
         double acc = 0;
-        for (int64_t i = 0; i < n_keys; ++i) acc += s[i] * p.v[i * kv_stride + int64_t(g) * hd + c];
+        for (int64_t i = 0; i < n_keys; ++i) acc += s[i] * at(p.v, p.v_type, i, c);
         out[c] = static_cast<float>(acc / sum);
       }
     }
@@ -94,8 +109,10 @@ void attention(const AttentionProblem& p, int threads) {
   const int64_t work = int64_t(items) * (p.keys_before + p.n_queries) * p.head_dim;
   const int chunks = (n > 1 && work > (int64_t{1} << 16)) ? std::min(items, n * 4) : 1;
   pool.parallel_for(chunks, [&](int c) {
-    thread_local std::vector<float> scores(64);
-    for (int it = items * c / chunks; it < items * (c + 1) / chunks; ++it) attend_one(p, it / p.n_heads, it % p.n_heads, scores.data());
+    thread_local std::vector<float> scores(kTile), tmp;
+    tmp.resize(p.head_dim);
+    for (int it = items * c / chunks; it < items * (c + 1) / chunks; ++it)
+      attend_one(p, it / p.n_heads, it % p.n_heads, scores.data(), tmp.data());
   });
 }
 

@@ -6,6 +6,8 @@
 
 #include <gtest/gtest.h>
 
+#include "ropescale/kernels/rotary.h"
+
 namespace ropescale {
 namespace {
 
@@ -15,7 +17,7 @@ TEST(Attention, TwoKeysByHand) {
   // the first query sees only k0 → out = 4.
   const float q[2] = {1, 1}, k[2] = {0, std::log(3.0f)}, v[2] = {4, 8};
   float out[2] = {0, 0};
-  AttentionProblem p{2, 1, 1, 1, 0, q, k, v, 1.0f, out};
+  AttentionProblem p{2, 1, 1, 1, 0, q, k, v, KvType::F32, KvType::F32, 1.0f, out};
   attention_scalar(p);
   EXPECT_NEAR(out[0], 4.0f, 1e-6);
   EXPECT_NEAR(out[1], 7.0f, 1e-5);
@@ -33,7 +35,7 @@ void compare(int n_queries, int H, int KV, int hd, int64_t keys_before, uint32_t
   std::vector<float> q(size_t(n_queries) * H * hd), k(size_t(keys) * KV * hd), v(k.size()), a(q.size()), b(q.size());
   for (auto* x : {&q, &k, &v})
     for (auto& e : *x) e = n(rng);
-  AttentionProblem p{n_queries, H, KV, hd, keys_before, q.data(), k.data(), v.data(), 1.0f / std::sqrt(float(hd)), a.data()};
+  AttentionProblem p{n_queries, H, KV, hd, keys_before, q.data(), k.data(), v.data(), KvType::F32, KvType::F32, 1.0f / std::sqrt(float(hd)), a.data()};
   attention_scalar(p);
   p.out = b.data();
   attention(p, 2);
@@ -48,6 +50,23 @@ TEST(Attention, TiledMatchesScalarTwin) {
   compare(33, 6, 2, 64, 63, 3);       // GQA ×3, tile boundary
   compare(5, 4, 1, 128, 1000, 4);     // MQA
   compare(3, 4, 2, 16, 17000, 5);     // positions beyond 16K
+}
+
+TEST(Attention, F16CacheMatchesTwin) {
+  std::mt19937 rng(9);
+  std::normal_distribution<float> n(0, 1);
+  const int Q = 5, H = 4, KV = 2, hd = 32;
+  const int64_t before = 300, keys = before + Q;
+  std::vector<float> q(size_t(Q) * H * hd), kf(size_t(keys) * KV * hd), vf(kf.size()), a(q.size()), b(q.size());
+  for (auto* x : {&q, &kf, &vf})
+    for (auto& e : *x) e = n(rng);
+  std::vector<uint16_t> k16(kf.size()), v16(vf.size());
+  for (size_t i = 0; i < kf.size(); ++i) k16[i] = float_to_f16(kf[i]), v16[i] = float_to_f16(vf[i]);
+  AttentionProblem p{Q, H, KV, hd, before, q.data(), k16.data(), v16.data(), KvType::F16, KvType::F16, 0.2f, a.data()};
+  attention_scalar(p);  // the twin reads the same f16 values
+  p.out = b.data();
+  attention(p, 2);
+  for (size_t i = 0; i < a.size(); ++i) ASSERT_NEAR(b[i], a[i], 1e-4) << i;
 }
 
 TEST(Attention, RejectsBadShapes) {

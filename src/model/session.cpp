@@ -7,8 +7,11 @@
 #include <cstring>
 #include <stdexcept>
 
+#include <nlohmann/json.hpp>
+
 #include "ropescale/config/model_config.h"
 #include "ropescale/kernels/attention.h"
+#include "ropescale/kernels/convert.h"
 #include "ropescale/kernels/rotary.h"
 #include "ropescale/kernels/thread_pool.h"
 
@@ -52,6 +55,23 @@ RopeSpec rope_spec_for_model(const LlamaModel& m, const std::string& rope_scalin
   return rope_spec_for(c);
 }
 
+std::string rope_scaling_for_request(const LlamaModel& m, int64_t tokens, const RopePolicy& p) {
+  if (!(p.granularity > 0) || !(p.max_factor >= 1))
+    throw std::invalid_argument("rope policy: granularity must be > 0 and max_factor >= 1");
+  const auto type = parse_rope_type(p.method);
+  if (!type || *type == RopeType::Default || m.position.alibi)
+    throw std::invalid_argument("rope policy: method '" + p.method + "' must be a RoPE scaling type");
+  const int64_t L = m.hp.trained_context;
+  if (tokens <= L) return "";
+  double factor = std::ceil(static_cast<double>(tokens) / L / p.granularity - 1e-12) * p.granularity;
+  if (factor > p.max_factor)
+    throw std::invalid_argument("rope policy: " + std::to_string(tokens) + " tokens need factor " + std::to_string(factor) +
+                                " > max_factor " + std::to_string(p.max_factor));
+  nlohmann::json j = {{"rope_type", p.method}, {"factor", factor}};
+  if (*type == RopeType::Llama3) j["low_freq_factor"] = 1.0, j["high_freq_factor"] = 4.0;
+  return j.dump();
+}
+
 InferenceSession::InferenceSession(const LlamaModel& model, SessionOptions options) : m_(model), opt_(std::move(options)) {
   openblas_set_num_threads(1);
   const auto& hp = m_.hp;
@@ -60,8 +80,13 @@ InferenceSession::InferenceSession(const LlamaModel& model, SessionOptions optio
   if (opt_.rope.rotary_dim != hp.head_dim && opt_.rope.rotary_dim > hp.head_dim)
     throw std::invalid_argument("session: rotary_dim exceeds head_dim");
   const size_t kv = size_t(hp.n_kv_heads) * hp.head_dim;
-  k_cache_.assign(hp.n_layers, std::vector<float>(size_t(opt_.max_context) * kv));
-  v_cache_.assign(hp.n_layers, std::vector<float>(size_t(opt_.max_context) * kv));
+  if (opt_.kv_cache == KvType::F16) {
+    k16_.assign(hp.n_layers, std::vector<uint16_t>(size_t(opt_.max_context) * kv));
+    v16_.assign(hp.n_layers, std::vector<uint16_t>(size_t(opt_.max_context) * kv));
+  } else {
+    k_cache_.assign(hp.n_layers, std::vector<float>(size_t(opt_.max_context) * kv));
+    v_cache_.assign(hp.n_layers, std::vector<float>(size_t(opt_.max_context) * kv));
+  }
 }
 
 std::vector<float> InferenceSession::forward(std::span<const int> tokens, bool all_logits) {
@@ -131,13 +156,23 @@ void InferenceSession::forward_chunk(const int* tokens, int n, float* logits_out
     rp.angles.table = &table;
     apply_rotary(rp, opt_.threads);
 
-    float* kc = k_cache_[l].data();
-    float* vc = v_cache_[l].data();
-    std::memcpy(kc + p0 * kvd, k_.data(), k_.size() * sizeof(float));
-    std::memcpy(vc + p0 * kvd, v_.data(), v_.size() * sizeof(float));
-    const float* keys = kc;
+    const bool f16 = opt_.kv_cache == KvType::F16;
+    const void* kc = f16 ? static_cast<const void*>(k16_[l].data()) : k_cache_[l].data();
+    const void* vc = f16 ? static_cast<const void*>(v16_[l].data()) : v_cache_[l].data();
+    if (f16) {
+      f32_to_f16(k_.data(), k16_[l].data() + p0 * kvd, k_.size());
+      f32_to_f16(v_.data(), v16_[l].data() + p0 * kvd, v_.size());
+    } else {
+      std::memcpy(k_cache_[l].data() + p0 * kvd, k_.data(), k_.size() * sizeof(float));
+      std::memcpy(v_cache_[l].data() + p0 * kvd, v_.data(), v_.size() * sizeof(float));
+    }
+    const void* keys = kc;
+    KvType key_type = opt_.kv_cache;
     if (at_read) {
-      std::memcpy(k_rot_.data(), kc, size_t(p1) * kvd * sizeof(float));
+      if (f16)
+        f16_to_f32(k16_[l].data(), k_rot_.data(), size_t(p1) * kvd);
+      else
+        std::memcpy(k_rot_.data(), k_cache_[l].data(), size_t(p1) * kvd * sizeof(float));
       RotaryProblem kp;
       kp.n_tokens = p1;
       kp.positions = key_positions.data();
@@ -148,6 +183,7 @@ void InferenceSession::forward_chunk(const int* tokens, int n, float* logits_out
       kp.angles.table = &key_table;
       apply_rotary(kp, opt_.threads);
       keys = k_rot_.data();
+      key_type = KvType::F32;
     }
 
     AttentionProblem ap;
@@ -159,6 +195,8 @@ void InferenceSession::forward_chunk(const int* tokens, int n, float* logits_out
     ap.q = q_.data();
     ap.k = keys;
     ap.v = vc;
+    ap.k_type = key_type;
+    ap.v_type = opt_.kv_cache;
     ap.scale = 1.0f / std::sqrt(static_cast<float>(hd));
     ap.out = att_.data();
     attention(ap, opt_.threads);

@@ -144,6 +144,41 @@ TEST_F(Stories260K, EveryMethodRunsAt8xWithoutNaN) {
   }
 }
 
+TEST_F(Stories260K, F16KvCacheStaysClose) {
+  const auto ids = story_tokens(*tok_, 800);
+  for (KeyRotation kr : {KeyRotation::AtWrite, KeyRotation::AtRead}) {
+    SessionOptions a = options(R"({"rope_type":"yarn","factor":2})", 1024, kr), b = a;
+    b.kv_cache = KvType::F16;
+    InferenceSession s32(*model_, a), s16(*model_, b);
+    const auto l32 = s32.forward(ids), l16 = s16.forward(ids);
+    double worst = 0;
+    for (size_t i = 0; i < l32.size(); ++i) worst = std::max(worst, double(std::abs(l32[i] - l16[i])));
+    // f16 keeps 11 significant bits: logits (O(10)) move by a few 1e-2 at most.
+    EXPECT_LT(worst, 0.05);
+    EXPECT_GT(worst, 0.0);  // and it really is a different cache
+  }
+}
+
+TEST_F(Stories260K, RequestPolicy) {
+  RopePolicy p;
+  EXPECT_EQ(rope_scaling_for_request(*model_, 300, p), "");   // within the trained 512: plain RoPE
+  EXPECT_EQ(rope_scaling_for_request(*model_, 512, p), "");
+  EXPECT_EQ(nlohmann::json::parse(rope_scaling_for_request(*model_, 513, p))["factor"], 2.0);
+  EXPECT_EQ(nlohmann::json::parse(rope_scaling_for_request(*model_, 3000, p))["factor"], 6.0);
+  p.granularity = 4;
+  EXPECT_EQ(nlohmann::json::parse(rope_scaling_for_request(*model_, 3000, p))["factor"], 8.0);
+  p.max_factor = 4;
+  EXPECT_THROW(rope_scaling_for_request(*model_, 3000, p), std::invalid_argument);
+  p = RopePolicy{"linear", 1.0, 64};
+  EXPECT_EQ(nlohmann::json::parse(rope_scaling_for_request(*model_, 1024, p))["rope_type"], "linear");
+  p.method = "default";
+  EXPECT_THROW(rope_scaling_for_request(*model_, 1024, p), std::invalid_argument);
+  // The chosen setting runs.
+  SessionOptions o = options(rope_scaling_for_request(*model_, 1500, RopePolicy{}), 1500);
+  EXPECT_EQ(o.rope.type, RopeType::Yarn);
+  EXPECT_EQ(o.rope.factor, 3.0);
+}
+
 TEST_F(Stories260K, RejectsOverflowAndBadTokens) {
   InferenceSession s(*model_, options("", 8));
   std::vector<int> nine(9, 5);

@@ -10,13 +10,17 @@
 
 namespace ropescale {
 
+enum class KvType { F32, F16 };  // storage of the cached keys / values
+
 struct AttentionProblem {
   int n_queries = 0;
   int n_heads = 0, n_kv_heads = 0, head_dim = 0;
   int64_t keys_before = 0;     // keys already in the cache before this chunk
   const float* q = nullptr;    // [n_queries][n_heads][head_dim], rotated
-  const float* k = nullptr;    // [keys_before + n_queries][n_kv_heads][head_dim], rotated
-  const float* v = nullptr;    // same layout as k
+  const void* k = nullptr;     // [keys_before + n_queries][n_kv_heads][head_dim], rotated
+  const void* v = nullptr;     // same layout as k
+  KvType k_type = KvType::F32;
+  KvType v_type = KvType::F32;
   float scale = 1.0f;          // usually 1/sqrt(head_dim)
   float* out = nullptr;        // [n_queries][n_heads][head_dim]
 };

@@ -19,6 +19,7 @@
 #include <string>
 #include <vector>
 
+#include "ropescale/kernels/attention.h"
 #include "ropescale/model/llama_model.h"
 #include "ropescale/rope/frequencies.h"
 
@@ -30,6 +31,7 @@ struct SessionOptions {
   int64_t max_context = 0;        // KV cache capacity (tokens); 0 = the model's trained context
   RopeSpec rope;                  // the request's setting (see rope_spec_for_model)
   KeyRotation key_rotation = KeyRotation::AtWrite;
+  KvType kv_cache = KvType::F32;  // f16 halves the cache (rounding ~5e-4 relative)
   int chunk = 256;                // prefill chunk size
   int threads = 0;                // 0 = the pool's size
 };
@@ -38,6 +40,20 @@ struct SessionOptions {
 // passes to vLLM (e.g. {"rope_type":"yarn","factor":8}); original lengths
 // default to the model's trained context. Throws ConfigError.
 RopeSpec rope_spec_for_model(const LlamaModel& m, const std::string& rope_scaling_json = "");
+
+// The request policy production teams use: up to the model's trained context
+// a request runs with factor 1.0 (plain RoPE, short prompts untouched); past
+// it, with `method` at the factor its length needs — (prompt + generation) /
+// trained, rounded up to a multiple of `granularity`, capped at `max_factor` —
+// fixed for the whole request, so its KV cache never mixes rotations.
+struct RopePolicy {
+  std::string method = "yarn";  // yarn, linear, ntk, llama3 (any static type)
+  double granularity = 1.0;
+  double max_factor = 64.0;
+};
+// The --rope-scaling JSON for a request of `tokens` tokens ("" = plain RoPE).
+// Throws std::invalid_argument for an unusable policy.
+std::string rope_scaling_for_request(const LlamaModel& m, int64_t tokens, const RopePolicy& policy);
 
 class InferenceSession {
  public:
@@ -60,7 +76,9 @@ class InferenceSession {
   SessionOptions opt_;
   int64_t pos_ = 0;
   RopeFrequencies freqs_;
-  std::vector<std::vector<float>> k_cache_, v_cache_;  // per layer [max_context][KV][hd]
+  // Per layer [max_context][KV][hd], in f32 or f16 (one pair is used).
+  std::vector<std::vector<float>> k_cache_, v_cache_;
+  std::vector<std::vector<uint16_t>> k16_, v16_;
   // scratch
   std::vector<float> x_, xb_, q_, k_, v_, att_, h1_, h3_, k_rot_;
 };
