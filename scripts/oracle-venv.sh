@@ -1,15 +1,21 @@
 #!/usr/bin/env bash
-# Creates .venv-oracle with Hugging Face transformers + torch (the oracle for
-# ropescale's frequencies) and llama.cpp's gguf package (the oracle for the
-# GGUF files ropescale writes). Test-only: the C++ core
+# Creates .venv-oracle with the oracles the tests compare ropescale with:
+# Hugging Face transformers + torch (frequencies, whole forward pass), the gguf
+# package (GGUF files) and llama-cpp-python, i.e. llama.cpp built from source
+# by pip (~10 minutes on 2 cores; logits of converted models). Test-only: the C++ core
 # never needs Python. Pinned so results are reproducible.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 VENV="${ROPESCALE_ORACLE_VENV:-.venv-oracle}"
-if [[ -x "$VENV/bin/python" ]] && "$VENV/bin/python" -c "import torch, transformers, gguf" 2>/dev/null; then
-  exit 0
+if ! { [[ -x "$VENV/bin/python" ]] && "$VENV/bin/python" -c "import torch, transformers, gguf" 2>/dev/null; }; then
+  echo "ropescale: creating $VENV (transformers + torch + gguf, ~4 GB, a few minutes)" >&2
+  python3 -m venv "$VENV" &&
+    "$VENV/bin/pip" install -q --disable-pip-version-check "transformers==5.23.0" "torch==2.15.0" "gguf==0.19.0" numpy ||
+    echo "ropescale: WARNING: could not install transformers/torch/gguf; their oracle tests will be SKIPPED" >&2
 fi
-echo "ropescale: creating $VENV (transformers + torch, ~4 GB, a few minutes)" >&2
-python3 -m venv "$VENV" &&
-  "$VENV/bin/pip" install -q --disable-pip-version-check "transformers==5.23.0" "torch==2.15.0" "gguf==0.19.0" numpy ||
-  { echo "ropescale: WARNING: could not install the HF oracle packages; the hf_oracle test will be SKIPPED" >&2; exit 0; }
+if [[ -x "$VENV/bin/python" ]] && ! "$VENV/bin/python" -c "import llama_cpp" 2>/dev/null; then
+  echo "ropescale: building llama-cpp-python from source (~10 minutes on 2 cores)" >&2
+  CMAKE_BUILD_PARALLEL_LEVEL=$(nproc) "$VENV/bin/pip" install -q --disable-pip-version-check "llama-cpp-python==0.3.36" ||
+    echo "ropescale: WARNING: could not build llama-cpp-python; the llamacpp_oracle test will be SKIPPED" >&2
+fi
+exit 0
