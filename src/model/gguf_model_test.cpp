@@ -1,7 +1,9 @@
 // stories260K converted to GGUF must give the logits of the original.
 #include "ropescale/model/gguf_model.h"
 
+#include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <unistd.h>
 
 #include <filesystem>
@@ -9,6 +11,7 @@
 #include <gtest/gtest.h>
 
 #include "ropescale/advice/check.h"
+#include "ropescale/config/llama2c_header.h"
 #include "ropescale/config/error.h"
 #include "ropescale/model/hf_model.h"
 #include "ropescale/model/session.h"
@@ -107,6 +110,60 @@ TEST(ModelFormats, LogitsAgreeAcrossLlama2cGgufAndSafetensors) {
     EXPECT_LE(max_abs_diff(logits_of(hf, ids, rope), want), 1e-4);
     std::filesystem::remove_all(hf_dir);
   }
+}
+
+std::vector<int> greedy(const LlamaModel& m, int n) {
+  SessionOptions o;
+  o.max_context = 512;
+  o.rope = rope_spec_for_model(m);
+  InferenceSession s(m, o);
+  std::vector<int> ids = {1};
+  while (static_cast<int>(ids.size()) < n) {
+    const auto logits = s.forward(std::span<const int>(&ids.back(), 1));
+    ids.push_back(static_cast<int>(std::max_element(logits.begin(), logits.end()) - logits.begin()));
+  }
+  return ids;
+}
+
+TEST(ModelFormats, GoldenGreedySequenceFromEveryFormat) {
+  // SOURCES.md: the 41-token greedy sequence from BOS, from the llama2.c file,
+  // a llama2.c v1 ("ak42") re-export, and the GGUF and safetensors conversions.
+  const auto dir = test::shared_dir() / "models/stories260K";
+  if (!std::filesystem::exists(dir / "stories260K.bin")) GTEST_SKIP() << "SKIPPED LOUDLY: " << dir << " is absent";
+  const std::vector<int> want = {1,   403, 407, 261, 378, 432, 383, 286, 261, 376, 298, 315, 421, 395,
+                                 317, 426, 338, 401, 396, 267, 337, 410, 408, 419, 292, 411, 322, 265,
+                                 282, 295, 433, 426, 385, 328, 432, 358, 394, 261, 370, 432, 352};
+  const LlamaModel orig = load_model((dir / "stories260K.bin").string());
+  const auto tok = Llama2cTokenizer::load((dir / "tok512.bin").string(), 512);
+  EXPECT_EQ(greedy(orig, 41), want);
+  EXPECT_EQ(greedy(load_model(test::write_temp("g.gguf", serialize_gguf_model(orig, tok, WeightType::F32))), 41), want);
+  EXPECT_EQ(greedy(load_model(test::write_temp("g16.gguf", serialize_gguf_model(orig, tok, WeightType::F16))), 41), want);
+  const auto hf_dir = (std::filesystem::temp_directory_path() / ("ropescale-hfg-" + std::to_string(::getpid()))).string();
+  write_hf_model(orig, tok, WeightType::F32, hf_dir);
+  EXPECT_EQ(greedy(load_model(hf_dir), 41), want);
+  std::filesystem::remove_all(hf_dir);
+
+  // llama2.c version 1 layout (export.py version1_export): 256-byte header,
+  // then norms, final norm, embedding, then wq…w3 per kind over layers.
+  const auto& hp = orig.hp;
+  std::vector<uint8_t> v1(256, 0);
+  const uint32_t magic = kLlama2cMagic;
+  const int32_t header[] = {1, hp.dim, hp.hidden_dim, hp.n_layers, hp.n_heads, hp.n_kv_heads, hp.vocab_size, hp.trained_context};
+  std::memcpy(v1.data(), &magic, 4);
+  std::memcpy(v1.data() + 4, header, sizeof(header));
+  v1[36] = 1;  // shared classifier
+  auto put = [&](const std::vector<float>& w) {
+    const auto* p = reinterpret_cast<const uint8_t*>(w.data());
+    v1.insert(v1.end(), p, p + w.size() * 4);
+  };
+  for (const auto& l : orig.layers) put(l.attn_norm);
+  for (const auto& l : orig.layers) put(l.ffn_norm);
+  put(orig.final_norm);
+  put(orig.token_embedding);
+  for (auto field : {&LlamaLayerWeights::wq, &LlamaLayerWeights::wk, &LlamaLayerWeights::wv, &LlamaLayerWeights::wo,
+                     &LlamaLayerWeights::w1, &LlamaLayerWeights::w2, &LlamaLayerWeights::w3})
+    for (const auto& l : orig.layers) put(l.*field);
+  EXPECT_EQ(greedy(load_model(test::write_temp("v1.bin", v1)), 41), want);
 }
 
 TEST(GgufModel, RejectsBrokenModels) {
