@@ -10,6 +10,7 @@
 #include "ropescale/config/rope_params.h"
 #include "ropescale/kernels/rotary.h"
 #include "ropescale/rope/frequencies.h"
+#include "llama_tensors.h"
 #include "qk_permutation.h"
 
 namespace ropescale {
@@ -194,23 +195,17 @@ std::vector<uint8_t> serialize_gguf_model(const LlamaModel& m, const Llama2cToke
   kv("tokenizer.ggml.eos_token_id", T::Uint32, Llama2cTokenizer::kEos);
   kv("tokenizer.ggml.add_bos_token", T::Bool, true);
 
-  const uint64_t d = hp.dim, V = hp.vocab_size, hid = hp.hidden_dim, qd = uint64_t(hp.n_heads) * hp.head_dim,
-                 kvd = uint64_t(hp.n_kv_heads) * hp.head_dim;
+  const uint64_t d = hp.dim, V = hp.vocab_size;
   const bool half_split = hp.layout == PairLayout::HalfSplit;
   tensors.push_back(encode_tensor("token_embd.weight", m.token_embedding, {d, V}, wt));
-  for (int l = 0; l < hp.n_layers; ++l) {
-    const auto& w = m.layers[l];
-    const std::string b = "blk." + std::to_string(l) + ".";
-    tensors.push_back(encode_tensor(b + "attn_norm.weight", w.attn_norm, {d}, wt));
-    tensors.push_back(encode_tensor(b + "attn_q.weight", half_split ? detail::permute_qk_rows(w.wq, hp.n_heads, hp.head_dim, hp.dim, false) : w.wq, {d, qd}, wt));
-    tensors.push_back(encode_tensor(b + "attn_k.weight", half_split ? detail::permute_qk_rows(w.wk, hp.n_kv_heads, hp.head_dim, hp.dim, false) : w.wk, {d, kvd}, wt));
-    tensors.push_back(encode_tensor(b + "attn_v.weight", w.wv, {d, kvd}, wt));
-    tensors.push_back(encode_tensor(b + "attn_output.weight", w.wo, {qd, d}, wt));
-    tensors.push_back(encode_tensor(b + "ffn_norm.weight", w.ffn_norm, {d}, wt));
-    tensors.push_back(encode_tensor(b + "ffn_gate.weight", w.w1, {d, hid}, wt));
-    tensors.push_back(encode_tensor(b + "ffn_down.weight", w.w2, {hid, d}, wt));
-    tensors.push_back(encode_tensor(b + "ffn_up.weight", w.w3, {d, hid}, wt));
-  }
+  for (int l = 0; l < hp.n_layers; ++l)
+    for (const auto& t : detail::layer_tensors()) {
+      const auto& w = m.layers[l].*t.field;
+      // llama.cpp's llama architecture rotates Meta-ordered rows (ggml NORMAL).
+      tensors.push_back(encode_tensor("blk." + std::to_string(l) + "." + t.gguf,
+                                      half_split && t.qk_heads ? detail::permute_qk_rows(w, detail::heads_of(t, hp), hp.head_dim, hp.dim, false) : w,
+                                      detail::shape_of(t, hp, true), wt));
+    }
   tensors.push_back(encode_tensor("output_norm.weight", m.final_norm, {d}, wt));
   if (!m.classifier.empty()) tensors.push_back(encode_tensor("output.weight", m.classifier, {d, V}, wt));
   return serialize_gguf(md, tensors);
@@ -276,23 +271,12 @@ LlamaModel load_gguf_model(const std::string& path) {
   const auto* emb = f.find_tensor("token_embd.weight");
   if (!emb || emb->dims.size() != 2) throw_invalid(path, "tensor token_embd.weight", "(missing)", "required");
   hp.vocab_size = int(emb->dims[1]);
-  const uint64_t d = hp.dim, V = hp.vocab_size, hid = hp.hidden_dim, qd = uint64_t(hp.n_heads) * hp.head_dim,
-                 kvd = uint64_t(hp.n_kv_heads) * hp.head_dim;
+  const uint64_t d = hp.dim, V = hp.vocab_size;
   m.token_embedding = tensor("token_embd.weight", {d, V});
   m.layers.resize(hp.n_layers);
-  for (int l = 0; l < hp.n_layers; ++l) {
-    const std::string b = "blk." + std::to_string(l) + ".";
-    auto& w = m.layers[l];
-    w.attn_norm = tensor(b + "attn_norm.weight", {d});
-    w.wq = tensor(b + "attn_q.weight", {d, qd});
-    w.wk = tensor(b + "attn_k.weight", {d, kvd});
-    w.wv = tensor(b + "attn_v.weight", {d, kvd});
-    w.wo = tensor(b + "attn_output.weight", {qd, d});
-    w.ffn_norm = tensor(b + "ffn_norm.weight", {d});
-    w.w1 = tensor(b + "ffn_gate.weight", {d, hid});
-    w.w2 = tensor(b + "ffn_down.weight", {hid, d});
-    w.w3 = tensor(b + "ffn_up.weight", {d, hid});
-  }
+  for (int l = 0; l < hp.n_layers; ++l)
+    for (const auto& t : detail::layer_tensors())
+      m.layers[l].*t.field = tensor("blk." + std::to_string(l) + "." + t.gguf, detail::shape_of(t, hp, true));
   m.final_norm = tensor("output_norm.weight", {d});
   if (f.find_tensor("output.weight")) m.classifier = tensor("output.weight", {d, V});
   return m;

@@ -15,6 +15,7 @@
 #include "ropescale/config/rope_params.h"
 #include "ropescale/config/safetensors.h"
 #include "ropescale/kernels/rotary.h"
+#include "llama_tensors.h"
 #include "qk_permutation.h"
 
 namespace ropescale {
@@ -89,24 +90,17 @@ void write_hf_model(const LlamaModel& m, const Llama2cTokenizer& tok, WeightType
               {"eos_token_id", Llama2cTokenizer::kEos},
               {"torch_dtype", wt == WeightType::F32 ? "float32" : wt == WeightType::F16 ? "float16" : "bfloat16"}};
 
-  const uint64_t d = hp.dim, V = hp.vocab_size, hid = hp.hidden_dim, qd = uint64_t(hp.n_heads) * hp.head_dim,
-                 kvd = uint64_t(hp.n_kv_heads) * hp.head_dim;
+  const uint64_t d = hp.dim, V = hp.vocab_size;
   const bool to_hf = hp.layout == PairLayout::Interleaved;  // Meta rows → rotate_half rows
   std::vector<SafetensorsTensorData> ts;
   ts.push_back(encode("model.embed_tokens.weight", m.token_embedding, {V, d}, wt));
-  for (int l = 0; l < hp.n_layers; ++l) {
-    const auto& w = m.layers[l];
-    const std::string b = "model.layers." + std::to_string(l) + ".";
-    ts.push_back(encode(b + "input_layernorm.weight", w.attn_norm, {d}, wt));
-    ts.push_back(encode(b + "self_attn.q_proj.weight", to_hf ? detail::permute_qk_rows(w.wq, hp.n_heads, hp.head_dim, hp.dim, true) : w.wq, {qd, d}, wt));
-    ts.push_back(encode(b + "self_attn.k_proj.weight", to_hf ? detail::permute_qk_rows(w.wk, hp.n_kv_heads, hp.head_dim, hp.dim, true) : w.wk, {kvd, d}, wt));
-    ts.push_back(encode(b + "self_attn.v_proj.weight", w.wv, {kvd, d}, wt));
-    ts.push_back(encode(b + "self_attn.o_proj.weight", w.wo, {d, qd}, wt));
-    ts.push_back(encode(b + "post_attention_layernorm.weight", w.ffn_norm, {d}, wt));
-    ts.push_back(encode(b + "mlp.gate_proj.weight", w.w1, {hid, d}, wt));
-    ts.push_back(encode(b + "mlp.down_proj.weight", w.w2, {d, hid}, wt));
-    ts.push_back(encode(b + "mlp.up_proj.weight", w.w3, {hid, d}, wt));
-  }
+  for (int l = 0; l < hp.n_layers; ++l)
+    for (const auto& t : detail::layer_tensors()) {
+      const auto& w = m.layers[l].*t.field;
+      ts.push_back(encode("model.layers." + std::to_string(l) + "." + t.hf,
+                          to_hf && t.qk_heads ? detail::permute_qk_rows(w, detail::heads_of(t, hp), hp.head_dim, hp.dim, true) : w,
+                          detail::shape_of(t, hp, false), wt));
+    }
   ts.push_back(encode("model.norm.weight", m.final_norm, {d}, wt));
   if (!m.classifier.empty()) ts.push_back(encode("lm_head.weight", m.classifier, {V, d}, wt));
 
@@ -186,23 +180,12 @@ LlamaModel load_hf_model(const std::string& path_in) {
     for (const auto& p : parsed) if (p.tensors.count(name)) return true;
     return false;
   };
-  const uint64_t d = hp.dim, V = hp.vocab_size, hid = hp.hidden_dim, qd = uint64_t(hp.n_heads) * hp.head_dim,
-                 kvd = uint64_t(hp.n_kv_heads) * hp.head_dim;
+  const uint64_t d = hp.dim, V = hp.vocab_size;
   m.token_embedding = tensor("model.embed_tokens.weight", {V, d});
   m.layers.resize(hp.n_layers);
-  for (int l = 0; l < hp.n_layers; ++l) {
-    const std::string b = "model.layers." + std::to_string(l) + ".";
-    auto& w = m.layers[l];
-    w.attn_norm = tensor(b + "input_layernorm.weight", {d});
-    w.wq = tensor(b + "self_attn.q_proj.weight", {qd, d});
-    w.wk = tensor(b + "self_attn.k_proj.weight", {kvd, d});
-    w.wv = tensor(b + "self_attn.v_proj.weight", {kvd, d});
-    w.wo = tensor(b + "self_attn.o_proj.weight", {d, qd});
-    w.ffn_norm = tensor(b + "post_attention_layernorm.weight", {d});
-    w.w1 = tensor(b + "mlp.gate_proj.weight", {hid, d});
-    w.w2 = tensor(b + "mlp.down_proj.weight", {d, hid});
-    w.w3 = tensor(b + "mlp.up_proj.weight", {hid, d});
-  }
+  for (int l = 0; l < hp.n_layers; ++l)
+    for (const auto& t : detail::layer_tensors())
+      m.layers[l].*t.field = tensor("model.layers." + std::to_string(l) + "." + t.hf, detail::shape_of(t, hp, false));
   m.final_norm = tensor("model.norm.weight", {d});
   if (has("lm_head.weight") && !bool_or(raw, "tie_word_embeddings", false)) m.classifier = tensor("lm_head.weight", {V, d});
   return m;

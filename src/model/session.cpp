@@ -106,6 +106,17 @@ std::vector<float> InferenceSession::forward(std::span<const int> tokens, bool a
   return logits;
 }
 
+RotaryProblem InferenceSession::rotary_problem(int64_t n, const int64_t* positions, const CosSinTable& table) const {
+  RotaryProblem p;
+  p.n_tokens = n;
+  p.positions = positions;
+  p.head_dim = m_.hp.head_dim;
+  p.rotary_dim = opt_.rope.rotary_dim;
+  p.layout = m_.hp.layout;
+  p.angles.table = &table;
+  return p;
+}
+
 void InferenceSession::forward_chunk(const int* tokens, int n, float* logits_out, bool all_logits) {
   const auto& hp = m_.hp;
   const int dim = hp.dim, hd = hp.head_dim, H = hp.n_heads, KV = hp.n_kv_heads, hid = hp.hidden_dim;
@@ -145,15 +156,9 @@ void InferenceSession::forward_chunk(const int* tokens, int n, float* logits_out
     matmul(xb_.data(), w.wk, k_.data(), n, dim, kvd, opt_.threads);
     matmul(xb_.data(), w.wv, v_.data(), n, dim, kvd, opt_.threads);
 
-    RotaryProblem rp;
-    rp.n_tokens = n;
-    rp.positions = positions.data();
-    rp.head_dim = hd;
-    rp.rotary_dim = opt_.rope.rotary_dim;
-    rp.layout = hp.layout;
+    RotaryProblem rp = rotary_problem(n, positions.data(), table);
     rp.q = {q_.data(), DType::F32, H, qd, hd};
     if (!at_read) rp.k = {k_.data(), DType::F32, KV, kvd, hd};
-    rp.angles.table = &table;
     apply_rotary(rp, opt_.threads);
 
     const bool f16 = opt_.kv_cache == KvType::F16;
@@ -173,14 +178,8 @@ void InferenceSession::forward_chunk(const int* tokens, int n, float* logits_out
         f16_to_f32(k16_[l].data(), k_rot_.data(), size_t(p1) * kvd);
       else
         std::memcpy(k_rot_.data(), k_cache_[l].data(), size_t(p1) * kvd * sizeof(float));
-      RotaryProblem kp;
-      kp.n_tokens = p1;
-      kp.positions = key_positions.data();
-      kp.head_dim = hd;
-      kp.rotary_dim = opt_.rope.rotary_dim;
-      kp.layout = hp.layout;
+      RotaryProblem kp = rotary_problem(p1, key_positions.data(), key_table);
       kp.k = {k_rot_.data(), DType::F32, KV, kvd, hd};
-      kp.angles.table = &key_table;
       apply_rotary(kp, opt_.threads);
       keys = k_rot_.data();
       key_type = KvType::F32;

@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "ropescale/kernels/attention.h"
+#include "ropescale/kernels/rotary.h"
 #include "ropescale/model/llama_model.h"
 #include "ropescale/rope/frequencies.h"
 
@@ -71,6 +72,8 @@ class InferenceSession {
 
  private:
   void forward_chunk(const int* tokens, int n, float* logits_out, bool all_logits);
+  // A rotation of `n` rows at `positions` with this session's RoPE; tensors set by the caller.
+  RotaryProblem rotary_problem(int64_t n, const int64_t* positions, const CosSinTable& table) const;
 
   const LlamaModel& m_;
   SessionOptions opt_;
