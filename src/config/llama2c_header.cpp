@@ -1,5 +1,6 @@
 #include "ropescale/config/llama2c_header.h"
 
+#include <climits>
 #include <cstring>
 #include <string>
 
@@ -58,7 +59,7 @@ Llama2cHeader parse_llama2c_header(std::span<const uint8_t> b, const std::string
   if (h.version == 0) {
     // Legacy: a negative vocab_size means a separate classifier.
     h.shared_classifier = h.vocab_size > 0;
-    if (h.vocab_size < 0) h.vocab_size = -h.vocab_size;
+    if (h.vocab_size < 0) h.vocab_size = h.vocab_size == INT32_MIN ? 0 : -h.vocab_size;  // 0 fails the range check
   } else {
     h.shared_classifier = b[off + 28] != 0;
     if (h.version == 2) {

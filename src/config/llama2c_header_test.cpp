@@ -1,5 +1,6 @@
 #include "ropescale/config/llama2c_header.h"
 
+#include <climits>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -75,6 +76,11 @@ TEST(Llama2c, GarbageIsRejected) {
   EXPECT_THROW(parse_llama2c_header(tiny, "tiny.bin"), ConfigError);
   std::vector<uint8_t> junk(28, 0xff);  // all fields −1
   EXPECT_THROW(parse_llama2c_header(junk, "junk.bin"), ConfigError);
+  // vocab_size = INT32_MIN: negating it was undefined (found by fuzz_model_files).
+  std::vector<uint8_t> min_vocab(28, 0);
+  const int32_t fields[] = {8, 16, 1, 2, 1, INT32_MIN, 4};
+  std::memcpy(min_vocab.data(), fields, sizeof(fields));
+  EXPECT_THROW(parse_llama2c_header(min_vocab, "min.bin"), ConfigError);
   const auto p = test::write_temp("junk.dat", std::string(100, 'x'));
   try {
     load_model_config(p);
