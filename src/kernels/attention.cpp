@@ -53,8 +53,9 @@ void attend_one(const AttentionProblem& p, int t, int h, float* scores, float* t
     const float correction = std::exp(running_max - new_max);  // 0 on the first tile
     running_sum *= correction;
     for (int c = 0; c < hd; ++c) out[c] *= correction;
+    exp_shifted(scores, n, new_max);  // scores[i] ← exp(scores[i] − max), vectorized
     for (int i = 0; i < n; ++i) {
-      const float w = std::exp(scores[i] - new_max);
+      const float w = scores[i];
       running_sum += w;
       const float* v = kv_row(p.v, p.v_type, i0 + i, kv_stride, int64_t(g) * hd, hd, tmp);
       for (int c = 0; c < hd; ++c) out[c] += w * v[c];

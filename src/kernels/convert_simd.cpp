@@ -2,6 +2,9 @@
 #define HWY_TARGET_INCLUDE "src/kernels/convert_simd.cpp"
 #include "hwy/foreach_target.h"  // IWYU pragma: keep
 #include "hwy/highway.h"
+#include "hwy/contrib/math/math-inl.h"
+
+#include <cmath>
 
 #include "ropescale/kernels/convert.h"
 #include "ropescale/kernels/rotary.h"
@@ -35,6 +38,15 @@ void F32ToF16(const float* src, uint16_t* dst, size_t n) {
   for (; i < n; ++i) dst[i] = float_to_f16(src[i]);
 }
 
+void ExpShifted(float* x, size_t n, float shift) {
+  const hn::ScalableTag<float> d;
+  const size_t N = hn::Lanes(d);
+  const auto vs = hn::Set(d, shift);
+  size_t i = 0;
+  for (; i + N <= n; i += N) hn::StoreU(hn::Exp(d, hn::Sub(hn::LoadU(d, x + i), vs)), d, x + i);
+  for (; i < n; ++i) x[i] = std::exp(x[i] - shift);
+}
+
 }  // namespace HWY_NAMESPACE
 }  // namespace ropescale
 HWY_AFTER_NAMESPACE();
@@ -43,6 +55,8 @@ HWY_AFTER_NAMESPACE();
 namespace ropescale {
 HWY_EXPORT(F16ToF32);
 HWY_EXPORT(F32ToF16);
+HWY_EXPORT(ExpShifted);
+void exp_shifted(float* x, size_t n, float shift) { HWY_DYNAMIC_DISPATCH(ExpShifted)(x, n, shift); }
 void f16_to_f32(const uint16_t* src, float* dst, size_t n) { HWY_DYNAMIC_DISPATCH(F16ToF32)(src, dst, n); }
 void f32_to_f16(const float* src, uint16_t* dst, size_t n) { HWY_DYNAMIC_DISPATCH(F32ToF16)(src, dst, n); }
 }  // namespace ropescale

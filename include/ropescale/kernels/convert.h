@@ -1,5 +1,6 @@
-// f32 <-> f16 array conversion (round to nearest even), SIMD with runtime
-// dispatch; the scalar twins are float_to_f16 / f16_to_float (rotary.h).
+// Small vector kernels, SIMD with runtime dispatch: f32 <-> f16 array
+// conversion (round to nearest even; scalar twins float_to_f16 / f16_to_float
+// in rotary.h) and the shifted exponential attention's softmax needs.
 #pragma once
 
 #include <cstddef>
@@ -9,5 +10,7 @@ namespace ropescale {
 
 void f16_to_f32(const uint16_t* src, float* dst, size_t n);
 void f32_to_f16(const float* src, uint16_t* dst, size_t n);
+// x[i] = exp(x[i] − shift), to a few ulp of std::exp (Highway's contrib Exp).
+void exp_shifted(float* x, size_t n, float shift);
 
 }  // namespace ropescale
