@@ -42,7 +42,15 @@ TEST(Tokenizer, Llama2cEncoderMatchesSentencePiece) {
 TEST(Tokenizer, BadFilesAreErrors) {
   EXPECT_THROW(SentencePieceTokenizer::load(test::write_temp("bad.model", "not a model")), ConfigError);
   EXPECT_THROW(SentencePieceTokenizer::load("/nonexistent/tokenizer.model"), ConfigError);
-  std::string truncated("\x07\x00\x00\x00\x00\x00\x80\x3f\x05\x00\x00\x00ab", 14);
+  // max_token_length 7, then one token whose length (5) runs past the file's 2 bytes.
+  std::vector<uint8_t> truncated;
+  auto put = [&](const void* p, size_t n) { truncated.insert(truncated.end(), (const uint8_t*)p, (const uint8_t*)p + n); };
+  const int32_t max_len = 7, len = 5;
+  const float score = 1.0f;
+  put(&max_len, 4);
+  put(&score, 4);
+  put(&len, 4);
+  put("ab", 2);
   EXPECT_THROW(Llama2cTokenizer::load(test::write_temp("bad.bin", truncated)), ConfigError);
 }
 

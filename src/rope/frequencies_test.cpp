@@ -276,6 +276,7 @@ TEST(Frequencies, FreqDivisorsApplyOnTop) {
 TEST(Frequencies, RejectsUnusableSpecs) {
   EXPECT_THROW(compute_frequencies(spec(RopeType::Default, 3, 10000)), std::invalid_argument);      // odd
   EXPECT_THROW(compute_frequencies(spec(RopeType::Default, 0, 10000)), std::invalid_argument);      // empty
+  EXPECT_THROW(compute_frequencies(spec(RopeType::Default, 1 << 20, 10000)), std::invalid_argument);  // absurd
   EXPECT_THROW(compute_frequencies(spec(RopeType::Default, 8, 1.0)), std::invalid_argument);        // ln b = 0
   EXPECT_THROW(compute_frequencies(spec(RopeType::Linear, 8, 1e4, 0.0)), std::invalid_argument);    // zero factor
   EXPECT_THROW(compute_frequencies(spec(RopeType::Linear, 8, 1e4, -2.0)), std::invalid_argument);   // negative

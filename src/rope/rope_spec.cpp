@@ -67,6 +67,8 @@ std::string check_list(const std::vector<double>& v, int pairs, const char* name
 std::string validate(const RopeSpec& s) {
   if (s.rotary_dim < 2 || s.rotary_dim % 2 != 0)
     return "rotary_dim = " + std::to_string(s.rotary_dim) + " must be an even number >= 2";
+  if (s.rotary_dim > kMaxRotaryDim)  // no model rotates more; bounds the memory a file can make us allocate
+    return "rotary_dim = " + std::to_string(s.rotary_dim) + " is absurd (more than " + std::to_string(kMaxRotaryDim) + ")";
   if (s.head_dim > 0 && s.rotary_dim > s.head_dim)
     return "rotary_dim = " + std::to_string(s.rotary_dim) + " exceeds head_dim = " + std::to_string(s.head_dim);
   if (!positive_finite(s.theta) || s.theta == 1.0)

@@ -41,6 +41,9 @@ enum class Convention {
          // magnitude 1+0.1·ln(s) even for s<1, corr dims always floor/ceil
 };
 
+// Largest rotary dimension accepted (real models rotate 2 to 512 channels).
+constexpr int kMaxRotaryDim = 1 << 16;
+
 struct RopeSpec {
   RopeType type = RopeType::Default;
   double theta = 10000.0;      // b
