@@ -37,27 +37,35 @@ ThreadPool& ThreadPool::global() {
   return pool;
 }
 
-void ThreadPool::run_tasks() {
-  for (int i; (i = next_.fetch_add(1, std::memory_order_acq_rel)) < n_tasks_;) {
-    (*fn_)(i);
+void ThreadPool::run_tasks(uint32_t generation, const std::function<void(int)>* fn, int n) {
+  for (;;) {
+    uint64_t t = ticket_.load(std::memory_order_acquire);
+    do {
+      if (static_cast<uint32_t>(t >> 32) != generation || static_cast<int>(t & 0xffffffffu) >= n) return;
+    } while (!ticket_.compare_exchange_weak(t, t + 1, std::memory_order_acq_rel, std::memory_order_acquire));
+    (*fn)(static_cast<int>(t & 0xffffffffu));
     remaining_.fetch_sub(1, std::memory_order_acq_rel);
   }
 }
 
 void ThreadPool::worker_loop() {
-  unsigned seen = 0;
+  uint32_t seen = 0;
   for (;;) {
     // Spin a little: the next parallel section usually follows within microseconds.
     const auto start = std::chrono::steady_clock::now();
     while (generation_.load(std::memory_order_acquire) == seen && std::chrono::steady_clock::now() - start < kSpin)
       cpu_relax();
-    if (generation_.load(std::memory_order_acquire) == seen) {
+    const std::function<void(int)>* fn;
+    int n;
+    {
       std::unique_lock<std::mutex> lock(mu_);
       wake_.wait(lock, [&] { return generation_.load(std::memory_order_acquire) != seen; });
+      seen = generation_.load(std::memory_order_acquire);
+      if (stop_) return;
+      fn = fn_;  // the job of generation `seen`, read under the lock that published it
+      n = n_tasks_;
     }
-    seen = generation_.load(std::memory_order_acquire);
-    if (stop_) return;
-    run_tasks();
+    run_tasks(seen, fn, n);
   }
 }
 
@@ -68,16 +76,18 @@ void ThreadPool::parallel_for(int n, const std::function<void(int)>& fn) {
     return;
   }
   std::lock_guard<std::mutex> call(call_mu_);
+  uint32_t generation;
   {
     std::lock_guard<std::mutex> lock(mu_);
     fn_ = &fn;
     n_tasks_ = n;
     remaining_.store(n, std::memory_order_relaxed);
-    next_.store(0, std::memory_order_relaxed);
-    generation_.fetch_add(1, std::memory_order_release);
+    generation = generation_.load(std::memory_order_relaxed) + 1;
+    ticket_.store(uint64_t{generation} << 32, std::memory_order_relaxed);
+    generation_.store(generation, std::memory_order_release);
   }
   wake_.notify_all();
-  run_tasks();
+  run_tasks(generation, &fn, n);
   while (remaining_.load(std::memory_order_acquire) > 0) cpu_relax();
 }
 

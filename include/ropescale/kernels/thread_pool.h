@@ -3,9 +3,15 @@
 // a condition variable, because inference issues many short parallel sections
 // (several per layer per decoded token) and a futex wake-up can cost more than
 // the work. Blocking; one parallel_for at a time per pool.
+//
+// Tasks are claimed through one 64-bit ticket, (generation << 32) | index,
+// advanced by compare-and-swap: a worker still finishing an earlier call can
+// never claim an index of a later one, so a job's function is only ever
+// called while its parallel_for is waiting for it.
 #pragma once
 
 #include <atomic>
+#include <cstdint>
 #include <condition_variable>
 #include <functional>
 #include <mutex>
@@ -31,13 +37,14 @@ class ThreadPool {
 
  private:
   void worker_loop();
-  void run_tasks();
+  void run_tasks(uint32_t generation, const std::function<void(int)>* fn, int n);
 
   std::vector<std::thread> workers_;
   std::mutex mu_;
   std::condition_variable wake_;
-  std::atomic<unsigned> generation_{0};
-  std::atomic<int> next_{0}, remaining_{0};
+  std::atomic<uint32_t> generation_{0};
+  std::atomic<uint64_t> ticket_{0};  // (generation << 32) | next index
+  std::atomic<int> remaining_{0};
   std::atomic<bool> stop_{false};
   const std::function<void(int)>* fn_ = nullptr;
   int n_tasks_ = 0;
