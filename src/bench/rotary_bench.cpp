@@ -96,18 +96,11 @@ RotaryBenchCase::RotaryBenchCase(const RotaryBenchShape& shape, int64_t tokens, 
   const int64_t nq = tokens * shape.q_heads * shape.head_dim, nk = tokens * shape.kv_heads * shape.head_dim;
   q_.resize(nq * es);
   k_.resize(nk * es);
+  std::uniform_real_distribution<float> v(-1, 1);
   for (auto* b : {&q_, &k_}) {
-    // Finite random values: fill as floats then convert.
-    std::uniform_real_distribution<float> v(-1, 1);
-    for (size_t i = 0; i < b->size() / es; ++i) {
-      const float x = v(rng);
-      if (es == 4) {
-        std::memcpy(b->data() + 4 * i, &x, 4);
-      } else {
-        const uint16_t h = dtype_ == DType::BF16 ? float_to_bf16(x) : float_to_f16(x);
-        std::memcpy(b->data() + 2 * i, &h, 2);
-      }
-    }
+    std::vector<float> values(b->size() / es);
+    for (auto& x : values) x = v(rng);
+    store_floats(dtype_, values.data(), b->data(), values.size());
   }
   copy_.resize(q_.size() + k_.size());
 }

@@ -76,6 +76,12 @@ float f16_to_float(uint16_t h) {
   return f;
 }
 
+void store_floats(DType t, const float* src, void* dst, size_t n) {
+  for (size_t i = 0; i < n; ++i) detail::store_scalar(dst, t, static_cast<int64_t>(i), src[i]);
+}
+
+float load_float(DType t, const void* src, size_t i) { return detail::load_scalar(src, t, static_cast<int64_t>(i)); }
+
 namespace {
 void check_tensor(const RotaryTensor& t, const RotaryProblem& p, const char* name, bool optional) {
   if (t.data == nullptr) {

@@ -99,16 +99,10 @@ struct Buffers {
       table = c.tokens ? build_cos_sin_table(f, lo, hi + 1) : build_cos_sin_table(f, 0, 0);
     }
     auto fill = [&](std::vector<uint8_t>& buf, int64_t elements) {
-      buf.resize((elements + c.misalign) * dtype_size(c.dtype));
-      for (int64_t i = 0; i < elements + c.misalign; ++i) {
-        const float v = val(rng);
-        if (c.dtype == DType::F32) {
-          std::memcpy(buf.data() + 4 * i, &v, 4);
-        } else {
-          const uint16_t h = c.dtype == DType::BF16 ? float_to_bf16(v) : float_to_f16(v);
-          std::memcpy(buf.data() + 2 * i, &h, 2);
-        }
-      }
+      std::vector<float> values(elements + c.misalign);
+      for (auto& x : values) x = val(rng);
+      buf.resize(values.size() * dtype_size(c.dtype));
+      store_floats(c.dtype, values.data(), buf.data(), values.size());
     };
     fill(q, c.tokens * q_token_stride());
     fill(k, c.tokens * k_token_stride());
@@ -141,12 +135,7 @@ struct Buffers {
   }
 };
 
-float value(const std::vector<uint8_t>& b, DType t, int64_t i) {
-  if (t == DType::F32) { float f; std::memcpy(&f, b.data() + 4 * i, 4); return f; }
-  uint16_t h;
-  std::memcpy(&h, b.data() + 2 * i, 2);
-  return t == DType::BF16 ? bf16_to_float(h) : f16_to_float(h);
-}
+float value(const std::vector<uint8_t>& b, DType t, int64_t i) { return load_float(t, b.data(), static_cast<size_t>(i)); }
 
 // Compares the optimized and scalar outputs of one buffer. Tolerance: the two
 // twins evaluate x0·c − x1·s with and without fused multiply-add, so f32 results

@@ -33,16 +33,11 @@ void compare_case(DType dt, PairLayout layout, int head_dim, int rotary_dim, boo
   const size_t es = dtype_size(dt);
   std::vector<uint8_t> q(tokens * hq * head_dim * es), k(tokens * hk * head_dim * es);
   std::uniform_real_distribution<float> v(-1, 1);
-  for (auto* b : {&q, &k})
-    for (size_t i = 0; i < b->size() / es; ++i) {
-      const float x = v(rng);
-      if (es == 4) {
-        std::memcpy(b->data() + 4 * i, &x, 4);
-      } else {
-        const uint16_t h = dt == DType::BF16 ? float_to_bf16(x) : float_to_f16(x);
-        std::memcpy(b->data() + 2 * i, &h, 2);
-      }
-    }
+  for (auto* b : {&q, &k}) {
+    std::vector<float> values(b->size() / es);
+    for (auto& x : values) x = v(rng);
+    store_floats(dt, values.data(), b->data(), values.size());
+  }
   // CPU reference (scalar twin), in place on copies.
   auto q_ref = q, k_ref = k;
   RotaryProblem cpu;
@@ -89,12 +84,7 @@ void compare_case(DType dt, PairLayout layout, int head_dim, int rotary_dim, boo
   cuda::copy_to_host(k_gpu.data(), in_place ? dk.p : dko.p, k.size());
   // Tolerance as in the CPU twin test: a few f32 ulps (FMA contraction, device
   // sincos on the on-the-fly path), plus one 16-bit spacing for f16/bf16.
-  auto val = [&](const std::vector<uint8_t>& b, size_t i) {
-    if (es == 4) { float x; std::memcpy(&x, b.data() + 4 * i, 4); return x; }
-    uint16_t h;
-    std::memcpy(&h, b.data() + 2 * i, 2);
-    return dt == DType::BF16 ? bf16_to_float(h) : f16_to_float(h);
-  };
+  auto val = [&](const std::vector<uint8_t>& b, size_t i) { return load_float(dt, b.data(), i); };
   const double spacing = dt == DType::BF16 ? 0x1p-7 : dt == DType::F16 ? 0x1p-10 : 0;
   int bad = 0;
   for (auto [got, want] : {std::pair{&q_gpu, &q_ref}, std::pair{&k_gpu, &k_ref}})

@@ -66,6 +66,11 @@ void apply_rotary(const RotaryProblem& p, int threads = 0);
 // The SIMD target the dispatcher selected on this CPU (e.g. "AVX2").
 std::string rotary_simd_target();
 
+// Writes `n` floats into `dst` in storage type `t` (16-bit types rounded to
+// nearest even); reads them back. For callers that prepare or inspect tensors.
+void store_floats(DType t, const float* src, void* dst, size_t n);
+float load_float(DType t, const void* src, size_t i);
+
 // Rounding used for 16-bit storage (round to nearest even), shared by both twins.
 uint16_t float_to_bf16(float f);
 float bf16_to_float(uint16_t h);
