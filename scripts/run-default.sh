@@ -10,6 +10,9 @@ if [[ -f "$model" ]]; then
   $bin inspect "$model"
   echo
   $bin plan "$model" --target-context 4096
+  echo
+  echo "generate (the request policy picks plain RoPE within 512 tokens, YaRN past it):"
+  $bin generate --model "$model" --prompt "Once upon a time" --max-tokens 80 --rope-policy yarn
 else
   echo "ropescale: $model is absent (../shared not beside the checkout); using the bundled Llama-3.1-8B config" >&2
 fi

@@ -98,8 +98,8 @@ Plan make_plan(const ModelConfig& cfg, const PlanOptions& o) {
                       "recommended (YaRN paper: 400 steps suffice)";
       } else {
         plan.needs_finetune = true;
-        plan.reason = "target ≥8× the trained length: YaRN plus fine-tuning at the extended length (`ropescale finetune`); "
-                      "zero-shot methods degrade sharply this far out";
+        plan.reason = "target ≥8× the trained length: YaRN plus a short fine-tune at the extended length (YaRN paper: "
+                      "~400 steps); zero-shot methods degrade sharply this far out";
       }
     }
     plan.rope_scaling = rs;
