@@ -202,7 +202,8 @@ double time_call(F&& f, double min_seconds) {
 
 }  // namespace
 
-std::vector<RotaryBenchResult> run_rotary_bench(const RotaryBenchOptions& o, void (*progress)(const RotaryBenchResult&)) {
+std::vector<RotaryBenchResult> run_rotary_bench(const RotaryBenchOptions& o,
+                                                const std::function<void(const RotaryBenchResult&)>& progress) {
   std::vector<RotaryBenchResult> out;
   for (const auto& shape : rotary_bench_shapes())
     for (DType dt : o.dtypes)

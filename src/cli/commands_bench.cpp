@@ -24,22 +24,6 @@ struct BenchOptions {
   bool json = false;
 };
 
-template <class T, class Parse>
-std::vector<T> parse_list(const std::string& text, const char* flag, Parse parse) {
-  std::vector<T> out;
-  std::stringstream ss(text);
-  std::string item;
-  while (std::getline(ss, item, ',')) {
-    try {
-      out.push_back(parse(item));
-    } catch (const std::exception&) {
-      throw_unreadable(flag, "'" + item + "' is not valid in '" + text + "'");
-    }
-  }
-  if (out.empty()) throw_unreadable(flag, "is empty");
-  return out;
-}
-
 void print_row(const RotaryBenchResult& r) {
   fmt::print("{:<18} {:<5} {:>6} {:>3}  {:>10}  {:>8.2f} {:>8.2f} {:>8.2f}  {:>6.0f}%  {:>6.2f}x  {:>10.3f}\n", r.shape,
              to_string(r.dtype), r.tokens, r.threads, human_bytes(r.bytes), r.bytes / r.memcpy_s / 1e9,
@@ -69,22 +53,19 @@ void run_bench_rope(const BenchOptions& o) {
   if (!(o.min_time > 0 && o.min_time < 100)) throw_unreadable("--min-time", "must be in (0, 100) seconds");
   bo.min_seconds = o.min_time;
   const bool tty = isatty(STDERR_FILENO);
+  const bool human = !o.json;
   const size_t total = rotary_bench_shapes().size() * bo.dtypes.size() * bo.tokens.size() * bo.threads.size();
-  static size_t done;
-  static bool human;
-  static bool progress_tty;
-  static size_t all;
-  done = 0, human = !o.json, progress_tty = tty, all = total;
+  size_t done = 0;
   if (human) {
     fmt::print("rotary kernel ({} SIMD, pool of {} threads): GB/s = bytes read + written per second\n",
                rotary_simd_target(), ThreadPool::global().size());
     fmt::print("{:<18} {:<5} {:>6} {:>3}  {:>10}  {:>8} {:>8} {:>8}  {:>7}  {:>7}  {:>10}\n", "shape", "dtype", "tokens",
                "thr", "bytes", "memcpy", "naive", "ropescale", "of cpy", "vs naive", "us/call");
   }
-  const auto results = run_rotary_bench(bo, [](const RotaryBenchResult& r) {
+  const auto results = run_rotary_bench(bo, [&](const RotaryBenchResult& r) {
     ++done;
     if (human) print_row(r);
-    if (progress_tty && !human) fmt::print(stderr, "\r[{}/{}] {} {} {} tokens", done, all, r.shape, to_string(r.dtype), r.tokens);
+    if (tty && !human) fmt::print(stderr, "\r[{}/{}] {} {} {} tokens", done, total, r.shape, to_string(r.dtype), r.tokens);
   });
   if (tty && !human) fmt::print(stderr, "\n");
   if (o.json) {

@@ -13,6 +13,7 @@
 #include <fmt/core.h>
 
 #include "commands.h"
+#include "output.h"
 #include "ropescale/config/error.h"
 #include "ropescale/config/json_text.h"
 #include "ropescale/model/gguf_model.h"
@@ -105,20 +106,14 @@ double peak_rss_bytes() {
 }
 
 std::vector<int64_t> parse_ints(const std::string& text, const char* flag) {
-  std::vector<int64_t> out;
-  std::stringstream ss(text);
-  std::string item;
-  while (std::getline(ss, item, ',')) {
-    try {
-      const long long v = std::stoll(item);
-      if (v < 1) throw std::out_of_range(item);
-      out.push_back(v);
-    } catch (const std::exception&) {
-      throw_unreadable(flag, "'" + item + "' is not a positive integer");
-    }
-  }
-  if (out.empty()) throw_unreadable(flag, "is empty");
-  return out;
+  return parse_list<int64_t>(
+      text, flag,
+      [](const std::string& item) {
+        const long long v = std::stoll(item);
+        if (v < 1) throw std::out_of_range(item);
+        return static_cast<int64_t>(v);
+      },
+      "a positive integer");
 }
 
 void run_bench_model(const BenchModelOptions& o) {

@@ -1,6 +1,7 @@
 // Small helpers shared by the CLI commands: findings, byte sizes, JSON.
 #pragma once
 
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -8,6 +9,7 @@
 
 #include "ropescale/advice/check.h"
 #include "ropescale/advice/export.h"
+#include "ropescale/config/error.h"
 
 namespace ropescale::cli {
 
@@ -18,5 +20,24 @@ nlohmann::json export_json(const ExportResult& r);
 void print_export(const ExportResult& r);
 // Print JSON to stdout (pretty) never throwing on odd bytes.
 void print_json(const nlohmann::json& j);
+
+// A comma-separated option value, each item through `parse` (which throws on a
+// bad item). Errors name the flag and the item: "'x' is not <expected>", or
+// "'x' is not valid in '<text>'" when `expected` is empty.
+template <class T, class Parse>
+std::vector<T> parse_list(const std::string& text, const char* flag, Parse parse, const std::string& expected = "") {
+  std::vector<T> out;
+  std::stringstream ss(text);
+  std::string item;
+  while (std::getline(ss, item, ',')) {
+    try {
+      out.push_back(parse(item));
+    } catch (const std::exception&) {
+      throw_unreadable(flag, "'" + item + "' is not " + (expected.empty() ? "valid in '" + text + "'" : expected));
+    }
+  }
+  if (out.empty()) throw_unreadable(flag, "is empty");
+  return out;
+}
 
 }  // namespace ropescale::cli

@@ -41,8 +41,11 @@ struct Meta {
     if (x->is_array()) {  // per-layer arrays (head counts): take the largest
       double best = 0;
       bool any = false;
-      for (const auto& e : *x)
-        if (e.is_number()) best = any ? std::max(best, e.get<double>()) : e.get<double>(), any = true;
+      for (const auto& e : *x) {
+        if (!e.is_number()) continue;
+        best = any ? std::max(best, e.get<double>()) : e.get<double>();
+        any = true;
+      }
       if (!any) throw_invalid(path, prefix + k, "[]", "expected a number or a list of numbers");
       return best;
     }

@@ -21,19 +21,6 @@ uint64_t dtype_bytes(const std::string& d) {
   return 0;
 }
 
-// 16-bit decoders (independent of the kernels layer, which sits beside this one).
-float half_to_float(uint16_t h) {
-  const uint32_t sign = uint32_t(h & 0x8000u) << 16, exp = (h >> 10) & 0x1fu, mant = h & 0x3ffu;
-  if (exp == 0) {
-    const float v = std::ldexp(float(mant), -24);
-    return sign ? -v : v;
-  }
-  uint32_t x = exp == 31 ? sign | 0x7f800000u | (mant << 13) : sign | ((exp + 112u) << 23) | (mant << 13);
-  float f;
-  std::memcpy(&f, &x, 4);
-  return f;
-}
-
 }  // namespace
 
 SafetensorsFile parse_safetensors(std::span<const uint8_t> b, const std::string& path) {
@@ -91,32 +78,11 @@ SafetensorsFile parse_safetensors(std::span<const uint8_t> b, const std::string&
   return f;
 }
 
-std::vector<float> safetensors_f32(std::span<const uint8_t> b, const SafetensorsFile& f, const std::string& name,
-                                   const std::string& path) {
+std::span<const uint8_t> safetensors_data(std::span<const uint8_t> b, const SafetensorsFile& f, const std::string& name,
+                                          const std::string& path) {
   auto it = f.tensors.find(name);
   if (it == f.tensors.end()) throw_invalid(path, "tensor " + name, "(missing)", "required");
-  const auto& t = it->second;
-  const uint8_t* p = b.data() + f.data_offset + t.begin;
-  std::vector<float> out;
-  if (t.dtype == "F32") {
-    out.resize((t.end - t.begin) / 4);
-    std::memcpy(out.data(), p, out.size() * 4);
-  } else if (t.dtype == "F16" || t.dtype == "BF16") {
-    out.resize((t.end - t.begin) / 2);
-    for (size_t i = 0; i < out.size(); ++i) {
-      uint16_t h;
-      std::memcpy(&h, p + 2 * i, 2);
-      if (t.dtype == "F16") {
-        out[i] = half_to_float(h);
-      } else {
-        const uint32_t x = uint32_t(h) << 16;
-        std::memcpy(&out[i], &x, 4);
-      }
-    }
-  } else {
-    throw_invalid(path, "tensor " + name, t.dtype, "unsupported dtype (F32, F16, BF16 are)");
-  }
-  return out;
+  return b.subspan(f.data_offset + it->second.begin, it->second.end - it->second.begin);
 }
 
 std::vector<uint8_t> serialize_safetensors(const std::vector<SafetensorsTensorData>& tensors,

@@ -5,6 +5,7 @@
 #include <string>
 #include <vector>
 
+#include "ropescale/kernels/convert.h"
 #include "rotary_rows.h"
 
 namespace ropescale {
@@ -81,6 +82,16 @@ void store_floats(DType t, const float* src, void* dst, size_t n) {
 }
 
 float load_float(DType t, const void* src, size_t i) { return detail::load_scalar(src, t, static_cast<int64_t>(i)); }
+
+void load_floats(DType t, const void* src, float* dst, size_t n) {
+  switch (t) {
+    case DType::F32: std::memcpy(dst, src, n * sizeof(float)); break;
+    case DType::F16: f16_to_f32(static_cast<const uint16_t*>(src), dst, n); break;
+    case DType::BF16:
+      for (size_t i = 0; i < n; ++i) dst[i] = detail::load_scalar(src, t, static_cast<int64_t>(i));
+      break;
+  }
+}
 
 namespace {
 void check_tensor(const RotaryTensor& t, const RotaryProblem& p, const char* name, bool optional) {

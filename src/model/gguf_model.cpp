@@ -90,15 +90,9 @@ std::vector<float> decode_tensor(std::span<const uint8_t> bytes, const GgufFile&
   const uint8_t* p = bytes.data() + f.data_offset + t.offset;  // range validated by parse_gguf
   std::vector<float> out(n);
   switch (static_cast<GgmlType>(t.type)) {
-    case GgmlType::F32: std::memcpy(out.data(), p, n * 4); break;
-    case GgmlType::F16:
-    case GgmlType::BF16:
-      for (uint64_t i = 0; i < n; ++i) {
-        uint16_t h;
-        std::memcpy(&h, p + 2 * i, 2);
-        out[i] = t.type == uint32_t(GgmlType::F16) ? f16_to_float(h) : bf16_to_float(h);
-      }
-      break;
+    case GgmlType::F32: load_floats(DType::F32, p, out.data(), n); break;
+    case GgmlType::F16: load_floats(DType::F16, p, out.data(), n); break;
+    case GgmlType::BF16: load_floats(DType::BF16, p, out.data(), n); break;
     case GgmlType::Q8_0:
       for (uint64_t b = 0; b < n / 32; ++b) {
         uint16_t dh;
@@ -132,10 +126,7 @@ std::vector<uint8_t> serialize_gguf_model(const LlamaModel& m, const Llama2cToke
   kv("general.file_type", T::Uint32, wt == WeightType::F32 ? 0 : wt == WeightType::F16 ? 1 : wt == WeightType::Q8_0 ? 7 : 32);
   // Scaled models advertise the context they reach; the original length travels
   // in rope.scaling.original_context_length (as llama.cpp's converter does).
-  int64_t ctx = hp.trained_context;
-  if (type == "linear" || type == "yarn" || type == "llama3" || type == "longrope" || type == "ntk")
-    ctx = static_cast<int64_t>(std::llround(spec.factor * hp.trained_context));
-  kv(a + "context_length", T::Uint32, ctx);
+  kv(a + "context_length", T::Uint32, scaled_context(spec, hp.trained_context));
   kv(a + "embedding_length", T::Uint32, hp.dim);
   kv(a + "block_count", T::Uint32, hp.n_layers);
   kv(a + "feed_forward_length", T::Uint32, hp.hidden_dim);

@@ -58,9 +58,7 @@ void write_hf_model(const LlamaModel& m, const Llama2cTokenizer& tok, WeightType
   const RopeSpec spec = rope_spec_for(pos);
   json rope = pos.rope_parameters;
   const std::string type = string_or(rope, "rope_type", "default");
-  int64_t max_pos = hp.trained_context;
-  if (type != "default" && type != "dynamic" && type != "dynamic_yarn")
-    max_pos = static_cast<int64_t>(std::llround(spec.factor * hp.trained_context));
+  const int64_t max_pos = scaled_context(spec, hp.trained_context);
   const double theta = number_or(rope, "rope_theta", hp.rope_theta);
   rope.erase("rope_theta");
   // Only the types whose HF schema has it (linear/dynamic would be warned about).
@@ -172,7 +170,14 @@ LlamaModel load_hf_model(const std::string& path_in) {
       auto it = parsed[i].tensors.find(name);
       if (it == parsed[i].tensors.end()) continue;
       if (it->second.shape != shape) throw_invalid(shards[i].string(), "tensor " + name, "", "has the wrong shape");
-      return safetensors_f32(files[i]->bytes(), parsed[i], name, shards[i].string());
+      const std::string& dt = it->second.dtype;
+      if (dt != "F32" && dt != "F16" && dt != "BF16")
+        throw_invalid(shards[i].string(), "tensor " + name, dt, "unsupported dtype (F32, F16, BF16 are)");
+      const auto data = safetensors_data(files[i]->bytes(), parsed[i], name, shards[i].string());
+      const DType type = dt == "F32" ? DType::F32 : dt == "F16" ? DType::F16 : DType::BF16;
+      std::vector<float> out(data.size() / dtype_size(type));
+      load_floats(type, data.data(), out.data(), out.size());
+      return out;
     }
     throw_invalid(dir.string(), "tensor " + name, "(missing)", "required by the Llama architecture");
   };

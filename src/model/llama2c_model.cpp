@@ -1,6 +1,7 @@
 // llama2.c checkpoints: legacy v0 (karpathy's legacy_export) and v1 (fp32
 // version1_export). Sizes were validated against the header by
 // parse_llama2c_header before any weight is read.
+#include <cmath>
 #include <cstring>
 
 #include "ropescale/config/error.h"
@@ -31,6 +32,19 @@ class FloatReader {
 };
 
 }  // namespace
+
+int64_t scaled_context(const RopeSpec& s, int64_t trained) {
+  switch (s.type) {
+    case RopeType::Linear:
+    case RopeType::Ntk:
+    case RopeType::Yarn:
+    case RopeType::LongRope:
+    case RopeType::Llama3:
+      return static_cast<int64_t>(std::llround(s.factor * static_cast<double>(trained)));
+    default:
+      return trained;
+  }
+}
 
 LlamaModel load_llama2c_model(const std::string& path) {
   MappedFile file(path);

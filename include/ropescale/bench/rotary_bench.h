@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -70,6 +71,6 @@ struct RotaryBenchOptions {
 // Runs every shape × dtype × tokens × threads; `progress` (may be null) is
 // called with a line per finished case.
 std::vector<RotaryBenchResult> run_rotary_bench(const RotaryBenchOptions& options,
-                                                void (*progress)(const RotaryBenchResult&) = nullptr);
+                                                const std::function<void(const RotaryBenchResult&)>& progress = nullptr);
 
 }  // namespace ropescale

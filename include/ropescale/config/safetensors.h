@@ -27,9 +27,10 @@ struct SafetensorsFile {
 // Throws ConfigError (Unreadable) naming the file and what is wrong.
 SafetensorsFile parse_safetensors(std::span<const uint8_t> bytes, const std::string& path);
 
-// Tensor as f32 (F32, F16, BF16 supported). Throws ConfigError otherwise.
-std::vector<float> safetensors_f32(std::span<const uint8_t> bytes, const SafetensorsFile& f, const std::string& name,
-                                   const std::string& path);
+// The bytes of tensor `name` (range validated by parse_safetensors); decoding
+// them is the caller's (the model layer's). Throws ConfigError if it is absent.
+std::span<const uint8_t> safetensors_data(std::span<const uint8_t> bytes, const SafetensorsFile& f, const std::string& name,
+                                          const std::string& path);
 
 struct SafetensorsTensorData {
   std::string name;

@@ -70,6 +70,8 @@ std::string rotary_simd_target();
 // nearest even); reads them back. For callers that prepare or inspect tensors.
 void store_floats(DType t, const float* src, void* dst, size_t n);
 float load_float(DType t, const void* src, size_t i);
+// Reads `n` values of storage type `t` as floats (f16 through the SIMD converter).
+void load_floats(DType t, const void* src, float* dst, size_t n);
 
 // Rounding used for 16-bit storage (round to nearest even), shared by both twins.
 uint16_t float_to_bf16(float f);

@@ -45,6 +45,12 @@ struct LlamaModel {
   const std::vector<float>& output_weights() const { return classifier.empty() ? token_embedding : classifier; }
 };
 
+// The context a model trained at `trained` tokens reaches under `spec`, as a
+// converted file advertises it: factor × trained for the static scalings
+// (linear, ntk, yarn, longrope, llama3); dynamic methods and plain RoPE keep
+// the trained context.
+int64_t scaled_context(const RopeSpec& spec, int64_t trained);
+
 // llama2.c checkpoint (legacy v0 or "ak42" v1 fp32). Throws ConfigError naming
 // the file when it is truncated or inconsistent.
 LlamaModel load_llama2c_model(const std::string& path);
