@@ -10,6 +10,7 @@ PACKAGES=(
   nlohmann-json3-dev libcli11-dev libfmt-dev libhwy-dev libopenblas-dev \
   libsentencepiece-dev                                   # library dependencies
   python3 python3-venv python3-pip                      # the HF oracle's virtualenv
+  chromium fonts-dejavu-core                            # renders the HTML report in its test
 )
 
 missing=()

@@ -105,21 +105,10 @@ double peak_rss_bytes() {
   return ru.ru_maxrss * 1024.0;  // Linux reports KiB
 }
 
-std::vector<int64_t> parse_ints(const std::string& text, const char* flag) {
-  return parse_list<int64_t>(
-      text, flag,
-      [](const std::string& item) {
-        const long long v = std::stoll(item);
-        if (v < 1) throw std::out_of_range(item);
-        return static_cast<int64_t>(v);
-      },
-      "a positive integer");
-}
-
 void run_bench_model(const BenchModelOptions& o) {
   const LlamaModel model = load_model(o.model);
-  const auto ctxs = parse_ints(o.ctx, "--ctx");
-  const auto threads = parse_ints(o.threads, "--threads");
+  const auto ctxs = parse_positive_ints(o.ctx, "--ctx");
+  const auto threads = parse_positive_ints(o.threads, "--threads");
   using clock = std::chrono::steady_clock;
   nlohmann::json rows = nlohmann::json::array();
   if (!o.json)
@@ -163,6 +152,24 @@ void run_bench_model(const BenchModelOptions& o) {
     const std::string s = nlohmann::json({{"benchmark", "model"}, {"model", o.model}, {"results", rows}}).dump(2);
     std::puts(s.c_str());
   }
+}
+
+struct TokenizeOptions {
+  std::string model, tokenizer, text;
+  bool no_bos = false;
+};
+
+// The ids `eval ppl --text` would score, for `eval ppl --ids` and other tools.
+void run_tokenize(const TokenizeOptions& o) {
+  const LlamaModel model = load_model(o.model);
+  const auto tok = tokenizer_for_model(model, o.model, o.tokenizer);
+  std::ifstream in(o.text, std::ios::binary);
+  if (!in) throw_unreadable(o.text, "cannot open the text file");
+  std::string text((std::istreambuf_iterator<char>(in)), {});
+  const auto ids = tok->encode(text, !o.no_bos, false);
+  std::string out;
+  for (size_t i = 0; i < ids.size(); ++i) out += std::to_string(ids[i]) + (i + 1 == ids.size() || i % 32 == 31 ? "\n" : " ");
+  std::fputs(out.c_str(), stdout);
 }
 
 struct LogitsOptions {
@@ -257,6 +264,15 @@ static void add_model_bench_command(CLI::App& app, int& exit_code) {
 
 void add_model_commands(CLI::App& app, int& exit_code) {
   add_model_bench_command(app, exit_code);
+  {
+    auto o = std::make_shared<TokenizeOptions>();
+    auto* c = app.add_subcommand("tokenize", "Print a text file's token ids (BOS first), as `eval ppl --ids` reads them");
+    c->add_option("--model", o->model, "Model file or HF directory")->required();
+    c->add_option("--tokenizer", o->tokenizer, "Tokenizer (default: the model's own or beside it)");
+    c->add_option("--text", o->text, "Text file")->required();
+    c->add_flag("--no-bos", o->no_bos, "Do not start with BOS");
+    c->callback([o, &exit_code] { run_tokenize(*o), exit_code = 0; });
+  }
   {
     auto o = std::make_shared<LogitsOptions>();
     auto* c = app.add_subcommand("logits", "Print the logits of the last N positions for given token ids (JSON), for comparisons");

@@ -9,6 +9,11 @@
 #include "commands.h"
 #include "ropescale/config/error.h"
 
+std::string& ropescale::cli::command_line() {
+  static std::string line;
+  return line;
+}
+
 int main(int argc, char** argv) {
   CLI::App app{"ropescale — RoPE context extension: scaling math, config checks, exports and plans"};
   app.set_version_flag("--version", std::string("ropescale 0.1.0"));
@@ -17,6 +22,12 @@ int main(int argc, char** argv) {
   ropescale::cli::add_config_commands(app, exit_code);
   ropescale::cli::add_bench_commands(app, exit_code);
   ropescale::cli::add_model_commands(app, exit_code);
+  ropescale::cli::add_eval_commands(app, exit_code);
+  for (int i = 0; i < argc; ++i) {
+    const std::string a = i == 0 ? "ropescale" : argv[i];
+    const bool plain = !a.empty() && a.find_first_of(" \t\"'{}$&|;<>*?") == std::string::npos;
+    ropescale::cli::command_line() += (i ? " " : "") + (plain ? a : "'" + a + "'");
+  }
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {

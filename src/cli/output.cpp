@@ -50,4 +50,16 @@ void print_json(const nlohmann::json& j) {
   std::fputc('\n', stdout);
 }
 
+std::vector<int64_t> parse_positive_ints(const std::string& text, const char* flag) {
+  return parse_list<int64_t>(
+      text, flag,
+      [](const std::string& item) {
+        size_t used = 0;
+        const long long v = std::stoll(item, &used);
+        if (v < 1 || used != item.size()) throw std::out_of_range(item);
+        return static_cast<int64_t>(v);
+      },
+      "a positive integer");
+}
+
 }  // namespace ropescale::cli

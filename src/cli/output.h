@@ -40,4 +40,7 @@ std::vector<T> parse_list(const std::string& text, const char* flag, Parse parse
   return out;
 }
 
+// A comma-separated list of integers >= 1 ("512,1024").
+std::vector<int64_t> parse_positive_ints(const std::string& text, const char* flag);
+
 }  // namespace ropescale::cli

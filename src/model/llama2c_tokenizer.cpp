@@ -2,6 +2,7 @@
 #include <cstring>
 #include <fstream>
 #include <limits>
+#include <queue>
 
 #include "ropescale/config/error.h"
 #include "ropescale/config/mapped_file.h"
@@ -95,19 +96,46 @@ std::vector<int> Llama2cTokenizer::encode(const std::string& text, bool bos, boo
     }
     i += n;
   }
-  // Merge the best-scoring adjacent pair until none merges.
-  for (;;) {
-    float best = -std::numeric_limits<float>::infinity();
-    int best_id = -1;
-    size_t best_at = 0;
-    for (size_t i = 0; i + 1 < toks.size(); ++i) {
-      auto it = index_.find(pieces_[toks[i]] + pieces_[toks[i + 1]]);
-      if (it != index_.end() && scores_[it->second] > best) best = scores_[it->second], best_id = it->second, best_at = i;
+  // Merge the best-scoring adjacent pair until none merges; among equal scores
+  // the leftmost pair goes first. A heap of candidate pairs over a linked list
+  // of symbols makes this O(n log n) instead of rescanning the text after every
+  // merge; entries made stale by a neighbour's merge are skipped when popped.
+  const size_t n = toks.size();
+  std::vector<size_t> prev(n), next(n);
+  for (size_t i = 0; i < n; ++i) prev[i] = i - 1, next[i] = i + 1;  // wraps to SIZE_MAX at 0: "none"
+  struct Candidate {
+    float score;
+    size_t left, right;
+    int left_id, right_id, merged_id;
+    bool operator<(const Candidate& o) const {  // max-heap: higher score, then smaller position
+      return score != o.score ? score < o.score : left > o.left;
     }
-    if (best_id < 0) break;
-    toks[best_at] = best_id;
-    toks.erase(toks.begin() + static_cast<long>(best_at) + 1);
+  };
+  std::priority_queue<Candidate> heap;
+  auto consider = [&](size_t l, size_t r) {
+    if (l >= n || r >= n) return;
+    auto it = index_.find(pieces_[toks[l]] + pieces_[toks[r]]);
+    if (it != index_.end()) heap.push({scores_[it->second], l, r, toks[l], toks[r], it->second});
+  };
+  for (size_t i = 0; i + 1 < n; ++i) consider(i, i + 1);
+  std::vector<char> alive(n, 1);
+  while (!heap.empty()) {
+    const Candidate c = heap.top();
+    heap.pop();
+    if (!alive[c.left] || !alive[c.right] || next[c.left] != c.right || toks[c.left] != c.left_id ||
+        toks[c.right] != c.right_id)
+      continue;  // stale
+    toks[c.left] = c.merged_id;
+    alive[c.right] = 0;
+    next[c.left] = next[c.right];
+    if (next[c.right] < n) prev[next[c.right]] = c.left;
+    consider(prev[c.left], c.left);
+    consider(c.left, next[c.left]);
   }
+  std::vector<int> merged;
+  for (size_t i = 0; i < n; ++i)
+    if (alive[i]) merged.push_back(toks[i]);
+  toks.swap(merged);
   ids.insert(ids.end(), toks.begin(), toks.end());
   if (eos) ids.push_back(kEos);
   return ids;

@@ -106,6 +106,12 @@ std::vector<float> InferenceSession::forward(std::span<const int> tokens, bool a
   return logits;
 }
 
+void InferenceSession::rewind(int64_t position) {
+  if (position < 0 || position > pos_)
+    throw std::out_of_range("session: cannot rewind to " + std::to_string(position) + " from " + std::to_string(pos_));
+  pos_ = position;  // cache rows past it are overwritten by the next chunk
+}
+
 RotaryProblem InferenceSession::rotary_problem(int64_t n, const int64_t* positions, const CosSinTable& table) const {
   RotaryProblem p;
   p.n_tokens = n;

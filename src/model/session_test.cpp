@@ -104,6 +104,23 @@ TEST_F(Stories260K, ChunkedPrefillEqualsOneTokenAtATime) {
   EXPECT_LT(worst, 2e-3);
 }
 
+TEST_F(Stories260K, RewindScoresAnotherContinuation) {
+  const auto ids = story_tokens(*tok_, 200);
+  const std::vector<int> prompt(ids.begin(), ids.begin() + 150), a(ids.begin() + 150, ids.begin() + 160);
+  std::vector<int> b(a);
+  std::reverse(b.begin(), b.end());
+  InferenceSession s(*model_, options("{\"rope_type\":\"yarn\",\"factor\":2}", 512));
+  s.forward(prompt);
+  const auto first = s.forward(a, true);
+  s.rewind(150);
+  s.forward(b);  // overwrite the cache rows of `a`
+  s.rewind(150);
+  const auto again = s.forward(a, true);
+  EXPECT_EQ(first, again);  // bit-identical: the same computation on the same cache
+  EXPECT_EQ(s.position(), 160);
+  EXPECT_THROW(s.rewind(161), std::out_of_range);
+}
+
 TEST_F(Stories260K, KeyRotationSemantics) {
   const auto ids = story_tokens(*tok_, 1100);
   auto last_logits = [&](const std::string& rope, KeyRotation kr) {

@@ -5,6 +5,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <unordered_map>
 
 #include <gtest/gtest.h>
 
@@ -27,6 +28,9 @@ TEST(Tokenizer, Llama2cEncoderMatchesSentencePiece) {
     const std::string piece = text.substr(start, 400);
     EXPECT_EQ(l2.encode(piece, true, false), sp->encode(piece, true, false)) << piece;
   }
+  // A long text in one piece (the heap encoder is O(n log n)): 200 KB.
+  const std::string long_text = text.substr(0, 200000);
+  EXPECT_EQ(l2.encode(long_text, true, false), sp->encode(long_text, true, false));
   for (const char* s : {"Once upon a time", "Hello, world! 1234", "naïve café — “quotes”", "tabs\tand\nnewlines"})
     EXPECT_EQ(l2.encode(s, true, false), sp->encode(s, true, false)) << s;
   // Decoding token by token gives the text back.
@@ -37,6 +41,52 @@ TEST(Tokenizer, Llama2cEncoderMatchesSentencePiece) {
   // to_llama2c keeps ids and scores.
   const auto conv = sp->to_llama2c();
   EXPECT_EQ(conv.encode("Once upon a time", true, false), sp->encode("Once upon a time", true, false));
+}
+
+// The textbook llama2.c merge loop: rescan every adjacent pair after each merge
+// and take the highest score, leftmost on ties. O(n²); the reference for the
+// heap-based encoder on texts short enough for it.
+std::vector<int> naive_llama2c_encode(const Llama2cTokenizer& t, const std::string& text) {
+  std::unordered_map<std::string, int> index;
+  for (int i = t.vocab_size() - 1; i >= 0; --i) index[t.piece(i)] = i;  // first occurrence wins
+  std::vector<int> toks{index.at(" ")};
+  for (size_t i = 0; i < text.size();) {
+    const unsigned char c = static_cast<unsigned char>(text[i]);
+    size_t n = (c & 0xE0) == 0xC0 ? 2 : (c & 0xF0) == 0xE0 ? 3 : (c & 0xF8) == 0xF0 ? 4 : 1;
+    n = std::min(n, text.size() - i);
+    const std::string ch = text.substr(i, n);
+    if (auto it = index.find(ch); it != index.end()) toks.push_back(it->second);
+    else for (unsigned char b : ch) toks.push_back(b + 3);
+    i += n;
+  }
+  for (;;) {
+    float best = -1e30f;
+    int best_id = -1;
+    size_t at = 0;
+    for (size_t i = 0; i + 1 < toks.size(); ++i)
+      if (auto it = index.find(t.piece(toks[i]) + t.piece(toks[i + 1])); it != index.end() && t.score(it->second) > best)
+        best = t.score(it->second), best_id = it->second, at = i;
+    if (best_id < 0) return toks;
+    toks[at] = best_id;
+    toks.erase(toks.begin() + static_cast<long>(at) + 1);
+  }
+}
+
+TEST(Tokenizer, HeapEncoderEqualsTheNaiveMergeLoop) {
+  const auto path = test::shared_dir() / "models/stories260K/tok512.bin";
+  if (!std::filesystem::exists(path)) GTEST_SKIP() << "SKIPPED LOUDLY: " << path << " is absent";
+  const auto tok = Llama2cTokenizer::load(path.string(), 512);
+  std::ifstream in(test::shared_dir() / "data/tinystories_valid_head.txt");
+  std::string text((std::istreambuf_iterator<char>(in)), {});
+  ASSERT_GT(text.size(), 100000u);
+  int compared = 0;
+  for (size_t start = 0; start + 1500 < text.size() && compared < 30; start += 26111, ++compared)
+    EXPECT_EQ(tok.encode(text.substr(start, 1500), false, false), naive_llama2c_encode(tok, text.substr(start, 1500)));
+  // Ties everywhere: long runs of one letter, digits, spaces and bytes without pieces.
+  for (std::string s : {std::string(301, 'a'), std::string("aaaa bbbb aaaa bbbb"), std::string("1111122222 33"),
+                        std::string("   x   "), std::string("\x01\x02 é 😀 ok")})
+    EXPECT_EQ(tok.encode(s, false, false), naive_llama2c_encode(tok, s)) << s;
+  EXPECT_EQ(tok.encode("", true, true), (std::vector<int>{1, 2}));
 }
 
 TEST(Tokenizer, BadFilesAreErrors) {

@@ -5,7 +5,9 @@
 
 #include <array>
 #include <cstdio>
+#include <cmath>
 #include <filesystem>
+#include <fstream>
 #include <string>
 
 #include <gtest/gtest.h>
@@ -232,6 +234,108 @@ TEST(Cli, Stories260K) {
   auto p = run("plan " + path.string() + " --target-context 4096 --json");
   EXPECT_EQ(p.j()["method"], "yarn");
   EXPECT_EQ(p.j()["rope_scaling"]["factor"], 8.0);
+}
+
+TEST(Cli, EvalPerplexityJsonContract) {
+  const auto model = test::shared_dir() / "models/stories260K/stories260K.bin";
+  if (!std::filesystem::exists(model)) GTEST_SKIP() << "SKIPPED LOUDLY: " << model << " is absent";
+  // Pre-tokenized input: 1 200 ids of a real story text, via the model's own tokenizer.
+  std::string ids_text;
+  {
+    auto t = run("eval ppl --model " + model.string() + " --ids /nonexistent.txt");
+    EXPECT_EQ(t.code, 2);
+    EXPECT_NE(t.err.find("/nonexistent.txt"), std::string::npos) << t.err;
+  }
+  std::ifstream in(test::shared_dir() / "data/tinystories_valid_head.txt");
+  std::string text(6000, '\0');
+  in.read(text.data(), text.size());
+  const std::string text_file = test::write_temp("story.txt", text);
+  const std::string json_file = test::write_temp("ppl.json", "");
+  auto r = run("eval ppl --model " + model.string() + " --text " + text_file + " --ctx 256,512 --stride 128 "
+               "--methods none,yarn:2 --methods '{\"rope_type\":\"linear\",\"factor\":2}' --bucket 64 --json " + json_file);
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.out.find("perplexity by context length"), std::string::npos) << r.out;
+  std::ifstream jf(json_file);
+  const json j = json::parse(jf);
+  EXPECT_EQ(j["model"], model.string());
+  EXPECT_EQ(j["protocol"]["windows"], "sliding");
+  const int64_t n = j["input"]["tokens"];
+  ASSERT_EQ(j["results"].size(), 6u);  // 3 methods × 2 contexts
+  for (const auto& res : j["results"]) {
+    EXPECT_EQ(res["tokens"], n - 1) << "sliding windows score every token but the first, once";
+    int64_t sum = 0;
+    for (const auto& b : res["buckets"]) {
+      EXPECT_EQ(b["end"].get<int64_t>() - b["start"].get<int64_t>(), 64);
+      sum += b["tokens"].get<int64_t>();
+    }
+    EXPECT_EQ(sum, res["tokens"].get<int64_t>());
+    EXPECT_NEAR(std::exp(res["nll"].get<double>()), res["ppl"].get<double>(), 1e-9);
+  }
+  EXPECT_EQ(j["results"][1]["method"], "yarn:2");
+  EXPECT_EQ(j["results"][1]["rope_scaling"]["factor"], 2.0);
+  EXPECT_EQ(j["results"][1]["rope_scaling"]["original_max_position_embeddings"], 512);
+  EXPECT_EQ(j["results"][2]["rope_scaling"]["rope_type"], "linear");
+  // Pre-tokenized ids (from `tokenize`) give the same numbers as the text.
+  const auto tokens = run("tokenize --model " + model.string() + " --text " + text_file);
+  ASSERT_EQ(tokens.code, 0) << tokens.err;
+  EXPECT_EQ(tokens.out.rfind("1 ", 0), 0u);  // BOS first
+  const std::string ids_file = test::write_temp("story_ids.txt", tokens.out);
+  const auto a = run("eval ppl --model " + model.string() + " --text " + text_file + " --ctx 256 --methods none --json -");
+  const auto b = run("eval ppl --model " + model.string() + " --ids " + ids_file + " --ctx 256 --methods none --json -");
+  ASSERT_EQ(a.code, 0) << a.err;
+  ASSERT_EQ(b.code, 0) << b.err;
+  EXPECT_EQ(a.j()["protocol"]["windows"], "non-overlapping");
+  EXPECT_EQ(a.j()["input"]["tokens"], n);
+  EXPECT_EQ(b.j()["input"]["tokens"], n);
+  EXPECT_EQ(a.j()["results"][0]["nll"], b.j()["results"][0]["nll"]);
+  EXPECT_EQ(a.j()["results"][0]["tokens"], (n / 256) * 255);
+}
+
+TEST(Cli, EvalRejectsBadInput) {
+  const auto model = test::shared_dir() / "models/stories260K/stories260K.bin";
+  if (!std::filesystem::exists(model)) GTEST_SKIP() << "SKIPPED LOUDLY: " << model << " is absent";
+  const std::string m = " --model " + model.string();
+  const std::string ids = test::write_temp("ids.txt", "1 403 407 261 378 12 99999 5");
+  auto r = run("eval ppl" + m + " --ids " + ids + " --ctx 4");
+  EXPECT_EQ(r.code, 2);
+  EXPECT_NE(r.err.find("ids.txt"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("99999"), std::string::npos) << r.err;
+  const std::string good = test::write_temp("good_ids.txt", "1 403 407 261 378\n12 99 5 7 8");
+  EXPECT_EQ(run("eval ppl" + m + " --ids " + good + " --ctx 4 --methods none --quiet").code, 0);
+  r = run("eval ppl" + m + " --ids " + good + " --ctx 64");
+  EXPECT_EQ(r.code, 2);
+  EXPECT_NE(r.err.find("fewer than one window"), std::string::npos) << r.err;
+  r = run("eval ppl" + m + " --ids " + good + " --ctx 4 --methods yarn:zero");
+  EXPECT_EQ(r.code, 2);
+  EXPECT_NE(r.err.find("yarn:zero"), std::string::npos) << r.err;
+  r = run("eval ppl" + m + " --ids " + good + " --ctx 4 --methods '{\"rope_type\":\"yarn\",\"factor\":-3}'");
+  EXPECT_EQ(r.code, 1);
+  EXPECT_NE(r.err.find("factor"), std::string::npos) << r.err;
+  EXPECT_EQ(run("eval ppl" + m + " --ids " + good + " --ctx 4 --stride 4").code, 2);
+  EXPECT_EQ(run("eval ppl" + m + " --ctx 4").code, 2);  // no input
+  r = run("eval passkey" + m + " --lengths 20");
+  EXPECT_EQ(r.code, 2);
+  EXPECT_NE(r.err.find("shorter than the prompt"), std::string::npos) << r.err;
+  EXPECT_EQ(run("eval passkey" + m + " --lengths 200 --depths 0.5,2").code, 2);
+}
+
+TEST(Cli, EvalPasskeyJson) {
+  const auto model = test::shared_dir() / "models/stories260K/stories260K.bin";
+  if (!std::filesystem::exists(model)) GTEST_SKIP() << "SKIPPED LOUDLY: " << model << " is absent";
+  auto r = run("eval passkey --model " + model.string() + " --lengths 200,400 --depths 0,1 --trials 2 --methods none,yarn:2 "
+               "--alternatives 4 --json -");
+  ASSERT_EQ(r.code, 0) << r.err;
+  const json j = r.j();
+  EXPECT_EQ(j["passkey"]["trials"].size(), 2u * 2 * 2 * 2);
+  EXPECT_EQ(j["passkey"]["cells"].size(), 2u * 2 * 2);
+  EXPECT_FALSE(j.contains("results"));
+  for (const auto& t : j["passkey"]["trials"]) {
+    EXPECT_GE(t["rank"].get<int>(), 1);
+    EXPECT_LE(t["rank"].get<int>(), 5);
+    EXPECT_EQ(t["key"].get<std::string>().size(), 5u);
+  }
+  // Every method sees the same keys.
+  EXPECT_EQ(j["passkey"]["trials"][0]["key"], j["passkey"]["trials"][8]["key"]);
 }
 
 }  // namespace

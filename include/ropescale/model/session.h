@@ -69,6 +69,10 @@ class InferenceSession {
   // The frequencies used for the most recent chunk.
   const RopeFrequencies& current_frequencies() const { return freqs_; }
   void reset() { pos_ = 0; }
+  // Forgets every token from `position` on (e.g. to score several continuations
+  // of one prompt); the next forward() continues there. Throws std::out_of_range
+  // past the current position.
+  void rewind(int64_t position);
 
  private:
   void forward_chunk(const int* tokens, int n, float* logits_out, bool all_logits);

@@ -1,0 +1,48 @@
+// One evaluation run and its three renderings: the JSON contract other tools
+// read, a terminal summary, and a self-contained HTML page (inline SVG, no
+// scripts, no network) with the plots, tables and each method's exports.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "ropescale/eval/passkey.h"
+#include "ropescale/eval/perplexity.h"
+
+namespace ropescale {
+
+struct EvalReport {
+  std::string model_path;
+  std::string input;            // the text or ids file ("" when perplexity was not run)
+  int64_t input_tokens = 0;     // tokens in the input (before windowing)
+  std::vector<EvalMethod> methods;
+  PerplexityOptions ppl_options;
+  int64_t bucket = 0;           // NLL bucket width, positions
+  std::vector<PerplexityResult> ppl;
+  std::optional<PasskeyOptions> passkey_options;
+  std::vector<PasskeyTrial> passkey;
+  std::string command;          // the command line that produced it
+  double seconds = 0;
+};
+
+// The baseline for the short-context table: the method labelled "none", else
+// the first whose rope_scaling is plain RoPE; "" when there is none.
+std::string baseline_method(const EvalReport& r);
+
+// {"model", "trained_context", "input", "protocol", "results": [{"method",
+// "rope_scaling", "ctx", "windows", "tokens", "nll", "ppl", "buckets": [...]}],
+// "short_context": [...], "passkey": {"options", "cells", "trials"}}.
+nlohmann::json eval_json(const EvalReport& r, const LlamaModel& model);
+
+// Plain-text tables for a terminal: perplexity by method × context, the
+// short-context change against the baseline, passkey by method × length.
+std::string eval_summary_text(const EvalReport& r, const LlamaModel& model);
+
+// The HTML page.
+std::string eval_report_html(const EvalReport& r, const LlamaModel& model);
+
+}  // namespace ropescale

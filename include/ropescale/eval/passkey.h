@@ -1,0 +1,83 @@
+// Passkey retrieval (needle in a haystack), the classic prompt of Mohtashami &
+// Jaggi (2023) used by the YaRN and LongRoPE papers:
+//
+//   There is an important info hidden inside a lot of irrelevant text. Find it
+//   and memorize it. I will quiz you about the important information there.
+//   <filler> The pass key is 68217. Remember it. 68217 is the pass key. <filler>
+//   What is the pass key? The pass key is
+//
+// Filler is a built-in sentence group repeated (whole sentences: a prompt is at
+// most one sentence short of its length), or the text of any file (exact length).
+// Each prompt is scored two ways: exact greedy retrieval (the generated digits
+// equal the key), and the rank of the true key by log-probability among
+// random alternative keys of the same length — a graded signal for models too
+// small to recite. Every method sees the same prompts and keys.
+#pragma once
+
+#include <cstdint>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "ropescale/eval/perplexity.h"
+#include "ropescale/model/tokenizer.h"
+
+namespace ropescale {
+
+struct PasskeyOptions {
+  std::vector<int64_t> lengths;     // prompt lengths in tokens
+  std::vector<double> depths;       // needle position as a fraction of the filler, 0 … 1
+  int trials = 2;                   // prompts (keys) per length × depth
+  uint64_t seed = 1;
+  int alternatives = 9;             // random keys the true one is ranked against
+  int digits = 5;
+  std::string haystack;             // filler text; empty = the built-in filler
+  RunOptions run;
+};
+
+struct PasskeyPrompt {
+  int64_t length = 0;       // the grid's length; ids.size() ≤ length (whole filler sentences)
+  double depth = 0;
+  int trial = 0;
+  std::string key;
+  std::vector<std::string> alternatives;
+  std::vector<int> ids;                  // the prompt, ending at "The pass key is"
+  std::vector<std::vector<int>> answers; // [0] the true key's tokens, then each alternative's
+  int64_t needle_at = 0;                 // token index where the needle starts
+};
+
+// The prompts of the grid, identical for every method. Throws
+// std::invalid_argument when a length cannot hold the fixed parts.
+std::vector<PasskeyPrompt> build_passkey_prompts(const Tokenizer& tok, const PasskeyOptions& options);
+
+struct PasskeyTrial {
+  std::string method;
+  int64_t length = 0;
+  double depth = 0;
+  int trial = 0;
+  std::string key;
+  std::string generated;   // the greedy continuation, as text
+  bool exact = false;      // its leading digits equal the key
+  int rank = 0;            // 1 = the true key is the most likely of 1 + alternatives
+  double key_logprob = 0;  // log p(key | prompt), summed over its tokens
+};
+
+// Every method on every prompt (method-major). `progress` counts prompt tokens.
+std::vector<PasskeyTrial> evaluate_passkey(const LlamaModel& model, const Tokenizer& tok,
+                                           const std::vector<EvalMethod>& methods,
+                                           const std::vector<PasskeyPrompt>& prompts, const PasskeyOptions& options,
+                                           const EvalProgress& progress = {});
+
+struct PasskeyCell {
+  std::string method;
+  int64_t length = 0;
+  double depth = 0;
+  int trials = 0;
+  int exact = 0;            // prompts retrieved exactly
+  double mean_rank = 0;
+  double rank_score = 0;    // mean of 1 − (rank − 1) / alternatives: 1 = always first, 0.5 ≈ chance
+};
+// Aggregates by (method, length, depth), in first-seen order.
+std::vector<PasskeyCell> passkey_cells(const std::vector<PasskeyTrial>& trials, int alternatives);
+
+}  // namespace ropescale

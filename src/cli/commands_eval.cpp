@@ -1,0 +1,243 @@
+// eval ppl | passkey | suite: perplexity against context length, passkey
+// retrieval, and both in one report — several rope settings side by side.
+#include <chrono>
+#include <cstdio>
+#include <fstream>
+#include <sstream>
+
+#include <fmt/core.h>
+
+#include "commands.h"
+#include "output.h"
+#include "progress.h"
+#include "ropescale/config/error.h"
+#include "ropescale/config/json_text.h"
+#include "ropescale/config/mapped_file.h"
+#include "ropescale/eval/eval_report.h"
+#include "ropescale/model/session.h"
+#include "ropescale/model/tokenizer.h"
+
+namespace ropescale::cli {
+
+namespace {
+
+struct EvalOptions {
+  std::string model, tokenizer, text, ids, ctx = "512,1024,2048,4096", lengths, depths = "0,0.25,0.5,0.75,1";
+  std::string haystack, json_path, report_path, key_rotation = "auto", kv_cache = "f32";
+  std::vector<std::string> methods;
+  int64_t stride = 0, tokens = 0, bucket = 0;
+  int trials = 2, alternatives = 9, chunk = 256, threads = 0;
+  uint64_t seed = 1;
+  bool quiet = false;
+};
+
+std::string read_file(const std::string& path) {
+  MappedFile f(path);
+  const auto b = f.bytes();
+  return std::string(reinterpret_cast<const char*>(b.data()), b.size());
+}
+
+// Whitespace-separated token ids; errors name the file, the item and its index.
+std::vector<int> read_ids(const std::string& path, int vocab) {
+  std::stringstream ss(read_file(path));
+  std::vector<int> ids;
+  for (std::string item; ss >> item;) {
+    size_t used = 0;
+    long long v = -1;
+    try {
+      v = std::stoll(item, &used);
+    } catch (const std::exception&) {
+      used = 0;
+    }
+    if (used != item.size() || v < 0 || v >= vocab)
+      throw_unreadable(path, fmt::format("item {} ('{}') is not a token id of this model (0 … {})", ids.size(), item, vocab - 1));
+    ids.push_back(static_cast<int>(v));
+  }
+  if (ids.empty()) throw_unreadable(path, "holds no token ids");
+  return ids;
+}
+
+RunOptions run_options(const EvalOptions& o) {
+  RunOptions r;
+  r.chunk = o.chunk;
+  r.threads = o.threads;
+  if (o.kv_cache == "f16") r.kv_cache = KvType::F16;
+  else if (o.kv_cache != "f32") throw_unreadable("--kv-cache", "'" + o.kv_cache + "' is not one of f32, f16");
+  if (o.key_rotation == "read") r.key_rotation = KeyRotation::AtRead;
+  else if (o.key_rotation == "write") r.key_rotation = KeyRotation::AtWrite;
+  else if (o.key_rotation != "auto") throw_unreadable("--key-rotation", "'" + o.key_rotation + "' is not one of auto, read, write");
+  return r;
+}
+
+std::vector<double> parse_depths(const std::string& text) {
+  return parse_list<double>(
+      text, "--depths",
+      [](const std::string& item) {
+        size_t used = 0;
+        const double d = std::stod(item, &used);
+        if (used != item.size() || !(d >= 0 && d <= 1)) throw std::out_of_range(item);
+        return d;
+      },
+      "a depth between 0 and 1");
+}
+
+void write_output(const std::string& path, const std::string& content, const char* what) {
+  if (path == "-") {
+    std::fwrite(content.data(), 1, content.size(), stdout);
+    return;
+  }
+  std::ofstream out(path, std::ios::binary);
+  if (!out) throw_unreadable(path, std::string("cannot open for writing the ") + what);
+  out << content;
+  if (!out) throw_unreadable(path, std::string("write failed for the ") + what);
+  std::fprintf(stderr, "ropescale: wrote %s %s\n", what, path.c_str());
+}
+
+void run_eval(const EvalOptions& o, bool ppl, bool passkey) {
+  const auto t0 = std::chrono::steady_clock::now();
+  const LlamaModel model = load_model(o.model);
+  const auto tok = tokenizer_for_model(model, o.model, o.tokenizer);
+  const int64_t L = model.hp.trained_context;
+  EvalReport r;
+  r.model_path = o.model;
+  r.command = command_line();
+  r.ppl_options.run = run_options(o);
+  r.ppl_options.ctxs = parse_positive_ints(o.ctx, "--ctx");
+  r.ppl_options.stride = o.stride;
+  r.bucket = o.bucket > 0 ? o.bucket : std::max<int64_t>(8, L / 16);
+  PasskeyOptions po;
+  po.lengths = o.lengths.empty() ? r.ppl_options.ctxs : parse_positive_ints(o.lengths, "--lengths");
+  int64_t longest = 0;
+  for (int64_t c : (ppl ? r.ppl_options.ctxs : po.lengths)) longest = std::max(longest, c);
+  r.methods = o.methods.empty() ? default_eval_methods(L, longest) : parse_eval_methods(o.methods, L);
+  if (baseline_method(r).empty()) {
+    r.methods.insert(r.methods.begin(), parse_eval_method("none", L));
+    std::fprintf(stderr, "ropescale: added 'none' (plain RoPE) as the baseline of the short-context table\n");
+  }
+  for (const auto& m : r.methods) (void)rope_spec_for_model(model, m.rope_scaling);  // bad settings fail first
+
+  if (ppl) {
+    if (o.text.empty() == o.ids.empty()) throw_unreadable("--text/--ids", "give exactly one input: --text FILE or --ids FILE");
+    std::vector<int> ids;
+    if (!o.ids.empty()) {
+      r.input = o.ids;
+      ids = read_ids(o.ids, model.hp.vocab_size);
+    } else {
+      r.input = o.text;
+      ids = tok->encode(read_file(o.text), true, false);
+    }
+    if (o.tokens > 0 && int64_t(ids.size()) > o.tokens) ids.resize(o.tokens);
+    r.input_tokens = int64_t(ids.size());
+    for (int64_t c : r.ppl_options.ctxs)
+      if (c > int64_t(ids.size()))
+        throw_unreadable(r.input, fmt::format("has {} tokens{}, fewer than one window of --ctx {}", ids.size(),
+                                              o.tokens > 0 ? " (after --tokens)" : "", c));
+    if (o.stride > 0)
+      for (int64_t c : r.ppl_options.ctxs)
+        if (o.stride >= c)
+          throw_unreadable("--stride", fmt::format("{} is not shorter than --ctx {} (0 = non-overlapping windows)", o.stride, c));
+    std::fprintf(stderr, "ropescale: perplexity of %zu methods at %zu context lengths on %zu tokens of %s\n",
+                 r.methods.size(), r.ppl_options.ctxs.size(), ids.size(), r.input.c_str());
+    ProgressBar bar("perplexity", "tok");
+    r.ppl = evaluate_perplexity(model, ids, r.methods, r.ppl_options,
+                                [&](int64_t done, int64_t total) { bar.update(done, total); });
+  }
+  if (passkey) {
+    po.depths = parse_depths(o.depths);
+    po.trials = o.trials;
+    po.seed = o.seed;
+    po.alternatives = o.alternatives;
+    po.run = r.ppl_options.run;
+    if (!o.haystack.empty()) po.haystack = read_file(o.haystack);
+    std::vector<PasskeyPrompt> prompts;
+    try {
+      prompts = build_passkey_prompts(*tok, po);
+    } catch (const std::invalid_argument& e) {
+      throw_unreadable("--lengths", e.what());
+    }
+    std::fprintf(stderr, "ropescale: passkey, %zu methods × %zu prompts (%zu lengths × %zu depths × %d trials)\n",
+                 r.methods.size(), prompts.size(), po.lengths.size(), po.depths.size(), po.trials);
+    ProgressBar bar("passkey", "tok");
+    r.passkey = evaluate_passkey(model, *tok, r.methods, prompts, po,
+                                 [&](int64_t done, int64_t total) { bar.update(done, total); });
+    r.passkey_options = po;
+  }
+  r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  if (!o.quiet && o.json_path != "-") std::fputs(eval_summary_text(r, model).c_str(), stdout);
+  if (!o.json_path.empty()) write_output(o.json_path, safe_dump(eval_json(r, model), 2) + "\n", "JSON results");
+  if (!o.report_path.empty()) write_output(o.report_path, eval_report_html(r, model), "HTML report");
+}
+
+void add_common(CLI::App* c, EvalOptions& o) {
+  c->add_option("--model", o.model, "Model file (llama2.c, GGUF) or HF directory")->required();
+  c->add_option("--tokenizer", o.tokenizer, "Tokenizer (default: the model's own or beside it)");
+  c->add_option("--methods", o.methods,
+                "Rope settings to compare: shorthands none, model, linear:F, ntk:F, dynamic[:F], yarn:F, dynamic_yarn, "
+                "llama3:F, longrope:FILE (comma-separated or repeated), or JSON objects. Default: none, linear/ntk/yarn at "
+                "2×, 4×, … up to the longest length, dynamic, dynamic_yarn");
+  c->add_option("--json", o.json_path, "Write all results as JSON to FILE ('-' = stdout)");
+  c->add_option("--report", o.report_path, "Write a self-contained HTML report to FILE");
+  c->add_option("--chunk", o.chunk, "Prefill chunk size (tokens)")->capture_default_str()->check(CLI::PositiveNumber);
+  c->add_option("--threads", o.threads, "Threads (0 = all cores)")->capture_default_str()->check(CLI::NonNegativeNumber);
+  c->add_option("--kv-cache", o.kv_cache, "KV-cache storage: f32 or f16")->capture_default_str();
+  c->add_option("--key-rotation", o.key_rotation,
+                "auto | read | write: how cached keys follow length-dependent frequencies (auto = read for dynamic "
+                "methods, exact; write = HF/vLLM behaviour)")
+      ->capture_default_str();
+  c->add_flag("--quiet", o.quiet, "No summary table on stdout");
+}
+
+void add_ppl(CLI::App* c, EvalOptions& o) {
+  c->add_option("--text", o.text, "Text file, tokenized with the model's tokenizer (one stream, BOS first)");
+  c->add_option("--ids", o.ids, "Pre-tokenized input: a file of whitespace-separated token ids");
+  c->add_option("--ctx", o.ctx, "Comma-separated context lengths (window sizes)")->capture_default_str();
+  c->add_option("--stride", o.stride, "Sliding windows every S tokens, scoring each token once (0 = non-overlapping)")
+      ->capture_default_str()->check(CLI::NonNegativeNumber);
+  c->add_option("--tokens", o.tokens, "Use only the first N tokens of the input (0 = all)")->check(CLI::NonNegativeNumber);
+  c->add_option("--bucket", o.bucket, "Width of the NLL-by-position buckets (default: trained context / 16, at least 8)")
+      ->check(CLI::NonNegativeNumber);
+}
+
+void add_passkey(CLI::App* c, EvalOptions& o, bool own_lengths_default) {
+  c->add_option("--lengths", o.lengths,
+                own_lengths_default ? "Comma-separated prompt lengths in tokens" : "Passkey prompt lengths (default: --ctx)")
+      ->capture_default_str();
+  c->add_option("--depths", o.depths, "Comma-separated needle depths, 0 (start) … 1 (end)")->capture_default_str();
+  c->add_option("--trials", o.trials, "Prompts (random keys) per length × depth")->capture_default_str()->check(CLI::PositiveNumber);
+  c->add_option("--seed", o.seed, "Seed of the keys")->capture_default_str();
+  c->add_option("--alternatives", o.alternatives, "Random keys the true key is ranked against")
+      ->capture_default_str()->check(CLI::Range(1, 999));
+  c->add_option("--haystack", o.haystack, "Filler text file (default: the classic repeated sentences)");
+}
+
+}  // namespace
+
+void add_eval_commands(CLI::App& app, int& exit_code) {
+  auto* ev = app.add_subcommand("eval", "Evaluate rope settings side by side: perplexity against length, passkey retrieval");
+  ev->require_subcommand(1);
+  {
+    auto o = std::make_shared<EvalOptions>();
+    auto* c = ev->add_subcommand("ppl", "Perplexity and NLL by position at several context lengths, for several methods in one run");
+    add_common(c, *o);
+    add_ppl(c, *o);
+    c->callback([o, &exit_code] { run_eval(*o, true, false), exit_code = 0; });
+  }
+  {
+    auto o = std::make_shared<EvalOptions>();
+    auto* c = ev->add_subcommand("passkey", "Passkey retrieval over lengths × depths × trials: exact greedy and log-prob rank");
+    add_common(c, *o);
+    o->lengths = o->ctx;
+    add_passkey(c, *o, true);
+    c->callback([o, &exit_code] { run_eval(*o, false, true), exit_code = 0; });
+  }
+  {
+    auto o = std::make_shared<EvalOptions>();
+    auto* c = ev->add_subcommand("suite", "Perplexity and passkey in one run and one report (the golden test before and after a change)");
+    add_common(c, *o);
+    add_ppl(c, *o);
+    add_passkey(c, *o, false);
+    c->callback([o, &exit_code] { run_eval(*o, true, true), exit_code = 0; });
+  }
+}
+
+}  // namespace ropescale::cli

@@ -1,0 +1,129 @@
+#include "ropescale/eval/perplexity.h"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <stdexcept>
+
+#include "next_token_nll.h"
+
+namespace ropescale {
+
+std::vector<EvalWindow> plan_windows(int64_t n, int64_t ctx, int64_t stride) {
+  if (ctx < 2) throw std::invalid_argument("ctx must be at least 2 tokens, got " + std::to_string(ctx));
+  if (stride < 0 || stride >= ctx)  // stride = ctx would leave every window's first token unscored
+    throw std::invalid_argument("stride must be shorter than ctx (" + std::to_string(ctx) + "), got " +
+                                std::to_string(stride) + "; use 0 for non-overlapping windows");
+  std::vector<EvalWindow> w;
+  if (stride == 0) {
+    for (int64_t b = 0; b + ctx <= n; b += ctx) w.push_back({b, b + ctx, 1});
+    return w;
+  }
+  int64_t scored_to = 1;  // stream tokens [1, scored_to) are scored already
+  for (int64_t b = 0; b < n; b += stride) {
+    const int64_t e = std::min(b + ctx, n);
+    if (e <= scored_to) continue;
+    w.push_back({b, e, std::max<int64_t>(1, scored_to - b)});
+    scored_to = e;
+    if (e == n) break;
+  }
+  return w;
+}
+
+SessionOptions session_options_for(const LlamaModel& model, const EvalMethod& method, const RunOptions& run,
+                                   int64_t max_context) {
+  SessionOptions so;
+  so.rope = rope_spec_for_model(model, method.rope_scaling);
+  so.max_context = max_context;
+  so.chunk = run.chunk;
+  so.threads = run.threads;
+  so.kv_cache = run.kv_cache;
+  so.key_rotation = run.key_rotation.value_or(so.rope.is_dynamic() ? KeyRotation::AtRead : KeyRotation::AtWrite);
+  return so;
+}
+
+std::vector<NllBucket> nll_buckets(const PerplexityResult& r, int64_t width) {
+  if (width < 1) throw std::invalid_argument("bucket width must be >= 1");
+  std::vector<NllBucket> out;
+  const int64_t n = static_cast<int64_t>(r.position_nll.size());
+  for (int64_t s = 0; s < n; s += width) {
+    NllBucket b{s, std::min(s + width, n), 0, 0};
+    double sum = 0;
+    for (int64_t t = b.start; t < b.end; ++t) sum += r.position_nll[t], b.tokens += r.position_tokens[t];
+    b.nll = b.tokens ? sum / double(b.tokens) : std::numeric_limits<double>::quiet_NaN();
+    out.push_back(b);
+  }
+  return out;
+}
+
+int64_t score_window(InferenceSession& session, std::span<const int> tokens, int64_t score_from,
+                     std::vector<double>& position_nll, std::vector<int64_t>& position_tokens) {
+  const int64_t n = static_cast<int64_t>(tokens.size());
+  if (static_cast<int64_t>(position_nll.size()) < n) position_nll.resize(n, 0.0), position_tokens.resize(n, 0);
+  session.reset();
+  const int64_t chunk = session.options().chunk;
+  int64_t scored = 0;
+  for (int64_t c0 = 0; c0 < n; c0 += chunk) {
+    const int64_t c1 = std::min(c0 + chunk, n);
+    // Row r of this chunk (position c0 + r) predicts the token at c0 + r + 1.
+    const bool any = c1 >= score_from && c0 + 1 < n;
+    const auto logits = session.forward(tokens.subspan(c0, c1 - c0), any);
+    if (!any) continue;
+    const int V = static_cast<int>(logits.size() / size_t(c1 - c0));
+    for (int64_t p = c0; p < c1; ++p) {
+      const int64_t t = p + 1;
+      if (t < score_from || t >= n) continue;
+      position_nll[t] += next_token_nll(logits.data() + size_t(p - c0) * V, V, tokens[t]);
+      ++position_tokens[t];
+      ++scored;
+    }
+  }
+  return scored;
+}
+
+std::vector<PerplexityResult> evaluate_perplexity(const LlamaModel& model, std::span<const int> ids,
+                                                  const std::vector<EvalMethod>& methods,
+                                                  const PerplexityOptions& opt, const EvalProgress& progress) {
+  if (opt.ctxs.empty()) throw std::invalid_argument("no context lengths given");
+  // Plan everything first (and check every method) so errors come before the work.
+  std::vector<std::vector<EvalWindow>> plans;
+  int64_t total = 0;
+  for (int64_t ctx : opt.ctxs) {
+    plans.push_back(plan_windows(static_cast<int64_t>(ids.size()), ctx, opt.stride));
+    if (plans.back().empty())
+      throw std::invalid_argument("the input has " + std::to_string(ids.size()) + " tokens, less than one window of " +
+                                  std::to_string(ctx));
+    for (const auto& w : plans.back()) total += (w.end - w.begin) * int64_t(methods.size());
+  }
+  for (const auto& m : methods) (void)rope_spec_for_model(model, m.rope_scaling);
+
+  std::vector<PerplexityResult> results;
+  int64_t done = 0;
+  for (size_t c = 0; c < opt.ctxs.size(); ++c) {
+    const int64_t ctx = opt.ctxs[c];
+    for (const auto& m : methods) {
+      InferenceSession session(model, session_options_for(model, m, opt.run, ctx));
+      PerplexityResult r;
+      r.method = m.label;
+      r.rope_scaling = m.rope_scaling;
+      r.ctx = ctx;
+      r.position_nll.assign(ctx, 0.0);
+      r.position_tokens.assign(ctx, 0);
+      for (const auto& w : plans[c]) {
+        r.tokens += score_window(session, ids.subspan(w.begin, w.end - w.begin), w.score_from, r.position_nll,
+                                 r.position_tokens);
+        ++r.windows;
+        done += w.end - w.begin;
+        if (progress) progress(done, total);
+      }
+      double sum = 0;
+      for (double x : r.position_nll) sum += x;
+      r.nll = r.tokens ? sum / double(r.tokens) : std::numeric_limits<double>::quiet_NaN();
+      r.ppl = std::exp(r.nll);
+      results.push_back(std::move(r));
+    }
+  }
+  return results;
+}
+
+}  // namespace ropescale
