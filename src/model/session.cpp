@@ -14,38 +14,10 @@
 #include "ropescale/kernels/convert.h"
 #include "ropescale/kernels/rotary.h"
 #include "ropescale/kernels/thread_pool.h"
+#include "ropescale/model/llama_ops.h"
 
 namespace ropescale {
 
-namespace {
-
-// Y[n × out] = X[n × in] · W[out × in]ᵀ. OpenBLAS runs single-threaded here;
-// large products are split by output columns across ropescale's own pool (two
-// thread pools on the same cores fight: prefill was 7× slower).
-void matmul(const float* x, const std::vector<float>& w, float* y, int n, int in, int out, int threads) {
-  ThreadPool& pool = ThreadPool::global();
-  const int t = std::clamp(threads > 0 ? threads : pool.size(), 1, pool.size());
-  const int64_t work = int64_t(n) * in * out;
-  const int parts = (t > 1 && work >= (int64_t{1} << 20) && out >= 64) ? t : 1;
-  pool.parallel_for(parts, [&](int i) {
-    const int o0 = out * i / parts, o1 = out * (i + 1) / parts;
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, o1 - o0, in, 1.0f, x, in, w.data() + int64_t(o0) * in, in,
-                0.0f, y + o0, out);
-  });
-}
-
-void rmsnorm(const float* x, const std::vector<float>& w, float* y, int n, int dim, float eps) {
-  for (int t = 0; t < n; ++t) {
-    const float* xr = x + int64_t(t) * dim;
-    float* yr = y + int64_t(t) * dim;
-    double ss = 0;
-    for (int i = 0; i < dim; ++i) ss += double(xr[i]) * xr[i];
-    const float inv = 1.0f / std::sqrt(static_cast<float>(ss / dim) + eps);
-    for (int i = 0; i < dim; ++i) yr[i] = xr[i] * inv * w[i];
-  }
-}
-
-}  // namespace
 
 RopeSpec rope_spec_for_model(const LlamaModel& m, const std::string& rope_scaling_json) {
   ModelConfig c = m.position;
@@ -73,7 +45,7 @@ std::string rope_scaling_for_request(const LlamaModel& m, int64_t tokens, const 
 }
 
 InferenceSession::InferenceSession(const LlamaModel& model, SessionOptions options) : m_(model), opt_(std::move(options)) {
-  openblas_set_num_threads(1);
+  single_threaded_blas();
   const auto& hp = m_.hp;
   if (opt_.max_context <= 0) opt_.max_context = hp.trained_context;
   if (opt_.chunk <= 0) throw std::invalid_argument("session: chunk must be > 0");
@@ -212,10 +184,7 @@ void InferenceSession::forward_chunk(const int* tokens, int n, float* logits_out
     rmsnorm(x_.data(), w.ffn_norm, xb_.data(), n, dim, hp.norm_eps);
     matmul(xb_.data(), w.w1, h1_.data(), n, dim, hid, opt_.threads);
     matmul(xb_.data(), w.w3, h3_.data(), n, dim, hid, opt_.threads);
-    for (size_t i = 0; i < h1_.size(); ++i) {
-      const float a = h1_[i];
-      h1_[i] = a / (1.0f + std::exp(-a)) * h3_[i];  // SwiGLU: silu(w1 x) · w3 x
-    }
+    swiglu(h1_.data(), h3_.data(), h1_.size());  // silu(w1 x) · w3 x
     matmul(h1_.data(), w.w2, xb_.data(), n, hid, dim, opt_.threads);
     for (size_t i = 0; i < x_.size(); ++i) x_[i] += xb_[i];
   }

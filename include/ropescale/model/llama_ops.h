@@ -1,0 +1,25 @@
+// The Llama block's dense operations, shared by inference (session.cpp) and
+// training (src/train): one definition of the architecture's arithmetic.
+#pragma once
+
+#include <cstddef>
+#include <vector>
+
+namespace ropescale {
+
+// OpenBLAS runs single-threaded inside ropescale's pool (called by matmul; call
+// it before using cblas directly).
+void single_threaded_blas();
+
+// Y[n × out] = X[n × in] · W[out × in]ᵀ. OpenBLAS runs single-threaded; large
+// products are split by output columns across ropescale's pool (two thread
+// pools on the same cores fight: prefill was 7× slower).
+void matmul(const float* x, const std::vector<float>& w, float* y, int n, int in, int out, int threads);
+
+// y = x / rms(x) · w per row of `dim`; `inv_rms` (n values, optional) receives 1 / rms.
+void rmsnorm(const float* x, const std::vector<float>& w, float* y, int n, int dim, float eps, float* inv_rms = nullptr);
+
+// SwiGLU in place: h1 ← silu(h1) · h3.
+void swiglu(float* h1, const float* h3, size_t n);
+
+}  // namespace ropescale

@@ -1,0 +1,318 @@
+#include "ropescale/train/llama_backward.h"
+
+#include <cblas.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <numeric>
+#include <stdexcept>
+
+#include "ropescale/kernels/rotary.h"
+#include "ropescale/kernels/thread_pool.h"
+#include "ropescale/model/llama_ops.h"
+#include "ropescale/rope/frequencies.h"
+
+namespace ropescale {
+
+namespace {
+
+int pool_threads(int threads) {
+  const int size = ThreadPool::global().size();
+  return std::clamp(threads > 0 ? threads : size, 1, size);
+}
+
+}  // namespace
+
+void rmsnorm_backward(const float* x, const float* inv_rms, const std::vector<float>& w, const float* dy, float* dx,
+                      float* dw, int n, int dim) {
+  // y_i = x_i r w_i, r = (mean x² + eps)^(−1/2), ∂r/∂x_j = −r³ x_j / dim:
+  // dx_j = r (dy_j w_j) − x_j r³ / dim · Σ_i dy_i w_i x_i.
+  for (int t = 0; t < n; ++t) {
+    const float* xr = x + int64_t(t) * dim;
+    const float* g = dy + int64_t(t) * dim;
+    const double r = inv_rms[t];
+    double dot = 0;
+    for (int i = 0; i < dim; ++i) dot += double(g[i]) * w[i] * xr[i];
+    const double c = r * r * r * dot / dim;
+    for (int i = 0; i < dim; ++i) {
+      dx[int64_t(t) * dim + i] = static_cast<float>(r * g[i] * w[i] - c * xr[i]);
+      dw[i] += static_cast<float>(g[i] * xr[i] * r);
+    }
+  }
+}
+
+void swiglu_backward(const float* h1, const float* h3, const float* dg, float* dh1, float* dh3, size_t n) {
+  for (size_t i = 0; i < n; ++i) {
+    const float a = h1[i], sig = 1.0f / (1.0f + std::exp(-a)), silu = a * sig;
+    dh3[i] = dg[i] * silu;
+    dh1[i] = dg[i] * h3[i] * sig * (1.0f + a * (1.0f - sig));  // silu'(a) = σ(a)(1 + a(1 − σ(a)))
+  }
+}
+
+void linear_backward(const float* x, const std::vector<float>& w, const float* dy, float* dx, float* dw, int n, int in,
+                     int out, int threads) {
+  single_threaded_blas();
+  ThreadPool& pool = ThreadPool::global();
+  const int t = pool_threads(threads);
+  const bool big = int64_t(n) * in * out >= (int64_t{1} << 20);
+  if (dx) {
+    const int parts = big && n >= 2 * t ? t : 1;
+    pool.parallel_for(parts, [&](int i) {
+      const int r0 = n * i / parts, r1 = n * (i + 1) / parts;
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, r1 - r0, in, out, 1.0f, dy + int64_t(r0) * out, out,
+                  w.data(), in, 0.0f, dx + int64_t(r0) * in, in);
+    });
+  }
+  const int parts = big && out >= 64 ? t : 1;
+  pool.parallel_for(parts, [&](int i) {
+    const int o0 = out * i / parts, o1 = out * (i + 1) / parts;
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, o1 - o0, in, n, 1.0f, dy + o0, out, x, in, 1.0f,
+                dw + int64_t(o0) * in, in);
+  });
+}
+
+void attention_forward(const float* q, const float* k, const float* v, float* probs, float* out, int n, int heads,
+                       int kv_heads, int hd) {
+  single_threaded_blas();
+  const int qd = heads * hd, kvd = kv_heads * hd, group = heads / kv_heads;
+  const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
+  ThreadPool::global().parallel_for(heads, [&](int h) {
+    const int g = h / group;
+    float* p = probs + int64_t(h) * n * n;
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, n, hd, scale, q + h * hd, qd, k + g * hd, kvd, 0.0f, p, n);
+    for (int i = 0; i < n; ++i) {
+      float* row = p + int64_t(i) * n;
+      const float mx = *std::max_element(row, row + i + 1);
+      double sum = 0;
+      for (int j = 0; j <= i; ++j) sum += row[j] = std::exp(row[j] - mx);
+      const float inv = static_cast<float>(1.0 / sum);
+      for (int j = 0; j <= i; ++j) row[j] *= inv;
+      std::fill(row + i + 1, row + n, 0.0f);  // causal
+    }
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, hd, n, 1.0f, p, n, v + g * hd, kvd, 0.0f, out + h * hd, qd);
+  });
+}
+
+void attention_backward(const float* q, const float* k, const float* v, const float* probs, const float* dout, float* dq,
+                        float* dk, float* dv, int n, int heads, int kv_heads, int hd) {
+  single_threaded_blas();
+  const int qd = heads * hd, kvd = kv_heads * hd, group = heads / kv_heads;
+  const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
+  std::fill(dk, dk + int64_t(n) * kvd, 0.0f);
+  std::fill(dv, dv + int64_t(n) * kvd, 0.0f);
+  // One KV head per task: its query heads write disjoint dq columns and share its dk, dv.
+  ThreadPool::global().parallel_for(kv_heads, [&](int g) {
+    std::vector<float> ds(size_t(n) * n);
+    for (int h = g * group; h < (g + 1) * group; ++h) {
+      const float* p = probs + int64_t(h) * n * n;
+      // dP = dO Vᵀ; dV += Pᵀ dO; dS = P ∘ (dP − rowsum(P ∘ dP)) · scale.
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, n, hd, 1.0f, dout + h * hd, qd, v + g * hd, kvd, 0.0f,
+                  ds.data(), n);
+      cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, n, hd, n, 1.0f, p, n, dout + h * hd, qd, 1.0f, dv + g * hd, kvd);
+      for (int i = 0; i < n; ++i) {
+        const float* pr = p + int64_t(i) * n;
+        float* dr = ds.data() + int64_t(i) * n;
+        double dot = 0;
+        for (int j = 0; j <= i; ++j) dot += double(pr[j]) * dr[j];
+        for (int j = 0; j <= i; ++j) dr[j] = pr[j] * (dr[j] - static_cast<float>(dot)) * scale;
+        std::fill(dr + i + 1, dr + n, 0.0f);
+      }
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, hd, n, 1.0f, ds.data(), n, k + g * hd, kvd, 0.0f,
+                  dq + h * hd, qd);
+      cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, n, hd, n, 1.0f, ds.data(), n, q + h * hd, qd, 1.0f,
+                  dk + g * hd, kvd);
+    }
+  });
+}
+
+namespace {
+
+void rotate(float* x, int n, int heads, int hd, int rotary_dim, PairLayout layout, const CosSinTable& table,
+            int threads) {
+  std::vector<int64_t> positions(n);
+  std::iota(positions.begin(), positions.end(), int64_t{0});
+  RotaryProblem p;
+  p.n_tokens = n;
+  p.positions = positions.data();
+  p.head_dim = hd;
+  p.rotary_dim = rotary_dim;
+  p.layout = layout;
+  p.angles.table = &table;
+  p.q = {x, DType::F32, heads, heads * hd, hd};
+  apply_rotary(p, threads);
+}
+
+}  // namespace
+
+void rotary_forward(float* x, int n, int heads, int hd, int rotary_dim, PairLayout layout, const CosSinTable& table,
+                    int threads) {
+  rotate(x, n, heads, hd, rotary_dim, layout, table, threads);
+}
+
+void rotary_backward(float* dx, int n, int heads, int hd, int rotary_dim, PairLayout layout, const CosSinTable& table,
+                     int threads) {
+  CosSinTable adjoint = table;  // m·R(θ)ᵀ = m·R(−θ)
+  for (auto& s : adjoint.sin) s = -s;
+  rotate(dx, n, heads, hd, rotary_dim, layout, adjoint, threads);
+}
+
+double cross_entropy(const float* logits, std::span<const int> targets, int vocab, float* dlogits) {
+  const int n = static_cast<int>(targets.size());
+  double loss = 0;
+  for (int t = 0; t < n; ++t) {
+    const float* row = logits + int64_t(t) * vocab;
+    float* d = dlogits ? dlogits + int64_t(t) * vocab : nullptr;
+    const float mx = *std::max_element(row, row + vocab);
+    double sum = 0;
+    for (int v = 0; v < vocab; ++v) sum += std::exp(double(row[v]) - mx);
+    loss += std::log(sum) + mx - row[targets[t]];
+    if (d) {
+      for (int v = 0; v < vocab; ++v) d[v] = static_cast<float>(std::exp(double(row[v]) - mx) / sum / n);
+      d[targets[t]] -= 1.0f / n;
+    }
+  }
+  return loss / n;
+}
+
+LlamaModel zero_gradients(const LlamaModel& m) {
+  LlamaModel g;
+  g.hp = m.hp;
+  auto z = [](const std::vector<float>& v) { return std::vector<float>(v.size(), 0.0f); };
+  g.token_embedding = z(m.token_embedding);
+  g.final_norm = z(m.final_norm);
+  g.classifier = z(m.classifier);
+  for (const auto& l : m.layers)
+    g.layers.push_back({z(l.attn_norm), z(l.wq), z(l.wk), z(l.wv), z(l.wo), z(l.ffn_norm), z(l.w1), z(l.w2), z(l.w3)});
+  return g;
+}
+
+namespace {
+
+struct LayerActivations {
+  std::vector<float> x_in, inv1, xn1, q, k, v, probs, att, x_mid, inv2, xn2, h1, h3, g;
+};
+
+struct Forward {
+  std::vector<LayerActivations> layers;
+  std::vector<float> x_final, inv_f, xf, logits;
+  CosSinTable table;
+};
+
+void check_inputs(const LlamaModel& m, std::span<const int> tokens, size_t min_tokens) {
+  if (tokens.size() < min_tokens) throw std::invalid_argument("training: a sequence needs at least 2 tokens");
+  for (int t : tokens)
+    if (t < 0 || t >= m.hp.vocab_size) throw std::invalid_argument("training: token id " + std::to_string(t) + " outside the vocabulary");
+  if (m.hp.n_kv_heads <= 0 || m.hp.n_heads % m.hp.n_kv_heads) throw std::invalid_argument("training: heads must be a multiple of kv_heads");
+}
+
+Forward forward(const LlamaModel& m, const RopeSpec& rope, std::span<const int> in, int threads) {
+  const auto& hp = m.hp;
+  const int n = static_cast<int>(in.size()), dim = hp.dim, hd = hp.head_dim, H = hp.n_heads, KV = hp.n_kv_heads;
+  const int qd = H * hd, kvd = KV * hd, hid = hp.hidden_dim;
+  Forward f;
+  f.table = build_cos_sin_table(compute_frequencies(rope, n), 0, n);
+  std::vector<float> x(size_t(n) * dim), tmp(size_t(n) * dim);
+  for (int t = 0; t < n; ++t)
+    std::memcpy(&x[size_t(t) * dim], &m.token_embedding[size_t(in[t]) * dim], dim * sizeof(float));
+  for (const auto& w : m.layers) {
+    LayerActivations a;
+    a.x_in = x;
+    a.inv1.resize(n), a.xn1.resize(x.size());
+    rmsnorm(x.data(), w.attn_norm, a.xn1.data(), n, dim, hp.norm_eps, a.inv1.data());
+    a.q.resize(size_t(n) * qd), a.k.resize(size_t(n) * kvd), a.v.resize(size_t(n) * kvd);
+    matmul(a.xn1.data(), w.wq, a.q.data(), n, dim, qd, threads);
+    matmul(a.xn1.data(), w.wk, a.k.data(), n, dim, kvd, threads);
+    matmul(a.xn1.data(), w.wv, a.v.data(), n, dim, kvd, threads);
+    rotary_forward(a.q.data(), n, H, hd, rope.rotary_dim, hp.layout, f.table, threads);
+    rotary_forward(a.k.data(), n, KV, hd, rope.rotary_dim, hp.layout, f.table, threads);
+    a.probs.resize(size_t(H) * n * n), a.att.resize(size_t(n) * qd);
+    attention_forward(a.q.data(), a.k.data(), a.v.data(), a.probs.data(), a.att.data(), n, H, KV, hd);
+    matmul(a.att.data(), w.wo, tmp.data(), n, qd, dim, threads);
+    for (size_t i = 0; i < x.size(); ++i) x[i] += tmp[i];
+    a.x_mid = x;
+    a.inv2.resize(n), a.xn2.resize(x.size());
+    rmsnorm(x.data(), w.ffn_norm, a.xn2.data(), n, dim, hp.norm_eps, a.inv2.data());
+    a.h1.resize(size_t(n) * hid), a.h3.resize(size_t(n) * hid);
+    matmul(a.xn2.data(), w.w1, a.h1.data(), n, dim, hid, threads);
+    matmul(a.xn2.data(), w.w3, a.h3.data(), n, dim, hid, threads);
+    a.g = a.h1;
+    swiglu(a.g.data(), a.h3.data(), a.g.size());
+    matmul(a.g.data(), w.w2, tmp.data(), n, hid, dim, threads);
+    for (size_t i = 0; i < x.size(); ++i) x[i] += tmp[i];
+    f.layers.push_back(std::move(a));
+  }
+  f.x_final = x;
+  f.inv_f.resize(n), f.xf.resize(x.size());
+  rmsnorm(x.data(), m.final_norm, f.xf.data(), n, dim, hp.norm_eps, f.inv_f.data());
+  f.logits.resize(size_t(n) * hp.vocab_size);
+  matmul(f.xf.data(), m.output_weights(), f.logits.data(), n, dim, hp.vocab_size, threads);
+  return f;
+}
+
+}  // namespace
+
+std::vector<float> llama_training_logits(const LlamaModel& m, const RopeSpec& rope, std::span<const int> tokens,
+                                         int threads) {
+  check_inputs(m, tokens, 1);
+  return forward(m, rope, tokens, threads).logits;
+}
+
+double llama_loss_and_gradients(const LlamaModel& m, const RopeSpec& rope, std::span<const int> tokens, LlamaModel* grad,
+                                float grad_scale, int threads) {
+  check_inputs(m, tokens, 2);
+  const auto& hp = m.hp;
+  const auto in = tokens.first(tokens.size() - 1);
+  const auto targets = tokens.subspan(1);
+  const int n = static_cast<int>(in.size()), dim = hp.dim, hd = hp.head_dim, H = hp.n_heads, KV = hp.n_kv_heads;
+  const int qd = H * hd, kvd = KV * hd, hid = hp.hidden_dim, V = hp.vocab_size;
+  Forward f = forward(m, rope, in, threads);
+  std::vector<float> dlogits(f.logits.size());
+  const double loss = cross_entropy(f.logits.data(), targets, V, grad ? dlogits.data() : nullptr);
+  if (!grad) return loss;
+  if (grad_scale != 1.0f)
+    for (auto& d : dlogits) d *= grad_scale;
+
+  // Classifier and final norm.
+  std::vector<float> dxf(size_t(n) * dim), dx(size_t(n) * dim), dtmp(size_t(n) * dim);
+  float* dw_out = m.classifier.empty() ? grad->token_embedding.data() : grad->classifier.data();
+  linear_backward(f.xf.data(), m.output_weights(), dlogits.data(), dxf.data(), dw_out, n, dim, V, threads);
+  rmsnorm_backward(f.x_final.data(), f.inv_f.data(), m.final_norm, dxf.data(), dx.data(), grad->final_norm.data(), n, dim);
+
+  std::vector<float> dg(size_t(n) * hid), dh1(dg.size()), dh3(dg.size()), datt(size_t(n) * qd), dq(size_t(n) * qd),
+      dk(size_t(n) * kvd), dv(size_t(n) * kvd), dxn(size_t(n) * dim);
+  for (int l = hp.n_layers - 1; l >= 0; --l) {
+    const auto& w = m.layers[l];
+    auto& gw = grad->layers[l];
+    const auto& a = f.layers[l];
+    // FFN: x_out = x_mid + W2 · swiglu(W1 xn2, W3 xn2).
+    linear_backward(a.g.data(), w.w2, dx.data(), dg.data(), gw.w2.data(), n, hid, dim, threads);
+    swiglu_backward(a.h1.data(), a.h3.data(), dg.data(), dh1.data(), dh3.data(), dg.size());
+    linear_backward(a.xn2.data(), w.w1, dh1.data(), dxn.data(), gw.w1.data(), n, dim, hid, threads);
+    linear_backward(a.xn2.data(), w.w3, dh3.data(), dtmp.data(), gw.w3.data(), n, dim, hid, threads);
+    for (size_t i = 0; i < dxn.size(); ++i) dxn[i] += dtmp[i];
+    rmsnorm_backward(a.x_mid.data(), a.inv2.data(), w.ffn_norm, dxn.data(), dtmp.data(), gw.ffn_norm.data(), n, dim);
+    for (size_t i = 0; i < dx.size(); ++i) dx[i] += dtmp[i];  // dx is now ∂/∂x_mid
+    // Attention: x_mid = x_in + Wo · attention(rope(Wq xn1), rope(Wk xn1), Wv xn1).
+    linear_backward(a.att.data(), w.wo, dx.data(), datt.data(), gw.wo.data(), n, qd, dim, threads);
+    attention_backward(a.q.data(), a.k.data(), a.v.data(), a.probs.data(), datt.data(), dq.data(), dk.data(), dv.data(), n,
+                       H, KV, hd);
+    rotary_backward(dq.data(), n, H, hd, rope.rotary_dim, hp.layout, f.table, threads);
+    rotary_backward(dk.data(), n, KV, hd, rope.rotary_dim, hp.layout, f.table, threads);
+    linear_backward(a.xn1.data(), w.wq, dq.data(), dxn.data(), gw.wq.data(), n, dim, qd, threads);
+    linear_backward(a.xn1.data(), w.wk, dk.data(), dtmp.data(), gw.wk.data(), n, dim, kvd, threads);
+    for (size_t i = 0; i < dxn.size(); ++i) dxn[i] += dtmp[i];
+    linear_backward(a.xn1.data(), w.wv, dv.data(), dtmp.data(), gw.wv.data(), n, dim, kvd, threads);
+    for (size_t i = 0; i < dxn.size(); ++i) dxn[i] += dtmp[i];
+    rmsnorm_backward(a.x_in.data(), a.inv1.data(), w.attn_norm, dxn.data(), dtmp.data(), gw.attn_norm.data(), n, dim);
+    for (size_t i = 0; i < dx.size(); ++i) dx[i] += dtmp[i];  // dx is now ∂/∂x_in
+  }
+  for (int t = 0; t < n; ++t) {
+    float* row = grad->token_embedding.data() + size_t(in[t]) * dim;
+    for (int i = 0; i < dim; ++i) row[i] += dx[size_t(t) * dim + i];
+  }
+  return loss;
+}
+
+}  // namespace ropescale
