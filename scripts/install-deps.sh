@@ -11,6 +11,7 @@ PACKAGES=(
   libsentencepiece-dev                                   # library dependencies
   python3 python3-venv python3-pip                      # the HF oracle's virtualenv
   chromium fonts-dejavu-core                            # renders the HTML report in its test
+  bible-kjv                                             # the default model's training and held-out text
 )
 
 missing=()

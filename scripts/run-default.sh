@@ -1,21 +1,23 @@
 #!/usr/bin/env bash
-# The main job on the built-in default: the real stories260K checkpoint
-# (trained at 512 tokens) planned for 8x its context, and the published
-# Llama-3.1-8B setting checked and exported for every engine.
+# The main job on the built-in default model, models/ropescale-kjv-256.gguf
+# (trained by ropescale at 256 tokens; recipe in scripts/train-default.sh):
+# every scaling method at 1×–16× of its trained context — perplexity on
+# held-out KJV text and passkey retrieval — as a table, JSON and the HTML
+# report (reports/default.html). Then the published Llama-3.1-8B setting
+# checked and exported for every engine.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bin=build/ropescale
-model=../shared/models/stories260K/stories260K.bin
-if [[ -f "$model" ]]; then
-  $bin inspect "$model"
-  echo
-  $bin plan "$model" --target-context 4096
-  echo
-  echo "generate (the request policy picks plain RoPE within 512 tokens, YaRN past it):"
-  $bin generate --model "$model" --prompt "Once upon a time" --max-tokens 80 --rope-policy yarn
-else
-  echo "ropescale: $model is absent (../shared not beside the checkout); using the bundled Llama-3.1-8B config" >&2
-fi
+model=models/ropescale-kjv-256.gguf
+scripts/kjv-text.sh
+$bin inspect "$model"
+echo
+mkdir -p reports
+$bin eval suite --model "$model" --text build/data/kjv_heldout.txt --ctx 256,512,1024,2048,4096 --tokens 16384 \
+  --depths 0,0.5,1 --trials 2 --json reports/default.json --report reports/default.html
+echo
+echo "generate (the request policy picks plain RoPE within 256 tokens, YaRN past it):"
+$bin generate --model "$model" --prompt "And it came to pass" --max-tokens 300 --rope-policy yarn
 echo
 $bin check configs/models/llama-3.1-8b
 for to in hf-v5 vllm llama.cpp; do echo; $bin export configs/models/llama-3.1-8b --to "$to" --target-context 131072; done

@@ -7,12 +7,10 @@
 
 namespace ropescale::cli {
 
-namespace {
-std::string clock_text(double seconds) {
+std::string format_duration(double seconds) {
   const long s = static_cast<long>(seconds + 0.5);
   return s >= 3600 ? fmt::format("{}:{:02}:{:02}", s / 3600, s / 60 % 60, s % 60) : fmt::format("{}:{:02}", s / 60, s % 60);
 }
-}  // namespace
 
 ProgressBar::ProgressBar(std::string label, std::string unit)
     : label_(std::move(label)), unit_(std::move(unit)), enabled_(isatty(STDERR_FILENO) == 1),
@@ -29,10 +27,10 @@ void ProgressBar::update(int64_t done, int64_t total) {
   const double frac = std::min(1.0, double(done) / double(total));
   const int width = 28, fill = static_cast<int>(frac * width);
   const double rate = elapsed > 0 ? double(done) / elapsed : 0;
-  const std::string eta = done > 0 && done < total ? clock_text(elapsed * double(total - done) / double(done)) : "--:--";
+  const std::string eta = done > 0 && done < total ? format_duration(elapsed * double(total - done) / double(done)) : "--:--";
   std::fprintf(stderr, "\r%s [%s%s] %3.0f%%  %.0f %s/s  elapsed %s  ETA %s \033[K", label_.c_str(),
                std::string(fill, '#').c_str(), std::string(width - fill, '.').c_str(), frac * 100, rate, unit_.c_str(),
-               clock_text(elapsed).c_str(), eta.c_str());
+               format_duration(elapsed).c_str(), eta.c_str());
   std::fflush(stderr);
   drawn_ = true;
 }

@@ -8,6 +8,9 @@
 
 namespace ropescale::cli {
 
+// "1:05" or "1:02:03".
+std::string format_duration(double seconds);
+
 class ProgressBar {
  public:
   // `unit` names what is counted ("tok").

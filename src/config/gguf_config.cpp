@@ -167,6 +167,7 @@ ModelConfig model_config_from_gguf(std::span<const uint8_t> bytes, const std::st
     if (!p.is_object()) throw_invalid(path, "ropescale.rope_parameters", safe_dump(p).substr(0, 60), "must be a JSON object");
     c.freq_divisors.clear();
     c.rope_source = "gguf:ropescale.rope_parameters";
+    c.convention = Convention::HF;  // ropescale wrote the HF-semantics setting it trained or converted with
     if (const auto* tc = f.find("ropescale.trained_context"); tc && tc->value.is_number_unsigned())
       c.original_max_position_embeddings = tc->value.get<int64_t>();
   }

@@ -4,16 +4,15 @@
 
 #include <gtest/gtest.h>
 
+#include "test_support.h"
+
 #include "tiny_model.h"
 
 namespace ropescale {
 namespace {
 
-int count(const std::string& s, const std::string& what) {
-  int n = 0;
-  for (size_t p = s.find(what); p != std::string::npos; p = s.find(what, p + 1)) ++n;
-  return n;
-}
+using test::count_occurrences;
+int count(const std::string& s, const std::string& what) { return count_occurrences(s, what); }
 
 // A finished run with made-up numbers: two methods, two lengths, one passkey cell each.
 EvalReport sample_report() {

@@ -67,6 +67,14 @@ int64_t nearest(const std::vector<int64_t>& sorted, double at) {
 
 }  // namespace
 
+const char* passkey_intro() { return kIntro; }
+const std::vector<std::string>& passkey_filler_sentences() {
+  static const std::vector<std::string> s(std::begin(kFiller), std::end(kFiller));
+  return s;
+}
+std::string passkey_needle(const std::string& key) { return needle(key); }
+const char* passkey_question() { return kQuestion; }
+
 std::vector<PasskeyPrompt> build_passkey_prompts(const Tokenizer& tok, const PasskeyOptions& o) {
   if (o.lengths.empty() || o.depths.empty() || o.trials < 1)
     throw std::invalid_argument("passkey: give at least one length, one depth and one trial");

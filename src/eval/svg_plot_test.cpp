@@ -5,14 +5,13 @@
 
 #include <gtest/gtest.h>
 
+#include "test_support.h"
+
 namespace ropescale {
 namespace {
 
-int count(const std::string& s, const std::string& what) {
-  int n = 0;
-  for (size_t p = s.find(what); p != std::string::npos; p = s.find(what, p + 1)) ++n;
-  return n;
-}
+using test::count_occurrences;
+int count(const std::string& s, const std::string& what) { return count_occurrences(s, what); }
 
 TEST(SvgPlot, NiceTicks) {
   EXPECT_EQ(nice_ticks(0, 10, 5), (std::vector<double>{0, 2, 4, 6, 8, 10}));

@@ -109,7 +109,8 @@ std::vector<float> decode_tensor(std::span<const uint8_t> bytes, const GgufFile&
 
 }  // namespace
 
-std::vector<uint8_t> serialize_gguf_model(const LlamaModel& m, const Llama2cTokenizer& tok, WeightType wt, const json& rope_in) {
+std::vector<uint8_t> serialize_gguf_model(const LlamaModel& m, const Llama2cTokenizer& tok, WeightType wt, const json& rope_in,
+                                          const json& training) {
   const auto& hp = m.hp;
   ModelConfig pos = m.position;
   pos.max_position_embeddings = hp.trained_context;
@@ -162,6 +163,7 @@ std::vector<uint8_t> serialize_gguf_model(const LlamaModel& m, const Llama2cToke
   // Exact setting for ropescale (llama.cpp ignores unknown keys).
   kv("ropescale.rope_parameters", T::String, rope.dump());
   kv("ropescale.trained_context", T::Uint32, hp.trained_context);
+  if (!training.is_null()) kv("ropescale.training", T::String, training.dump());
 
   // Vocabulary: llama.cpp's SPM tokenizer (spaces as U+2581, <s>/</s> control tokens, byte tokens).
   json tokens = json::array(), scores = json::array(), types = json::array();

@@ -1,4 +1,5 @@
 #include <algorithm>
+#include <cstdio>
 #include <cstring>
 #include <fstream>
 #include <limits>
@@ -60,6 +61,13 @@ void Llama2cTokenizer::save(const std::string& path) const {
     out.write(pieces_[i].data(), len);
   }
   if (!out) throw_unreadable(path, "write failed");
+}
+
+Llama2cTokenizer Llama2cTokenizer::byte_level() {
+  std::vector<std::string> pieces{"<unk>", "<s>", "</s>"};
+  char buf[8];
+  for (int b = 0; b < 256; ++b) std::snprintf(buf, sizeof buf, "<0x%02X>", b), pieces.push_back(buf);
+  return from_pieces(std::move(pieces), std::vector<float>(259, 0.0f));
 }
 
 Llama2cTokenizer Llama2cTokenizer::from_pieces(std::vector<std::string> pieces, std::vector<float> scores) {

@@ -338,4 +338,70 @@ TEST(Cli, EvalPasskeyJson) {
   EXPECT_EQ(j["passkey"]["trials"][0]["key"], j["passkey"]["trials"][8]["key"]);
 }
 
+TEST(Cli, TrainAndFinetune) {
+  std::string text;
+  for (int i = 0; i < 300; ++i) text += "And God said, Let there be light: and there was light. ";
+  const std::string data = test::write_temp("train.txt", text);
+  const std::string out = test::write_temp("tiny.gguf", "");
+  const std::string csv = test::write_temp("tiny.csv", "");
+  auto r = run("train --text " + data + " --out " + out + " --ctx 32 --steps 6 --batch 2 --dim 16 --layers 1 --heads 2 "
+               "--kv-heads 1 --hidden 32 --warmup 2 --eval-every 3 --valid 2 --log " + csv);
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.err.find("0.01 M parameters"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("step      6/6"), std::string::npos) << r.err;
+  std::ifstream log(csv);
+  std::string header, line;
+  std::getline(log, header);
+  EXPECT_EQ(header, "step,lr,loss,grad_norm,valid_loss,tokens_per_second,elapsed_s");
+  int rows = 0;
+  while (std::getline(log, line)) ++rows;
+  EXPECT_EQ(rows, 6);
+  auto inspect = run("inspect " + out + " --json");
+  ASSERT_EQ(inspect.code, 0) << inspect.err;
+  EXPECT_EQ(inspect.j()["trained_context"], 32);
+  // Fine-tune at 2× with YaRN: the new checkpoint carries the scaling and the record of how it was made.
+  const std::string ft = test::write_temp("tiny-ft.gguf", "");
+  r = run("finetune --model " + out + " --rope-scaling '{\"rope_type\":\"yarn\",\"factor\":2}' --ctx 64 --steps 2 "
+          "--text " + data + " --out " + ft + " --valid 2");
+  ASSERT_EQ(r.code, 0) << r.err;
+  inspect = run("inspect " + ft + " --json");
+  ASSERT_EQ(inspect.code, 0) << inspect.err;
+  EXPECT_EQ(inspect.j()["rope_parameters"]["rope_type"], "yarn");
+  EXPECT_EQ(inspect.j()["trained_context"], 32);
+  std::ifstream gf(ft, std::ios::binary);
+  const std::vector<uint8_t> bytes((std::istreambuf_iterator<char>(gf)), {});
+  const auto g = ropescale::parse_gguf(bytes, ft);
+  const auto* rec = g.find("ropescale.training");
+  ASSERT_NE(rec, nullptr);
+  const json training = json::parse(rec->value.get<std::string>());
+  EXPECT_EQ(training["ctx"], 64);
+  EXPECT_EQ(training["rope_scaling"]["factor"], 2);
+  EXPECT_EQ(training["finetuned_from"], out);
+  // Bad input: a missing text, impossible shapes, a bad scaling.
+  r = run("train --text /nonexistent.txt --out " + out + " --steps 1");
+  EXPECT_EQ(r.code, 2);
+  EXPECT_NE(r.err.find("/nonexistent.txt"), std::string::npos) << r.err;
+  r = run("train --text " + data + " --out " + out + " --dim 30 --heads 4 --steps 1");
+  EXPECT_EQ(r.code, 2);
+  EXPECT_NE(r.err.find("heads"), std::string::npos) << r.err;
+  r = run("finetune --model " + out + " --rope-scaling '{\"rope_type\":\"yarn\",\"factor\":0}' --text " + data + " --out " + ft);
+  EXPECT_EQ(r.code, 1);
+}
+
+TEST(Cli, TheCommittedDefaultModel) {
+  const auto path = test::source_dir() / "models/ropescale-kjv-256.gguf";
+  ASSERT_TRUE(std::filesystem::exists(path)) << path;
+  EXPECT_LE(std::filesystem::file_size(path), 8u << 20);
+  const auto r = run("inspect " + path.string() + " --json");
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.j()["head_dim"], 32);
+  EXPECT_EQ(r.j()["trained_context"], 256);
+  EXPECT_EQ(r.j()["vocab_size"], 259);
+  // It writes Bible-like text, byte by byte.
+  const auto g = run("generate --model " + path.string() + " --prompt 'And God said' --max-tokens 60");
+  ASSERT_EQ(g.code, 0) << g.err;
+  EXPECT_GT(g.out.size(), 40u);
+  EXPECT_NE(g.out.find(' ', 13), std::string::npos) << g.out;
+}
+
 }  // namespace

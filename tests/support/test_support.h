@@ -34,4 +34,11 @@ inline std::string write_temp(const std::string& name, const std::vector<uint8_t
   return write_temp(name, std::string(bytes.begin(), bytes.end()));
 }
 
+// How many times `what` occurs in `text` (overlaps counted).
+inline int count_occurrences(const std::string& text, const std::string& what) {
+  int n = 0;
+  for (size_t p = text.find(what); p != std::string::npos; p = text.find(what, p + 1)) ++n;
+  return n;
+}
+
 }  // namespace ropescale::test

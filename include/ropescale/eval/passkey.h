@@ -24,6 +24,12 @@
 
 namespace ropescale {
 
+// The prompt's fixed texts (training generates documents in the same form).
+const char* passkey_intro();
+const std::vector<std::string>& passkey_filler_sentences();
+std::string passkey_needle(const std::string& key);
+const char* passkey_question();  // "What is the pass key? The pass key is"
+
 struct PasskeyOptions {
   std::vector<int64_t> lengths;     // prompt lengths in tokens
   std::vector<double> depths;       // needle position as a fraction of the filler, 0 … 1

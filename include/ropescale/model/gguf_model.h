@@ -22,8 +22,10 @@ std::optional<WeightType> parse_weight_type(std::string_view s);
 // are written in Meta order (ggml NORMAL rope for the llama architecture):
 // half-split models are un-permuted. Throws ConfigError for a setting GGUF
 // cannot express for llama.cpp (it is still kept in ropescale.rope_parameters).
+// `training` (optional) is stored verbatim as ropescale.training: how the
+// weights were made (data recipe, steps, context, the scaling trained with).
 std::vector<uint8_t> serialize_gguf_model(const LlamaModel& m, const Llama2cTokenizer& tok, WeightType wt,
-                                          const nlohmann::json& rope = nullptr);
+                                          const nlohmann::json& rope = nullptr, const nlohmann::json& training = nullptr);
 
 // The vocabulary of a GGUF (tokenizer.ggml.tokens / scores), spaces restored.
 Llama2cTokenizer gguf_tokenizer(const GgufFile& f, const std::string& path);

@@ -39,6 +39,9 @@ class Llama2cTokenizer : public Tokenizer {
 
   // Writes the llama2.c tokenizer.bin format. Throws ConfigError on I/O failure.
   void save(const std::string& path) const;
+  // Byte level: <unk>, <s>, </s>, then <0x00> … <0xFF> (ids 3 … 258) and no
+  // merges, so every byte is one token (and no dummy leading space is added).
+  static Llama2cTokenizer byte_level();
   // From a vocabulary in memory (e.g. a GGUF's tokenizer.ggml.* arrays).
   static Llama2cTokenizer from_pieces(std::vector<std::string> pieces, std::vector<float> scores);
 

@@ -1,0 +1,47 @@
+// Training data: text files as token streams (with a held-out tail), and a
+// generator of synthetic long-range documents — passkey records in the form
+// `eval passkey` asks them, and key–value recall — mixed into the text so a
+// small model learns to retrieve across its whole window.
+//
+// Every sequence is a pure function of (seed, step, index): training is
+// deterministic and a resumed run draws exactly the sequences it would have.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "ropescale/model/tokenizer.h"
+
+namespace ropescale {
+
+struct TrainingCorpus {
+  std::vector<int> train, valid;  // token streams; each file starts with BOS
+};
+
+// Tokenizes each text; the last `valid_fraction` of each goes to `valid`.
+TrainingCorpus build_corpus(const Tokenizer& tok, const std::vector<std::string>& texts, double valid_fraction = 0.02);
+
+struct SyntheticMix {
+  double passkey = 0.25;    // share of sequences that are passkey documents
+  double key_value = 0.25;  // share that are key–value recall documents (several queries each)
+  double repeat = 0.0;      // share that are a random key list then the same list again (pure copying)
+};
+
+enum class SequenceKind { Text, Passkey, KeyValue, Repeat };
+
+// `length` tokens for (seed, step, index): a window of `stream`, or a
+// synthetic document (filler from `stream` or the built-in passkey filler).
+std::vector<int> training_sequence(const Tokenizer& tok, const std::vector<int>& stream, int64_t length,
+                                   const SyntheticMix& mix, uint64_t seed, int64_t step, int index,
+                                   SequenceKind* kind = nullptr);
+
+// One synthetic document of exactly `length` tokens (BOS first), ending with
+// the answer: "… What is the pass key? The pass key is 68217." or key–value
+// records followed by queries "What is the code for Anna? The code for Anna is
+// 48213." (up to four), or "Keys: 48213 11902 … Again: 48213 11902 …". Text
+// before the records is filled from `stream`. Empty when `length` cannot hold one (training then uses text).
+std::vector<int> synthetic_document(const Tokenizer& tok, const std::vector<int>& stream, int64_t length,
+                                    SequenceKind kind, uint64_t seed);
+
+}  // namespace ropescale

@@ -1,0 +1,158 @@
+#include "ropescale/train/training_data.h"
+
+#include <algorithm>
+#include <random>
+#include <stdexcept>
+
+#include "ropescale/eval/passkey.h"
+
+namespace ropescale {
+
+namespace {
+
+std::mt19937_64 rng_for(uint64_t seed, int64_t step, int index, uint64_t salt) {
+  std::seed_seq seq{seed, uint64_t(step), uint64_t(index), salt};
+  return std::mt19937_64(seq);
+}
+
+std::string random_key(std::mt19937_64& rng) { return std::to_string(std::uniform_int_distribution<int>(10000, 99999)(rng)); }
+
+// `n` filler tokens: a window of the text stream, or the built-in passkey sentences.
+std::vector<int> filler(const Tokenizer& tok, const std::vector<int>& stream, int64_t n, std::mt19937_64& rng) {
+  std::vector<int> out;
+  if (n <= 0) return out;
+  if (stream.size() > size_t(n) + 1 && rng() % 2) {
+    const size_t at = 1 + rng() % (stream.size() - size_t(n) - 1);
+    return std::vector<int>(stream.begin() + long(at), stream.begin() + long(at) + n);
+  }
+  const auto& sentences = passkey_filler_sentences();
+  for (size_t i = rng() % sentences.size(); int64_t(out.size()) < n; i = (i + 1) % sentences.size()) {
+    const auto ids = tok.encode(sentences[i] + " ", false, false);
+    out.insert(out.end(), ids.begin(), ids.end());
+  }
+  out.resize(n);
+  return out;
+}
+
+const char* const kNames[] = {"Anna", "Ben", "Clara", "David", "Emma", "Felix", "Grace", "Henry", "Iris", "Jack",
+                              "Kate", "Leo", "Mia", "Noah", "Olive", "Paul", "Rosa", "Sam", "Tara", "Victor"};
+
+}  // namespace
+
+TrainingCorpus build_corpus(const Tokenizer& tok, const std::vector<std::string>& texts, double valid_fraction) {
+  TrainingCorpus c;
+  for (const auto& t : texts) {
+    const auto ids = tok.encode(t, true, false);
+    const size_t cut = ids.size() - size_t(double(ids.size()) * std::clamp(valid_fraction, 0.0, 0.5));
+    c.train.insert(c.train.end(), ids.begin(), ids.begin() + long(cut));
+    c.valid.insert(c.valid.end(), ids.begin() + long(cut), ids.end());
+  }
+  return c;
+}
+
+namespace {
+
+std::vector<int> build_document(const Tokenizer& tok, const std::vector<int>& stream, int64_t length, SequenceKind kind,
+                                uint64_t seed, bool allow_intro) {
+  std::mt19937_64 rng(seed);
+  auto enc = [&](const std::string& s) { return tok.encode(s, false, false); };
+  std::vector<int> head{tok.bos()}, body, tail;
+  if (kind == SequenceKind::Passkey) {
+    const std::string key = random_key(rng);
+    if (rng() % 2 && allow_intro) head = tok.encode(std::string(passkey_intro()) + " ", true, false);
+    const auto needle = enc(passkey_needle(key) + " ");
+    tail = enc(std::string(" ") + passkey_question() + " " + key + ".");
+    const int64_t room = length - int64_t(head.size() + needle.size() + tail.size());
+    if (room < 0 && head.size() > 1) return build_document(tok, stream, length, kind, seed, false);  // no room for the intro
+    if (room < 0) return {};  // too short for a passkey record
+    const int64_t before = std::uniform_int_distribution<int64_t>(0, room)(rng);
+    body = filler(tok, stream, before, rng);
+    body.insert(body.end(), needle.begin(), needle.end());
+    const auto after = filler(tok, stream, room - before, rng);
+    body.insert(body.end(), after.begin(), after.end());
+  } else if (kind == SequenceKind::KeyValue) {
+    std::vector<int> order(std::size(kNames));
+    for (size_t i = 0; i < order.size(); ++i) order[i] = int(i);
+    std::shuffle(order.begin(), order.end(), rng);
+    std::vector<std::pair<std::string, std::string>> records;
+    std::vector<int> recs;
+    auto query = [&](const std::pair<std::string, std::string>& r) {
+      return enc("What is the code for " + r.first + "? The code for " + r.first + " is " + r.second + ". ");
+    };
+    const size_t query_budget = query({"Victor", "00000"}).size();
+    int queries = 1 + int(rng() % 4);
+    const size_t record_budget = enc("The code for Victor is 00000. ").size();
+    while (queries > 1 && int64_t(head.size() + record_budget + query_budget * size_t(queries)) > length) --queries;
+    for (int i : order) {
+      const std::string key = random_key(rng);
+      const auto r = enc(std::string("The code for ") + kNames[i] + " is " + key + ". ");
+      if (int64_t(head.size() + recs.size() + r.size() + query_budget * size_t(queries)) > length) break;
+      recs.insert(recs.end(), r.begin(), r.end());
+      records.emplace_back(kNames[i], key);
+    }
+    if (records.empty()) return {};  // too short for a record and its query
+    for (int q = 0; q < queries; ++q) {
+      const auto ids = query(records[rng() % records.size()]);
+      if (int64_t(head.size() + recs.size() + tail.size() + ids.size()) > length) break;
+      tail.insert(tail.end(), ids.begin(), ids.end());
+    }
+    if (!tail.empty()) tail.pop_back();  // the document ends at the last answer's period
+    const int64_t room = length - int64_t(head.size() + recs.size() + tail.size());
+    body = filler(tok, stream, std::max<int64_t>(room, 0), rng);
+    body.insert(body.end(), recs.begin(), recs.end());
+  } else if (kind == SequenceKind::Repeat) {
+    // Keys: k1 k2 … kn Again: k1 k2 … kn — half the document copies the other half.
+    std::string keys;
+    const auto label = enc("Keys:"), again = enc(" Again:");
+    const int64_t half = (length - 1 - int64_t(label.size() + again.size())) / 2;
+    while (true) {
+      const std::string next = keys + " " + random_key(rng);
+      if (int64_t(enc(next).size()) > half) break;
+      keys = next;
+    }
+    if (keys.empty()) return {};
+    const auto k = enc(keys);
+    body = label;
+    body.insert(body.end(), k.begin(), k.end());
+    tail = again;
+    tail.insert(tail.end(), k.begin(), k.end());
+    const auto front = filler(tok, stream, length - 1 - int64_t(body.size() + tail.size()), rng);
+    body.insert(body.begin(), front.begin(), front.end());
+  } else {
+    throw std::invalid_argument("synthetic document: kind must be passkey, key-value or repeat");
+  }
+  std::vector<int> doc = head;
+  doc.insert(doc.end(), body.begin(), body.end());
+  doc.insert(doc.end(), tail.begin(), tail.end());
+  if (int64_t(doc.size()) > length) doc.erase(doc.begin() + 1, doc.begin() + 1 + (int64_t(doc.size()) - length));
+  while (int64_t(doc.size()) < length) doc.insert(doc.begin() + 1, tok.bos());  // (only when filler ran short)
+  return doc;
+}
+
+}  // namespace
+
+std::vector<int> synthetic_document(const Tokenizer& tok, const std::vector<int>& stream, int64_t length,
+                                    SequenceKind kind, uint64_t seed) {
+  return build_document(tok, stream, length, kind, seed, true);
+}
+
+std::vector<int> training_sequence(const Tokenizer& tok, const std::vector<int>& stream, int64_t length,
+                                   const SyntheticMix& mix, uint64_t seed, int64_t step, int index, SequenceKind* kind) {
+  auto rng = rng_for(seed, step, index, 0x5eed);
+  const double u = std::uniform_real_distribution<double>(0, 1)(rng);
+  const SequenceKind k = u < mix.passkey                               ? SequenceKind::Passkey
+                         : u < mix.passkey + mix.key_value              ? SequenceKind::KeyValue
+                         : u < mix.passkey + mix.key_value + mix.repeat ? SequenceKind::Repeat
+                                                                        : SequenceKind::Text;
+  if (kind) *kind = k;
+  if (k != SequenceKind::Text) {
+    auto doc = synthetic_document(tok, stream, length, k, rng());
+    if (!doc.empty()) return doc;  // else the length is too short for one: text instead
+    if (kind) *kind = SequenceKind::Text;
+  }
+  if (stream.size() < size_t(length)) throw std::invalid_argument("training text has fewer tokens than one sequence");
+  const size_t at = rng() % (stream.size() - size_t(length) + 1);
+  return std::vector<int>(stream.begin() + long(at), stream.begin() + long(at) + length);
+}
+
+}  // namespace ropescale
