@@ -215,7 +215,8 @@ struct ConvertOptions {
 void run_convert(const ConvertOptions& o) {
   const LlamaModel model = load_model(o.model);
   const auto tok = vocabulary_for_model(model, o.model, o.tokenizer);
-  if (o.to != "gguf" && o.to != "safetensors") throw_unreadable("--to", "'" + o.to + "' is not one of gguf, safetensors");
+  if (o.to != "gguf" && o.to != "safetensors" && o.to != "llama2c")
+    throw_unreadable("--to", "'" + o.to + "' is not one of gguf, safetensors, llama2c");
   const auto wt = parse_weight_type(o.dtype);
   if (!wt) throw_unreadable("--dtype", "'" + o.dtype + "' is not one of f32, f16, bf16, q8_0");
   nlohmann::json rope = nullptr;
@@ -232,6 +233,23 @@ void run_convert(const ConvertOptions& o) {
     fmt::print("{} → {}/{{config.json, model.safetensors, tokenizer.bin}} ({}, rope {})\n", o.model, o.out, o.dtype, t);
     if (t == "ntk" || t == "dynamic_yarn")
       fmt::print("note: transformers has no '{}' rope_type; only ropescale reads this config.json as written\n", t);
+    return;
+  }
+  if (o.to == "llama2c") {
+    if (*wt != WeightType::F32) throw_unreadable("--dtype", "llama2.c files are f32 (version 1)");
+    const RopeSpec spec = rope_spec_for_model(model, rope.is_null() ? "" : rope.dump());
+    if (spec.type != RopeType::Default || spec.theta != 10000.0)
+      throw_unreadable("--to", "llama2.c files cannot carry rope setting '" + t + "' (θ " + fmt::format("{}", spec.theta) +
+                                   "); convert to gguf or safetensors, which can");
+    const auto bytes = serialize_llama2c_model(model);
+    std::ofstream out(o.out, std::ios::binary);
+    if (!out) throw_unreadable(o.out, "cannot open for writing");
+    out.write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
+    if (!out) throw_unreadable(o.out, "write failed");
+    const auto tok_path = (std::filesystem::path(o.out).parent_path() / ("tok" + std::to_string(tok.vocab_size()) + ".bin")).string();
+    tok.save(tok_path);
+    fmt::print("{} → {} (llama2.c v1 f32, {:.1f} KiB, trained context {}) and {}\n", o.model, o.out, bytes.size() / 1024.0,
+               model.hp.trained_context, tok_path);
     return;
   }
   const auto bytes = serialize_gguf_model(model, tok, *wt, rope);
@@ -291,7 +309,8 @@ void add_model_commands(CLI::App& app, int& exit_code) {
     c->add_option("--model", o->model, "llama2.c checkpoint, GGUF, or HF directory")->required();
     c->add_option("--tokenizer", o->tokenizer, "llama2.c tokenizer (default: beside the model, or the GGUF's own)");
     c->add_option("--out", o->out, "Output file")->required();
-    c->add_option("--to", o->to, "gguf (a file) or safetensors (a directory: config.json, model.safetensors, tokenizer.bin)")
+    c->add_option("--to", o->to, "gguf (a file), safetensors (a directory: config.json, model.safetensors, tokenizer.bin) "
+                                 "or llama2c (a v1 .bin and tok<vocab>.bin beside it; plain RoPE only)")
         ->capture_default_str();
     c->add_option("--dtype", o->dtype, "Weight type: f32, f16, bf16, q8_0 (norms stay f32)")->capture_default_str();
     c->add_option("--rope-scaling", o->rope_scaling, "Scaling to store with the model, as vLLM JSON");

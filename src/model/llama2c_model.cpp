@@ -8,6 +8,7 @@
 #include "ropescale/config/llama2c_header.h"
 #include "ropescale/config/mapped_file.h"
 #include "ropescale/model/llama_model.h"
+#include "qk_permutation.h"
 
 namespace ropescale {
 
@@ -98,6 +99,40 @@ LlamaModel load_llama2c_model(const std::string& path) {
   if (!h.shared_classifier) m.classifier = r.take(V * d, "classifier");
   m.position = model_config_from_llama2c(h, path);
   return m;
+}
+
+std::vector<uint8_t> serialize_llama2c_model(const LlamaModel& m) {
+  const auto& hp = m.hp;
+  std::vector<uint8_t> out(256, 0);
+  auto put_i32 = [&](size_t at, int32_t v) { std::memcpy(out.data() + at, &v, 4); };
+  put_i32(0, static_cast<int32_t>(kLlama2cMagic));
+  put_i32(4, 1);  // version 1: fp32
+  const int32_t fields[7] = {hp.dim, hp.hidden_dim, hp.n_layers, hp.n_heads, hp.n_kv_heads, hp.vocab_size, hp.trained_context};
+  for (int i = 0; i < 7; ++i) put_i32(8 + 4 * size_t(i), fields[i]);
+  out[36] = m.classifier.empty() ? 1 : 0;  // shared classifier
+  auto put = [&](const std::vector<float>& v) {
+    const size_t at = out.size();
+    out.resize(at + v.size() * 4);
+    std::memcpy(out.data() + at, v.data(), v.size() * 4);
+  };
+  // llama2.c rotates interleaved pairs: half-split (HF-order) rows go back to Meta order.
+  const bool half_split = hp.layout == PairLayout::HalfSplit;
+  auto qk = [&](const std::vector<float>& w, int heads) {
+    return half_split ? detail::permute_qk_rows(w, heads, hp.head_dim, hp.dim, /*meta_to_hf*/ false) : w;
+  };
+  for (const auto& l : m.layers) put(l.attn_norm);
+  for (const auto& l : m.layers) put(l.ffn_norm);
+  put(m.final_norm);
+  put(m.token_embedding);
+  for (const auto& l : m.layers) put(qk(l.wq, hp.n_heads));
+  for (const auto& l : m.layers) put(qk(l.wk, hp.n_kv_heads));
+  for (const auto& l : m.layers) put(l.wv);
+  for (const auto& l : m.layers) put(l.wo);
+  for (const auto& l : m.layers) put(l.w1);
+  for (const auto& l : m.layers) put(l.w2);
+  for (const auto& l : m.layers) put(l.w3);
+  if (!m.classifier.empty()) put(m.classifier);
+  return out;
 }
 
 }  // namespace ropescale

@@ -404,4 +404,24 @@ TEST(Cli, TheCommittedDefaultModel) {
   EXPECT_NE(g.out.find(' ', 13), std::string::npos) << g.out;
 }
 
+TEST(Cli, ConvertToLlama2c) {
+  const auto model = test::shared_dir() / "models/stories260K/stories260K.bin";
+  if (!std::filesystem::exists(model)) GTEST_SKIP() << "SKIPPED LOUDLY: " << model << " is absent";
+  // stories260K → HF layout (Q/K rows permuted) → llama2.c v1 (rows back in Meta order): the golden greedy text.
+  const auto dir = std::filesystem::path(test::write_temp("hf/x", "")).parent_path();
+  ASSERT_EQ(run("convert --model " + model.string() + " --to safetensors --out " + dir.string()).code, 0);
+  const std::string bin = (dir.parent_path() / "v1" / "stories.bin").string();
+  std::filesystem::create_directories(dir.parent_path() / "v1");
+  auto r = run("convert --model " + dir.string() + " --to llama2c --out " + bin);
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_TRUE(std::filesystem::exists(dir.parent_path() / "v1" / "tok512.bin"));
+  auto g = run("generate --model " + bin + " --prompt 'Once upon a time' --max-tokens 12");
+  ASSERT_EQ(g.code, 0) << g.err;
+  EXPECT_EQ(g.out.rfind("Once upon a time, there was a little girl named Lily.", 0), 0u) << g.out;
+  // A scaled setting has no place in the format: refused, not silently dropped.
+  r = run("convert --model " + model.string() + " --to llama2c --out " + bin + " --rope-scaling '{\"rope_type\":\"yarn\",\"factor\":4}'");
+  EXPECT_EQ(r.code, 2);
+  EXPECT_NE(r.err.find("cannot carry"), std::string::npos) << r.err;
+}
+
 }  // namespace

@@ -55,6 +55,11 @@ int64_t scaled_context(const RopeSpec& spec, int64_t trained);
 // the file when it is truncated or inconsistent.
 LlamaModel load_llama2c_model(const std::string& path);
 
+// The llama2.c v1 ("ak42", fp32) file of `m`: header with the trained context
+// as seq_len, weights in llama2.c's order, Q/K rows in Meta order. The format
+// has no place for a rope setting: the file runs as plain RoPE θ = 10000.
+std::vector<uint8_t> serialize_llama2c_model(const LlamaModel& m);
+
 // GGUF (llama architecture; F32, F16, BF16, Q8_0 tensors). Throws ConfigError.
 LlamaModel load_gguf_model(const std::string& path);
 
