@@ -106,7 +106,7 @@ void attention(const AttentionProblem& p, int threads) {
   const int items = p.n_queries * p.n_heads;
   if (items == 0) return;
   ThreadPool& pool = ThreadPool::global();
-  const int n = std::clamp(threads > 0 ? threads : pool.size(), 1, pool.size());
+  const int n = pool.threads_for(threads);
   const int64_t work = int64_t(items) * (p.keys_before + p.n_queries) * p.head_dim;
   const int chunks = (n > 1 && work > (int64_t{1} << 16)) ? std::min(items, n * 4) : 1;
   pool.parallel_for(chunks, [&](int c) {

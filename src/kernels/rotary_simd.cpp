@@ -292,7 +292,7 @@ void apply_rotary(const RotaryProblem& p, int threads) {
   // Threads pay off only for batches that take longer than waking them (≈ tens of µs).
   const int64_t work = p.n_tokens * static_cast<int64_t>(p.q.n_heads + p.k.n_heads) * p.rotary_dim;
   ThreadPool& pool = ThreadPool::global();
-  const int n = std::clamp(threads > 0 ? threads : pool.size(), 1, pool.size());
+  const int n = pool.threads_for(threads);
   if (n == 1 || work < (int64_t{1} << 18) || p.n_tokens < 2) {
     fn(p, 0, p.n_tokens);
     return;

@@ -19,7 +19,7 @@ void single_threaded_blas() {
 void matmul(const float* x, const std::vector<float>& w, float* y, int n, int in, int out, int threads) {
   single_threaded_blas();
   ThreadPool& pool = ThreadPool::global();
-  const int t = std::clamp(threads > 0 ? threads : pool.size(), 1, pool.size());
+  const int t = pool.threads_for(threads);
   const int64_t work = int64_t(n) * in * out;
   const int parts = (t > 1 && work >= (int64_t{1} << 20) && out >= 64) ? t : 1;
   pool.parallel_for(parts, [&](int i) {

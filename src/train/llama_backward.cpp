@@ -16,15 +16,6 @@
 
 namespace ropescale {
 
-namespace {
-
-int pool_threads(int threads) {
-  const int size = ThreadPool::global().size();
-  return std::clamp(threads > 0 ? threads : size, 1, size);
-}
-
-}  // namespace
-
 void rmsnorm_backward(const float* x, const float* inv_rms, const std::vector<float>& w, const float* dy, float* dx,
                       float* dw, int n, int dim) {
   // y_i = x_i r w_i, r = (mean x² + eps)^(−1/2), ∂r/∂x_j = −r³ x_j / dim:
@@ -55,7 +46,7 @@ void linear_backward(const float* x, const std::vector<float>& w, const float* d
                      int out, int threads) {
   single_threaded_blas();
   ThreadPool& pool = ThreadPool::global();
-  const int t = pool_threads(threads);
+  const int t = pool.threads_for(threads);
   const bool big = int64_t(n) * in * out >= (int64_t{1} << 20);
   if (dx) {
     const int parts = big && n >= 2 * t ? t : 1;

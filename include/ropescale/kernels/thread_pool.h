@@ -10,6 +10,7 @@
 // called while its parallel_for is waiting for it.
 #pragma once
 
+#include <algorithm>
 #include <atomic>
 #include <cstdint>
 #include <condition_variable>
@@ -30,6 +31,8 @@ class ThreadPool {
   // The process-wide pool, sized to the hardware (ROPESCALE_THREADS overrides).
   static ThreadPool& global();
   int size() const { return static_cast<int>(workers_.size()) + 1; }
+  // The threads a caller asking for `requested` gets: 0 = all, else 1 … size().
+  int threads_for(int requested) const { return requested > 0 ? std::min(requested, size()) : size(); }
 
   // Runs fn(i) for every i in [0, n) across the pool and the caller; returns
   // when all are done.
