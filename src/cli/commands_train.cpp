@@ -83,7 +83,7 @@ void run_training(const TrainCliOptions& o, bool finetune) {
   const TrainingCorpus corpus = build_corpus(vocab, texts, 0.02);
   const auto& hp = model.hp;
   int64_t params = 0;
-  for_each_tensor(model, model, [&](std::vector<float>& a, std::vector<float>&, const std::string&, bool) { params += int64_t(a.size()); });
+  for (const auto& t : weight_tensors(model)) params += int64_t(t.values->size());
   std::fprintf(stderr,
                "ropescale: %s %s: %d layers, dim %d, %d heads / %d kv (head_dim %d), hidden %d, vocab %d — %.2f M parameters\n"
                "           %zu training tokens, %zu held out; %lld steps × %d sequences × %lld tokens%s%s\n",

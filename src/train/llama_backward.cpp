@@ -168,14 +168,8 @@ double cross_entropy(const float* logits, std::span<const int> targets, int voca
 }
 
 LlamaModel zero_gradients(const LlamaModel& m) {
-  LlamaModel g;
-  g.hp = m.hp;
-  auto z = [](const std::vector<float>& v) { return std::vector<float>(v.size(), 0.0f); };
-  g.token_embedding = z(m.token_embedding);
-  g.final_norm = z(m.final_norm);
-  g.classifier = z(m.classifier);
-  for (const auto& l : m.layers)
-    g.layers.push_back({z(l.attn_norm), z(l.wq), z(l.wk), z(l.wv), z(l.wo), z(l.ffn_norm), z(l.w1), z(l.w2), z(l.w3)});
+  LlamaModel g = m;
+  for (const auto& t : weight_tensors(g)) std::fill(t.values->begin(), t.values->end(), 0.0f);
   return g;
 }
 

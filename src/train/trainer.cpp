@@ -21,12 +21,6 @@ namespace {
 using json = nlohmann::json;
 constexpr char kStateMagic[8] = {'R', 'S', 'A', 'D', 'A', 'M', '0', '1'};
 
-std::vector<std::vector<float>*> tensors(LlamaModel& m) {
-  std::vector<std::vector<float>*> out;
-  for_each_tensor(m, m, [&](std::vector<float>& a, std::vector<float>&, const std::string&, bool) { out.push_back(&a); });
-  return out;
-}
-
 void save_state(const std::string& path, AdamW& opt, int64_t step) {
   std::ofstream f(path, std::ios::binary);
   if (!f) throw_unreadable(path, "cannot open the optimizer state for writing");
@@ -34,10 +28,10 @@ void save_state(const std::string& path, AdamW& opt, int64_t step) {
   const int64_t header[2] = {step, opt.steps};
   f.write(reinterpret_cast<const char*>(header), sizeof header);
   for (auto* set : {&opt.m, &opt.v})
-    for (auto* t : tensors(*set)) {
-      const uint64_t n = t->size();
+    for (const auto& t : weight_tensors(*set)) {
+      const uint64_t n = t.values->size();
       f.write(reinterpret_cast<const char*>(&n), 8);
-      f.write(reinterpret_cast<const char*>(t->data()), std::streamsize(n * sizeof(float)));
+      f.write(reinterpret_cast<const char*>(t.values->data()), std::streamsize(n * sizeof(float)));
     }
   if (!f) throw_unreadable(path, "write failed");
 }
@@ -51,11 +45,11 @@ int64_t load_state(const std::string& path, AdamW& opt) {
   if (!f.read(reinterpret_cast<char*>(header), sizeof header) || header[0] < 0)
     throw_unreadable(path, "truncated optimizer state");
   for (auto* set : {&opt.m, &opt.v})
-    for (auto* t : tensors(*set)) {
+    for (const auto& t : weight_tensors(*set)) {
       uint64_t n = 0;
-      if (!f.read(reinterpret_cast<char*>(&n), 8) || n != t->size())
-        throw_unreadable(path, "optimizer state does not match the model's tensor shapes");
-      if (!f.read(reinterpret_cast<char*>(t->data()), std::streamsize(n * sizeof(float))))
+      if (!f.read(reinterpret_cast<char*>(&n), 8) || n != t.values->size())
+        throw_unreadable(path, "optimizer state does not match the model's tensor shapes (" + t.name + ")");
+      if (!f.read(reinterpret_cast<char*>(t.values->data()), std::streamsize(n * sizeof(float))))
         throw_unreadable(path, "truncated optimizer state");
     }
   opt.steps = header[1];
@@ -174,10 +168,7 @@ TrainLogRow train_llama(LlamaModel& model, const Llama2cTokenizer& vocab, const 
   int64_t tokens = 0;
   const int64_t first = step;
   for (; step < o.steps; ++step) {
-    LlamaModel& g = grad;
-    for_each_tensor(g, g, [](std::vector<float>& a, std::vector<float>&, const std::string&, bool) {
-      std::fill(a.begin(), a.end(), 0.0f);
-    });
+    for (const auto& t : weight_tensors(grad)) std::fill(t.values->begin(), t.values->end(), 0.0f);
     double loss = 0;
     for (int b = 0; b < o.batch; ++b) {
       const auto seq = training_sequence(vocab, corpus.train, o.ctx + 1, o.mix, o.seed, step, b);

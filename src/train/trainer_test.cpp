@@ -43,7 +43,7 @@ TrainOptions small_options(const std::string& out) {
 
 std::vector<float> flatten(LlamaModel& m) {
   std::vector<float> out;
-  for_each_tensor(m, m, [&](std::vector<float>& a, std::vector<float>&, const std::string&, bool) { out.insert(out.end(), a.begin(), a.end()); });
+  for (const auto& t : weight_tensors(m)) out.insert(out.end(), t.values->begin(), t.values->end());
   return out;
 }
 

@@ -45,6 +45,16 @@ struct LlamaModel {
   const std::vector<float>& output_weights() const { return classifier.empty() ? token_embedding : classifier; }
 };
 
+// One weight tensor of a LlamaModel, by reference.
+struct WeightTensor {
+  std::vector<float>* values;
+  std::string name;  // "token_embedding", "layers.3.wq", …
+  bool matrix;       // projections and embeddings (weight decay applies); false for norms
+};
+// Every weight tensor of `m` in a fixed order (the classifier only when untied):
+// what optimizers, gradient buffers and checkpoints walk.
+std::vector<WeightTensor> weight_tensors(LlamaModel& m);
+
 // The context a model trained at `trained` tokens reaches under `spec`, as a
 // converted file advertises it: factor × trained for the static scalings
 // (linear, ntk, yarn, longrope, llama3); dynamic methods and plain RoPE keep

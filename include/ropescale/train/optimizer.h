@@ -1,21 +1,16 @@
-// AdamW with decoupled weight decay, a warm-up + cosine learning-rate
-// schedule, and global-norm gradient clipping, over every tensor of a
-// LlamaModel (gradients and moments are LlamaModel-shaped too).
+// AdamW with decoupled weight decay (on matrices: embeddings, projections,
+// classifier; not norms), a warm-up + cosine learning-rate schedule, and
+// global-norm gradient clipping, over weight_tensors() of a LlamaModel
+// (gradients and moments are LlamaModel-shaped too).
 #pragma once
 
 #include <cstdint>
-#include <functional>
 #include <string>
 #include <vector>
 
 #include "ropescale/model/llama_model.h"
 
 namespace ropescale {
-
-// Calls f(weights, gradient, name, decays) for each tensor pair, in a fixed
-// order. Matrices (embeddings, projections, classifier) decay; norms do not.
-void for_each_tensor(LlamaModel& a, LlamaModel& b,
-                     const std::function<void(std::vector<float>&, std::vector<float>&, const std::string&, bool)>& f);
 
 struct Schedule {
   double lr = 1e-3, min_lr = 1e-4;

@@ -1,0 +1,19 @@
+#include "ropescale/model/llama_model.h"
+
+namespace ropescale {
+
+std::vector<WeightTensor> weight_tensors(LlamaModel& m) {
+  std::vector<WeightTensor> t{{&m.token_embedding, "token_embedding", true}};
+  for (size_t l = 0; l < m.layers.size(); ++l) {
+    auto& x = m.layers[l];
+    const std::string p = "layers." + std::to_string(l) + ".";
+    t.insert(t.end(), {{&x.attn_norm, p + "attn_norm", false}, {&x.wq, p + "wq", true}, {&x.wk, p + "wk", true},
+                       {&x.wv, p + "wv", true}, {&x.wo, p + "wo", true}, {&x.ffn_norm, p + "ffn_norm", false},
+                       {&x.w1, p + "w1", true}, {&x.w2, p + "w2", true}, {&x.w3, p + "w3", true}});
+  }
+  t.push_back({&m.final_norm, "final_norm", false});
+  if (!m.classifier.empty()) t.push_back({&m.classifier, "classifier", true});
+  return t;
+}
+
+}  // namespace ropescale
