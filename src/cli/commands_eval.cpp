@@ -31,15 +31,9 @@ struct EvalOptions {
   bool quiet = false;
 };
 
-std::string read_file(const std::string& path) {
-  MappedFile f(path);
-  const auto b = f.bytes();
-  return std::string(reinterpret_cast<const char*>(b.data()), b.size());
-}
-
 // Whitespace-separated token ids; errors name the file, the item and its index.
 std::vector<int> read_ids(const std::string& path, int vocab) {
-  std::stringstream ss(read_file(path));
+  std::stringstream ss(read_file_text(path));
   std::vector<int> ids;
   for (std::string item; ss >> item;) {
     size_t used = 0;
@@ -86,10 +80,7 @@ void write_output(const std::string& path, const std::string& content, const cha
     std::fwrite(content.data(), 1, content.size(), stdout);
     return;
   }
-  std::ofstream out(path, std::ios::binary);
-  if (!out) throw_unreadable(path, std::string("cannot open for writing the ") + what);
-  out << content;
-  if (!out) throw_unreadable(path, std::string("write failed for the ") + what);
+  write_file(path, content, what);
   std::fprintf(stderr, "ropescale: wrote %s %s\n", what, path.c_str());
 }
 
@@ -124,7 +115,7 @@ void run_eval(const EvalOptions& o, bool ppl, bool passkey) {
       ids = read_ids(o.ids, model.hp.vocab_size);
     } else {
       r.input = o.text;
-      ids = tok->encode(read_file(o.text), true, false);
+      ids = tok->encode(read_file_text(o.text), true, false);
     }
     if (o.tokens > 0 && int64_t(ids.size()) > o.tokens) ids.resize(o.tokens);
     r.input_tokens = int64_t(ids.size());
@@ -148,7 +139,7 @@ void run_eval(const EvalOptions& o, bool ppl, bool passkey) {
     po.seed = o.seed;
     po.alternatives = o.alternatives;
     po.run = r.ppl_options.run;
-    if (!o.haystack.empty()) po.haystack = read_file(o.haystack);
+    if (!o.haystack.empty()) po.haystack = read_file_text(o.haystack);
     std::vector<PasskeyPrompt> prompts;
     try {
       prompts = build_passkey_prompts(*tok, po);

@@ -16,6 +16,7 @@
 #include "output.h"
 #include "ropescale/config/error.h"
 #include "ropescale/config/json_text.h"
+#include "ropescale/config/mapped_file.h"
 #include "ropescale/model/gguf_model.h"
 #include "ropescale/model/hf_model.h"
 #include "ropescale/model/session.h"
@@ -163,10 +164,7 @@ struct TokenizeOptions {
 void run_tokenize(const TokenizeOptions& o) {
   const LlamaModel model = load_model(o.model);
   const auto tok = tokenizer_for_model(model, o.model, o.tokenizer);
-  std::ifstream in(o.text, std::ios::binary);
-  if (!in) throw_unreadable(o.text, "cannot open the text file");
-  std::string text((std::istreambuf_iterator<char>(in)), {});
-  const auto ids = tok->encode(text, !o.no_bos, false);
+  const auto ids = tok->encode(read_file_text(o.text), !o.no_bos, false);
   std::string out;
   for (size_t i = 0; i < ids.size(); ++i) out += std::to_string(ids[i]) + (i + 1 == ids.size() || i % 32 == 31 ? "\n" : " ");
   std::fputs(out.c_str(), stdout);
@@ -242,10 +240,7 @@ void run_convert(const ConvertOptions& o) {
       throw_unreadable("--to", "llama2.c files cannot carry rope setting '" + t + "' (θ " + fmt::format("{}", spec.theta) +
                                    "); convert to gguf or safetensors, which can");
     const auto bytes = serialize_llama2c_model(model);
-    std::ofstream out(o.out, std::ios::binary);
-    if (!out) throw_unreadable(o.out, "cannot open for writing");
-    out.write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
-    if (!out) throw_unreadable(o.out, "write failed");
+    write_file(o.out, bytes);
     const auto tok_path = (std::filesystem::path(o.out).parent_path() / ("tok" + std::to_string(tok.vocab_size()) + ".bin")).string();
     tok.save(tok_path);
     fmt::print("{} → {} (llama2.c v1 f32, {:.1f} KiB, trained context {}) and {}\n", o.model, o.out, bytes.size() / 1024.0,
@@ -253,10 +248,7 @@ void run_convert(const ConvertOptions& o) {
     return;
   }
   const auto bytes = serialize_gguf_model(model, tok, *wt, rope);
-  std::ofstream out(o.out, std::ios::binary);
-  if (!out) throw_unreadable(o.out, "cannot open for writing");
-  out.write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
-  if (!out) throw_unreadable(o.out, "write failed");
+  write_file(o.out, bytes);
   fmt::print("{} → {} ({}, {:.1f} KiB, rope {})\n", o.model, o.out, o.dtype, bytes.size() / 1024.0, t);
   if (t == "dynamic" || t == "dynamic_yarn")
     fmt::print("note: llama.cpp cannot express {}; the file runs there as plain RoPE. ropescale reads the exact "

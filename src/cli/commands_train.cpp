@@ -34,12 +34,6 @@ struct TrainCliOptions {
   int64_t stop_after = 0;
 };
 
-std::string read_text(const std::string& path) {
-  MappedFile f(path);
-  const auto b = f.bytes();
-  return std::string(reinterpret_cast<const char*>(b.data()), b.size());
-}
-
 void run_training(const TrainCliOptions& o, bool finetune) {
   if (o.texts.empty()) throw_unreadable("--text", "give at least one training text file");
   TrainOptions t;
@@ -77,7 +71,7 @@ void run_training(const TrainCliOptions& o, bool finetune) {
   (void)rope_spec_for_model(model, o.rope_scaling);  // a bad setting fails before any work
   std::vector<std::string> names;
   std::vector<std::string> texts;
-  for (const auto& p : o.texts) texts.push_back(read_text(p)), names.push_back(std::filesystem::path(p).filename().string());
+  for (const auto& p : o.texts) texts.push_back(read_file_text(p)), names.push_back(std::filesystem::path(p).filename().string());
   recipe["data"] = names;
   recipe["command"] = command_line();
   const TrainingCorpus corpus = build_corpus(vocab, texts, 0.02);

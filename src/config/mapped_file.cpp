@@ -1,5 +1,7 @@
 #include "ropescale/config/mapped_file.h"
 
+#include <fstream>
+
 #include <cerrno>
 #include <cstring>
 #include <fcntl.h>
@@ -33,6 +35,20 @@ MappedFile::MappedFile(const std::string& path) : path_(path) {
 
 MappedFile::~MappedFile() {
   if (data_) ::munmap(const_cast<uint8_t*>(data_), size_);
+}
+
+std::string read_file_text(const std::string& path) {
+  MappedFile f(path);
+  const auto b = f.bytes();
+  return std::string(reinterpret_cast<const char*>(b.data()), b.size());
+}
+
+void write_file(const std::string& path, std::string_view bytes, const std::string& what) {
+  const std::string of = what.empty() ? "" : " (" + what + ")";
+  std::ofstream out(path, std::ios::binary);
+  if (!out) throw_unreadable(path, "cannot open for writing" + of);
+  out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+  if (!out) throw_unreadable(path, "write failed" + of);
 }
 
 }  // namespace ropescale

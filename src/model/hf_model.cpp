@@ -41,12 +41,6 @@ SafetensorsTensorData encode(const std::string& name, const std::vector<float>& 
   return t;
 }
 
-void write_file(const fs::path& p, const void* data, size_t n) {
-  std::ofstream out(p, std::ios::binary);
-  out.write(static_cast<const char*>(data), static_cast<std::streamsize>(n));
-  if (!out) throw_unreadable(p.string(), "write failed");
-}
-
 }  // namespace
 
 void write_hf_model(const LlamaModel& m, const Llama2cTokenizer& tok, WeightType wt, const std::string& dir, const json& rope_in) {
@@ -106,9 +100,9 @@ void write_hf_model(const LlamaModel& m, const Llama2cTokenizer& tok, WeightType
   fs::create_directories(dir, ec);
   if (ec) throw_unreadable(dir, "cannot create the directory: " + ec.message());
   const std::string cfg_text = cfg.dump(2) + "\n";
-  write_file(fs::path(dir) / "config.json", cfg_text.data(), cfg_text.size());
+  write_file((fs::path(dir) / "config.json").string(), cfg_text);
   const auto st = serialize_safetensors(ts, {{"format", "pt"}});
-  write_file(fs::path(dir) / "model.safetensors", st.data(), st.size());
+  write_file((fs::path(dir) / "model.safetensors").string(), st);
   tok.save((fs::path(dir) / "tokenizer.bin").string());
 }
 

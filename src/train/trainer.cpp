@@ -10,6 +10,7 @@
 
 #include "ropescale/config/error.h"
 #include "ropescale/config/llama2c_header.h"
+#include "ropescale/config/mapped_file.h"
 #include "ropescale/model/gguf_model.h"
 #include "ropescale/model/session.h"
 #include "ropescale/train/llama_backward.h"
@@ -75,12 +76,7 @@ void write_checkpoint(const LlamaModel& model, const Llama2cTokenizer& vocab, co
   const json rope = o.rope_scaling.empty() ? json(nullptr) : json::parse(o.rope_scaling);
   const auto bytes = serialize_gguf_model(model, vocab, WeightType::F32, rope, training);
   const std::string tmp = o.out + ".tmp";
-  {
-    std::ofstream f(tmp, std::ios::binary);
-    if (!f) throw_unreadable(o.out, "cannot open the checkpoint for writing");
-    f.write(reinterpret_cast<const char*>(bytes.data()), std::streamsize(bytes.size()));
-    if (!f) throw_unreadable(o.out, "write failed");
-  }
+  write_file(tmp, bytes, "the checkpoint of " + o.out);
   std::filesystem::rename(tmp, o.out);  // a crash never leaves half a checkpoint
   save_state(o.out + ".adam", opt, step);
 }

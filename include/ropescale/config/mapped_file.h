@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <span>
 #include <string>
+#include <string_view>
 
 namespace ropescale {
 
@@ -24,5 +25,16 @@ class MappedFile {
   const uint8_t* data_ = nullptr;
   size_t size_ = 0;
 };
+
+// A whole file as a string. Throws ConfigError(Unreadable) naming the path.
+std::string read_file_text(const std::string& path);
+
+// Writes `bytes` to `path` (replacing it). Throws ConfigError(Unreadable)
+// naming the path when it cannot be opened or written; `what` ("the HTML
+// report") makes the message say which output failed.
+void write_file(const std::string& path, std::string_view bytes, const std::string& what = "");
+inline void write_file(const std::string& path, std::span<const uint8_t> bytes, const std::string& what = "") {
+  write_file(path, std::string_view(reinterpret_cast<const char*>(bytes.data()), bytes.size()), what);
+}
 
 }  // namespace ropescale
