@@ -23,11 +23,6 @@ std::string needle(const std::string& key) {
   return "The pass key is " + key + ". Remember it. " + key + " is the pass key.";
 }
 
-std::string random_key(std::mt19937_64& rng, int digits) {
-  int64_t lo = 1;
-  for (int i = 1; i < digits; ++i) lo *= 10;
-  return std::to_string(std::uniform_int_distribution<int64_t>(lo, lo * 10 - 1)(rng));
-}
 
 // The filler: whole sentences of the built-in text, repeated while they fit
 // (so no sentence is cut and a prompt may end up to one sentence short of its
@@ -67,6 +62,12 @@ int64_t nearest(const std::vector<int64_t>& sorted, double at) {
 
 }  // namespace
 
+std::string random_passkey(std::mt19937_64& rng, int digits) {
+  int64_t lo = 1;
+  for (int i = 1; i < digits; ++i) lo *= 10;
+  return std::to_string(std::uniform_int_distribution<int64_t>(lo, lo * 10 - 1)(rng));
+}
+
 const char* passkey_intro() { return kIntro; }
 const std::vector<std::string>& passkey_filler_sentences() {
   static const std::vector<std::string> s(std::begin(kFiller), std::end(kFiller));
@@ -102,10 +103,10 @@ std::vector<PasskeyPrompt> build_passkey_prompts(const Tokenizer& tok, const Pas
         p.length = o.lengths[li];  // the target; built-in filler may leave it up to one sentence short
         p.depth = o.depths[di];
         p.trial = trial;
-        p.key = random_key(rng, o.digits);
+        p.key = random_passkey(rng, o.digits);
         std::set<std::string> used{p.key};
         while (int(p.alternatives.size()) < o.alternatives) {
-          std::string k = random_key(rng, o.digits);
+          std::string k = random_passkey(rng, o.digits);
           if (used.insert(k).second) p.alternatives.push_back(k);
         }
         // "… The pass key is" + " KEY": the question is the tokens every candidate shares.

@@ -15,8 +15,6 @@ std::mt19937_64 rng_for(uint64_t seed, int64_t step, int index, uint64_t salt) {
   return std::mt19937_64(seq);
 }
 
-std::string random_key(std::mt19937_64& rng) { return std::to_string(std::uniform_int_distribution<int>(10000, 99999)(rng)); }
-
 // `n` filler tokens: a window of the text stream, or the built-in passkey sentences.
 std::vector<int> filler(const Tokenizer& tok, const std::vector<int>& stream, int64_t n, std::mt19937_64& rng) {
   std::vector<int> out;
@@ -58,7 +56,7 @@ std::vector<int> build_document(const Tokenizer& tok, const std::vector<int>& st
   auto enc = [&](const std::string& s) { return tok.encode(s, false, false); };
   std::vector<int> head{tok.bos()}, body, tail;
   if (kind == SequenceKind::Passkey) {
-    const std::string key = random_key(rng);
+    const std::string key = random_passkey(rng);
     if (rng() % 2 && allow_intro) head = tok.encode(std::string(passkey_intro()) + " ", true, false);
     const auto needle = enc(passkey_needle(key) + " ");
     tail = enc(std::string(" ") + passkey_question() + " " + key + ".");
@@ -84,7 +82,7 @@ std::vector<int> build_document(const Tokenizer& tok, const std::vector<int>& st
     const size_t record_budget = enc("The code for Victor is 00000. ").size();
     while (queries > 1 && int64_t(head.size() + record_budget + query_budget * size_t(queries)) > length) --queries;
     for (int i : order) {
-      const std::string key = random_key(rng);
+      const std::string key = random_passkey(rng);
       const auto r = enc(std::string("The code for ") + kNames[i] + " is " + key + ". ");
       if (int64_t(head.size() + recs.size() + r.size() + query_budget * size_t(queries)) > length) break;
       recs.insert(recs.end(), r.begin(), r.end());
@@ -106,7 +104,7 @@ std::vector<int> build_document(const Tokenizer& tok, const std::vector<int>& st
     const auto label = enc("Keys:"), again = enc(" Again:");
     const int64_t half = (length - 1 - int64_t(label.size() + again.size())) / 2;
     while (true) {
-      const std::string next = keys + " " + random_key(rng);
+      const std::string next = keys + " " + random_passkey(rng);
       if (int64_t(enc(next).size()) > half) break;
       keys = next;
     }

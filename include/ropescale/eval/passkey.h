@@ -29,6 +29,8 @@ const char* passkey_intro();
 const std::vector<std::string>& passkey_filler_sentences();
 std::string passkey_needle(const std::string& key);
 const char* passkey_question();  // "What is the pass key? The pass key is"
+// A random key of `digits` digits (no leading zero).
+std::string random_passkey(std::mt19937_64& rng, int digits = 5);
 
 struct PasskeyOptions {
   std::vector<int64_t> lengths;     // prompt lengths in tokens
