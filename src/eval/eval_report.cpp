@@ -82,6 +82,17 @@ json method_exports(const LlamaModel& model, const EvalMethod& m, int64_t target
   return out;
 }
 
+// One method at one length, over every depth: exact retrievals, trials, and
+// the trial-weighted rank score.
+PasskeyCell passkey_total(const std::vector<PasskeyCell>& cells, const std::string& method, int64_t length) {
+  PasskeyCell t{method, length, 0.0, 0, 0, 0.0, 0.0};
+  for (const auto& c : cells)
+    if (c.method == method && c.length == length)
+      t.exact += c.exact, t.trials += c.trials, t.rank_score += c.rank_score * c.trials;
+  if (t.trials) t.rank_score /= t.trials;
+  return t;
+}
+
 double percent_change(double x, double base) { return (x / base - 1.0) * 100.0; }
 
 }  // namespace
@@ -211,11 +222,8 @@ std::string eval_summary_text(const EvalReport& r, const LlamaModel& model) {
     for (const auto& m : r.methods) {
       s += fmt::format("{:<{}}", m.label, w);
       for (int64_t l : o.lengths) {
-        int exact = 0, n = 0;
-        double score = 0;
-        for (const auto& c : cells)
-          if (c.method == m.label && c.length == l) exact += c.exact, n += c.trials, score += c.rank_score * c.trials;
-        s += fmt::format("{:>14}", n ? fmt::format("{}/{} {:.2f}", exact, n, score / n) : "");
+        const PasskeyCell t = passkey_total(cells, m.label, l);
+        s += fmt::format("{:>14}", t.trials ? fmt::format("{}/{} {:.2f}", t.exact, t.trials, t.rank_score) : "");
       }
       s += "\n";
     }
@@ -378,11 +386,8 @@ std::string eval_report_html(const EvalReport& r, const LlamaModel& model) {
     for (const auto& m : r.methods) {
       h += "<tr><td>" + html_escape(m.label) + "</td>";
       for (int64_t l : o.lengths) {
-        int exact = 0, n = 0;
-        double score = 0;
-        for (const auto& c : cells)
-          if (c.method == m.label && c.length == l) exact += c.exact, n += c.trials, score += c.rank_score * c.trials;
-        h += n ? fmt::format("<td>{}/{}</td><td>{:.2f}</td>", exact, n, score / n) : "<td></td><td></td>";
+        const PasskeyCell t = passkey_total(cells, m.label, l);
+        h += t.trials ? fmt::format("<td>{}/{}</td><td>{:.2f}</td>", t.exact, t.trials, t.rank_score) : "<td></td><td></td>";
       }
       h += "</tr>\n";
     }
