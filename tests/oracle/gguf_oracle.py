@@ -7,9 +7,10 @@ Exit 0 = all agree, 1 = a mismatch, 77 = skipped (package or model missing).
 """
 import os
 import struct
-import subprocess
 import sys
 import tempfile
+
+from oracle_support import convert, stories260k
 
 try:
     import numpy as np
@@ -47,9 +48,8 @@ def legacy_llama2c(path):
 
 def main():
     binary, model_dir = sys.argv[1], sys.argv[2]
-    src = os.path.join(model_dir, "stories260K.bin")
-    if not os.path.exists(src):
-        print(f"SKIPPED LOUDLY: {src} is absent", flush=True)
+    src = stories260k(model_dir)
+    if not src:
         return 77
     ref = legacy_llama2c(src)
     failures, checks = [], 0
@@ -57,10 +57,7 @@ def main():
         for dtype, rope in [("f32", None), ("f16", '{"rope_type":"yarn","factor":8}'), ("bf16", None), ("q8_0", None),
                             ("f32", '{"rope_type":"llama3","factor":8,"low_freq_factor":1,"high_freq_factor":4}')]:
             out = os.path.join(tmp, f"stories-{dtype}.gguf")
-            cmd = [binary, "convert", "--model", src, "--out", out, "--dtype", dtype]
-            if rope:
-                cmd += ["--rope-scaling", rope]
-            subprocess.run(cmd, check=True, capture_output=True)
+            convert(binary, src, out, rope, "--dtype", dtype)
             r = GGUFReader(out)
             label = f"{dtype} {rope or 'default'}"
 

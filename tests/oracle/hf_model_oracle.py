@@ -8,12 +8,12 @@ every scaling method HF has, past the trained 512 tokens where they differ.
 Usage: hf_model_oracle.py ROPESCALE_BINARY STORIES260K_DIR
 Exit 0 = all agree, 1 = a mismatch, 77 = skipped.
 """
-import json
 import os
 import random
-import subprocess
 import sys
 import tempfile
+
+from oracle_support import convert, random_ids, report, ropescale_logits, stories260k
 
 try:
     import torch
@@ -28,9 +28,8 @@ ABS_TOL = 2e-3    # float32 forward passes, different summation orders; logits a
 
 def main():
     binary, model_dir = sys.argv[1], sys.argv[2]
-    src = os.path.join(model_dir, "stories260K.bin")
-    if not os.path.exists(src):
-        print(f"SKIPPED LOUDLY: {src} is absent", flush=True)
+    src = stories260k(model_dir)
+    if not src:
         return 77
     torch.set_num_threads(2)
     rng = random.Random(5)
@@ -48,22 +47,15 @@ def main():
     with tempfile.TemporaryDirectory() as tmp:
         for label, rope, n in cases:
             out = os.path.join(tmp, label.split()[0] + str(n))
-            cmd = [binary, "convert", "--model", src, "--to", "safetensors", "--out", out]
-            if rope:
-                cmd += ["--rope-scaling", json.dumps(rope)]
-            subprocess.run(cmd, check=True, capture_output=True)
-            ids = [1] + [rng.randrange(3, 512) for _ in range(n - 1)]
+            convert(binary, src, out, rope, "--to", "safetensors")
+            ids = random_ids(rng, n)
             model = LlamaForCausalLM.from_pretrained(out, torch_dtype=torch.float32, attn_implementation="eager")
             model.eval()
             with torch.no_grad():
                 hf = model(torch.tensor([ids])).logits[0, -LAST:].numpy()
-            r = subprocess.run([binary, "logits", "--model", out, "--ids", " ".join(map(str, ids)), "--last", str(LAST)],
-                               check=True, capture_output=True, text=True)
-            ours = json.loads(r.stdout)["logits"]
+            ours = ropescale_logits(binary, out, ids, LAST)
             worst = max(abs(a - b) for row_a, row_b in zip(ours, hf.tolist()) for a, b in zip(row_a, row_b))
-            ok = worst <= ABS_TOL
-            failures += not ok
-            print(f"{'ok  ' if ok else 'FAIL'} {label:<40} max |logit diff| over last {LAST} positions = {worst:.2e}", flush=True)
+            failures += not report(label, worst, ABS_TOL, LAST, 40)
     print(f"HF model oracle: {len(cases) - failures} passed, {failures} failed", flush=True)
     return 1 if failures else 0
 
