@@ -4,6 +4,7 @@
 #include <bit>
 #include <chrono>
 #include <cstring>
+#include <functional>
 #include <random>
 #include <type_traits>
 
@@ -177,27 +178,39 @@ void RotaryBenchCase::run_optimized(int threads) { apply_rotary(problem(), threa
 
 namespace {
 
-// Median seconds per call over 5 repeats of ≥ min_seconds / 5 each.
-template <class F>
-double time_call(F&& f, double min_seconds) {
+// Seconds per call of each function: the median of 7 rounds, where one round
+// times every function in turn (repeated calls adding up to ≥ min_seconds / 7
+// each). Interleaving makes a busy neighbour or a clock change hit the kernel
+// and its baselines alike, so their ratios stay meaningful on a shared VM.
+std::vector<double> time_calls(const std::vector<std::function<void()>>& fs, double min_seconds) {
   using clock = std::chrono::steady_clock;
-  f();  // warm up (page faults, caches, lazily built buffers)
-  int64_t iters = 1;
-  for (;;) {
-    const auto t0 = clock::now();
-    for (int64_t i = 0; i < iters; ++i) f();
-    const double s = std::chrono::duration<double>(clock::now() - t0).count();
-    if (s >= min_seconds / 5 || iters >= (int64_t{1} << 30)) break;
-    iters = s <= 0 ? iters * 10 : std::max<int64_t>(iters * 2, static_cast<int64_t>(iters * (min_seconds / 5) / s * 1.2));
+  constexpr int kRounds = 7;
+  const double slice = min_seconds / kRounds;
+  std::vector<int64_t> iters(fs.size(), 1);
+  for (size_t k = 0; k < fs.size(); ++k) {
+    fs[k]();  // warm up (page faults, caches, lazily built buffers)
+    for (;;) {
+      const auto t0 = clock::now();
+      for (int64_t i = 0; i < iters[k]; ++i) fs[k]();
+      const double s = std::chrono::duration<double>(clock::now() - t0).count();
+      if (s >= slice || iters[k] >= (int64_t{1} << 30)) break;
+      iters[k] = s <= 0 ? iters[k] * 10
+                        : std::max<int64_t>(iters[k] * 2, static_cast<int64_t>(iters[k] * slice / s * 1.2));
+    }
   }
-  std::vector<double> samples;
-  for (int r = 0; r < 5; ++r) {
-    const auto t0 = clock::now();
-    for (int64_t i = 0; i < iters; ++i) f();
-    samples.push_back(std::chrono::duration<double>(clock::now() - t0).count() / iters);
+  std::vector<std::vector<double>> samples(fs.size());
+  for (int r = 0; r < kRounds; ++r)
+    for (size_t k = 0; k < fs.size(); ++k) {
+      const auto t0 = clock::now();
+      for (int64_t i = 0; i < iters[k]; ++i) fs[k]();
+      samples[k].push_back(std::chrono::duration<double>(clock::now() - t0).count() / static_cast<double>(iters[k]));
+    }
+  std::vector<double> medians;
+  for (auto& v : samples) {
+    std::nth_element(v.begin(), v.begin() + kRounds / 2, v.end());
+    medians.push_back(v[kRounds / 2]);
   }
-  std::sort(samples.begin(), samples.end());
-  return samples[2];
+  return medians;
 }
 
 }  // namespace
@@ -216,9 +229,12 @@ std::vector<RotaryBenchResult> run_rotary_bench(const RotaryBenchOptions& o,
           r.tokens = tokens;
           r.threads = threads;
           r.bytes = c.bytes_moved();
-          r.memcpy_s = time_call([&] { c.run_memcpy(threads); }, o.min_seconds);
-          r.optimized_s = time_call([&] { c.run_optimized(threads); }, o.min_seconds);
-          r.naive_s = time_call([&] { c.run_naive(); }, o.min_seconds);
+          const auto seconds = time_calls({[&] { c.run_memcpy(threads); }, [&] { c.run_optimized(threads); },
+                                           [&] { c.run_naive(); }},
+                                          o.min_seconds);
+          r.memcpy_s = seconds[0];
+          r.optimized_s = seconds[1];
+          r.naive_s = seconds[2];
           out.push_back(r);
           if (progress) progress(r);
         }

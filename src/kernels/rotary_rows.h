@@ -32,6 +32,12 @@ inline AngleRow angle_row(const RotaryAngles& a, int64_t pos, int pairs, float* 
   return {scratch, scratch + pairs};
 }
 
+// Whether the optimized path may use the CPU's own bf16 conversion where it
+// has one (AVX512_BF16). On by default; tests turn it off to reach the
+// portable bf16 path on such CPUs too.
+void set_native_bf16_enabled(bool enabled);
+bool native_bf16_enabled();
+
 inline float load_scalar(const void* base, DType t, int64_t i) {
   switch (t) {
     case DType::F32: return static_cast<const float*>(base)[i];

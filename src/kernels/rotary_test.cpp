@@ -4,10 +4,14 @@
 #include <cstring>
 #include <numbers>
 #include <random>
+#include <set>
+#include <string>
 
 #include <gtest/gtest.h>
+#include <hwy/targets.h>
 
 #include "ropescale/rope/frequencies.h"
+#include "rotary_rows.h"
 
 namespace ropescale {
 namespace {
@@ -425,6 +429,34 @@ TEST(Rotary, RejectsMalformedProblems) {
 }
 
 TEST(Rotary, ReportsItsSimdTarget) { EXPECT_FALSE(rotary_simd_target().empty()); }
+
+// Runtime dispatch runs only the best target of this CPU; every other compiled
+// target (AVX2, SSE4, …, scalar) and the portable bf16 path that CPUs with
+// AVX512_BF16 skip must match the scalar twin too.
+TEST(Rotary, EveryCompiledTargetMatchesScalar) {
+  std::mt19937 rng(11);
+  std::set<std::string> seen;
+  for (const int64_t target : hwy::SupportedAndGeneratedTargets())
+    for (const bool native_bf16 : {true, false}) {
+      hwy::SetSupportedTargetsForTest(target);
+      detail::set_native_bf16_enabled(native_bf16);
+      seen.insert(rotary_simd_target());
+      SCOPED_TRACE(rotary_simd_target());
+      for (DType dt : {DType::F32, DType::BF16, DType::F16})
+        for (PairLayout layout : {PairLayout::HalfSplit, PairLayout::Interleaved})
+          for (int rd : {6, 64, 128, 130}) {
+            Case c;
+            c.dtype = dt, c.layout = layout, c.rotary_dim = rd, c.head_dim = rd + 2 * (rng() % 3);
+            c.hq = 1 + rng() % 20, c.hk = rng() % 4, c.tokens = 1 + rng() % 9;
+            c.use_table = rng() % 2, c.in_place = rng() % 2, c.misalign = rng() % 2, c.attention = 1.2;
+            c.seed = rng();
+            expect_twins_agree(c);
+          }
+    }
+  hwy::SetSupportedTargetsForTest(0);  // back to what the CPU supports
+  detail::set_native_bf16_enabled(true);
+  EXPECT_GE(seen.size(), 2u) << "expected at least a SIMD target and the scalar fallback";
+}
 
 }  // namespace
 }  // namespace ropescale
