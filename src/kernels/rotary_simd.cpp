@@ -170,28 +170,19 @@ HWY_INLINE void RotateInterleaved(const T* src, T* dst, const Heads& hs, const f
     for (int h = 0; h < hs.count; ++h) ScalarPair(src + h * hs.src_stride, dst + h * hs.dst_stride, i, i + 1, ci[i], si[i + 1]);
 }
 
-// 2N consecutive row values as their even- and odd-indexed halves, matching
-// the lanes LoadBf16EvenOdd produces.
-HWY_INLINE void LoadRowEvenOdd(DF d, const float* row, hn::Vec<DF>& even, hn::Vec<DF>& odd) {
-#if HWY_TARGET == HWY_SCALAR
-  even = hn::Set(d, row[0]);
-  odd = hn::Set(d, row[1]);
-#else
-  const int N = static_cast<int>(hn::Lanes(d));
-  const auto lo = hn::LoadU(d, row), hi = hn::LoadU(d, row + N);
-  even = hn::ConcatEven(d, hi, lo);
-  odd = hn::ConcatOdd(d, hi, lo);
-#endif
-}
-
 // The row rearranged for RotateHalfSplitBf16: per block of 2N pairs, its
-// even-indexed values, then its odd-indexed ones (whole blocks only).
+// even-indexed values, then its odd-indexed ones — the lanes LoadBf16EvenOdd
+// produces (whole blocks only).
 HWY_INLINE void ArrangeRowEvenOdd(const float* row, int pairs, float* arranged) {
   const DF d;
   const int N = static_cast<int>(hn::Lanes(d));
   for (int j = 0; j + 2 * N <= pairs; j += 2 * N) {
-    hn::Vec<DF> even, odd;
-    LoadRowEvenOdd(d, row + j, even, odd);
+#if HWY_TARGET == HWY_SCALAR
+    const auto even = hn::Set(d, row[j]), odd = hn::Set(d, row[j + 1]);
+#else
+    const auto lo = hn::LoadU(d, row + j), hi = hn::LoadU(d, row + j + N);
+    const auto even = hn::ConcatEven(d, hi, lo), odd = hn::ConcatOdd(d, hi, lo);
+#endif
     hn::StoreU(even, d, arranged + j);
     hn::StoreU(odd, d, arranged + j + N);
   }
