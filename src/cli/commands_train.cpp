@@ -22,7 +22,7 @@ namespace ropescale::cli {
 namespace {
 
 struct TrainCliOptions {
-  std::string model, tokenizer, out, log, rope_scaling;
+  std::string model, tokenizer, out, log, rope_scaling, init;
   std::vector<std::string> texts;
   int64_t ctx = 256, steps = 1000, eval_every = 100, checkpoint_every = 0, log_every = 10;
   int batch = 8, threads = 0, valid = 16;
@@ -57,6 +57,16 @@ void run_training(const TrainCliOptions& o, bool finetune) {
   } else if (o.resume) {
     model = load_model(o.out);
     vocab = load_gguf_tokenizer(o.out);
+  } else if (!o.init.empty()) {
+    // A curriculum stage: the weights of an earlier run, trained on at --ctx from here.
+    model = load_model(o.init);
+    vocab = load_gguf_tokenizer(o.init);
+    if (model.position.rope_parameters.value("rope_type", std::string("default")) != "default")
+      throw_unreadable(o.init, "--init takes a model trained without rope scaling (use finetune to continue a scaled one)");
+    model.hp.trained_context = static_cast<int>(o.ctx);
+    model.position.max_position_embeddings = o.ctx;
+    model.position.original_max_position_embeddings.reset();
+    recipe["initialized_from"] = std::filesystem::path(o.init).filename().string();
   } else {
     LlamaHParams hp;
     hp.dim = o.dim, hp.hidden_dim = o.hidden, hp.n_layers = o.layers, hp.n_heads = o.heads, hp.n_kv_heads = o.kv_heads;
@@ -144,6 +154,9 @@ void add_train_commands(CLI::App& app, int& exit_code) {
     c->add_option("--heads", o->heads, "Attention heads")->capture_default_str();
     c->add_option("--kv-heads", o->kv_heads, "KV heads (GQA)")->capture_default_str();
     c->add_option("--hidden", o->hidden, "SwiGLU width")->capture_default_str();
+    c->add_option("--init", o->init,
+                  "Start from this checkpoint's weights (an earlier curriculum stage; its shape replaces --dim…--hidden)")
+        ->check(CLI::ExistingFile);
     c->callback([o, &exit_code] { run_training(*o, false), exit_code = 0; });
   }
   {

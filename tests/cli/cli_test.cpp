@@ -377,6 +377,23 @@ TEST(Cli, TrainAndFinetune) {
   EXPECT_EQ(training["ctx"], 64);
   EXPECT_EQ(training["rope_scaling"]["factor"], 2);
   EXPECT_EQ(training["finetuned_from"], out);
+  // A curriculum stage: train on from the tiny model's weights at a longer context.
+  const std::string stage2 = test::write_temp("tiny-stage2.gguf", "");
+  r = run("train --init " + out + " --text " + data + " --out " + stage2 + " --ctx 48 --steps 2 --batch 2 --dim 64 --valid 2");
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.err.find("1 layers, dim 16"), std::string::npos) << r.err;  // the shape is the init model's
+  inspect = run("inspect " + stage2 + " --json");
+  ASSERT_EQ(inspect.code, 0) << inspect.err;
+  EXPECT_EQ(inspect.j()["trained_context"], 48);
+  std::ifstream sf(stage2, std::ios::binary);
+  const std::vector<uint8_t> sbytes((std::istreambuf_iterator<char>(sf)), {});
+  const auto sg = ropescale::parse_gguf(sbytes, stage2);
+  ASSERT_NE(sg.find("ropescale.training"), nullptr);
+  EXPECT_EQ(json::parse(sg.find("ropescale.training")->value.get<std::string>())["initialized_from"],
+            std::filesystem::path(out).filename().string());
+  r = run("train --init " + ft + " --text " + data + " --out " + stage2 + " --steps 1");  // a scaled model: finetune's job
+  EXPECT_EQ(r.code, 2);
+  EXPECT_NE(r.err.find("--init"), std::string::npos) << r.err;
   // Bad input: a missing text, impossible shapes, a bad scaling.
   r = run("train --text /nonexistent.txt --out " + out + " --steps 1");
   EXPECT_EQ(r.code, 2);
