@@ -9,6 +9,7 @@
 #include <filesystem>
 #include <fstream>
 #include <string>
+#include <vector>
 
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
@@ -43,6 +44,15 @@ Run run(const std::string& args) {
 }
 
 std::string cfg(const std::string& name) { return test::model_config(name).string(); }
+
+// The `ropescale.training` record a trained checkpoint carries (null when absent).
+json training_record(const std::string& gguf) {
+  std::ifstream f(gguf, std::ios::binary);
+  const std::vector<uint8_t> bytes((std::istreambuf_iterator<char>(f)), {});
+  const auto g = ropescale::parse_gguf(bytes, gguf);
+  const auto* rec = g.find("ropescale.training");
+  return rec ? json::parse(rec->value.get<std::string>()) : json(nullptr);
+}
 
 TEST(Cli, EveryRealConfigThroughEveryCommand) {
   struct Expect {
@@ -368,12 +378,8 @@ TEST(Cli, TrainAndFinetune) {
   ASSERT_EQ(inspect.code, 0) << inspect.err;
   EXPECT_EQ(inspect.j()["rope_parameters"]["rope_type"], "yarn");
   EXPECT_EQ(inspect.j()["trained_context"], 32);
-  std::ifstream gf(ft, std::ios::binary);
-  const std::vector<uint8_t> bytes((std::istreambuf_iterator<char>(gf)), {});
-  const auto g = ropescale::parse_gguf(bytes, ft);
-  const auto* rec = g.find("ropescale.training");
-  ASSERT_NE(rec, nullptr);
-  const json training = json::parse(rec->value.get<std::string>());
+  const json training = training_record(ft);
+  ASSERT_FALSE(training.is_null());
   EXPECT_EQ(training["ctx"], 64);
   EXPECT_EQ(training["rope_scaling"]["factor"], 2);
   EXPECT_EQ(training["finetuned_from"], out);
@@ -385,12 +391,9 @@ TEST(Cli, TrainAndFinetune) {
   inspect = run("inspect " + stage2 + " --json");
   ASSERT_EQ(inspect.code, 0) << inspect.err;
   EXPECT_EQ(inspect.j()["trained_context"], 48);
-  std::ifstream sf(stage2, std::ios::binary);
-  const std::vector<uint8_t> sbytes((std::istreambuf_iterator<char>(sf)), {});
-  const auto sg = ropescale::parse_gguf(sbytes, stage2);
-  ASSERT_NE(sg.find("ropescale.training"), nullptr);
-  EXPECT_EQ(json::parse(sg.find("ropescale.training")->value.get<std::string>())["initialized_from"],
-            std::filesystem::path(out).filename().string());
+  const json stage2_training = training_record(stage2);
+  ASSERT_FALSE(stage2_training.is_null());
+  EXPECT_EQ(stage2_training["initialized_from"], std::filesystem::path(out).filename().string());
   r = run("train --init " + ft + " --text " + data + " --out " + stage2 + " --steps 1");  // a scaled model: finetune's job
   EXPECT_EQ(r.code, 2);
   EXPECT_NE(r.err.find("--init"), std::string::npos) << r.err;
