@@ -27,7 +27,8 @@ struct TrainCliOptions {
   int64_t ctx = 256, steps = 1000, eval_every = 100, checkpoint_every = 0, log_every = 10;
   int batch = 8, threads = 0, valid = 16;
   int dim = 128, layers = 4, heads = 4, kv_heads = 2, hidden = 352;
-  double lr = 3e-3, min_lr = 3e-4, weight_decay = 0.1, clip = 1.0, passkey = 0.25, key_value = 0.25, repeat = 0.0;
+  double lr = 3e-3, min_lr = 3e-4, weight_decay = 0.1, clip = 1.0, passkey = 0.25, key_value = 0.25, repeat = 0.0,
+         copy_gap = 0.5;
   int64_t warmup = 100;
   uint64_t seed = 1;
   bool resume = false;
@@ -41,7 +42,8 @@ void run_training(const TrainCliOptions& o, bool finetune) {
   t.schedule.lr = o.lr, t.schedule.min_lr = o.min_lr, t.schedule.warmup = o.warmup;
   t.weight_decay = o.weight_decay, t.clip = o.clip, t.eval_every = o.eval_every, t.valid_sequences = o.valid;
   t.checkpoint_every = o.checkpoint_every, t.stop_after = o.stop_after, t.out = o.out, t.resume = o.resume, t.rope_scaling = o.rope_scaling;
-  t.mix = {o.passkey, o.key_value, o.repeat};
+  t.mix = {o.passkey, o.key_value, o.repeat, o.copy_gap};
+  if (!(o.copy_gap >= 0 && o.copy_gap <= 1)) throw_unreadable("--copy-gap", "must be a share, 0 … 1");
   if (o.passkey < 0 || o.key_value < 0 || o.repeat < 0 || o.passkey + o.key_value + o.repeat > 1)
     throw_unreadable("--passkey/--key-value/--repeat", "shares must be >= 0 and sum to at most 1");
   if (!(o.lr > 0) || !(o.min_lr >= 0) || o.min_lr > o.lr) throw_unreadable("--lr/--min-lr", "need lr > 0 and 0 <= min-lr <= lr");
@@ -131,7 +133,10 @@ void add_loop_options(CLI::App* c, TrainCliOptions& o) {
   c->add_option("--threads", o.threads, "Threads (0 = all cores)")->capture_default_str()->check(CLI::NonNegativeNumber);
   c->add_option("--passkey", o.passkey, "Share of synthetic passkey documents")->capture_default_str();
   c->add_option("--key-value", o.key_value, "Share of synthetic key-value recall documents")->capture_default_str();
-  c->add_option("--repeat", o.repeat, "Share of synthetic copy documents (a key list, then the same list)")->capture_default_str();
+  c->add_option("--repeat", o.repeat, "Share of synthetic copy documents (distinct characters, then copies of them)")
+      ->capture_default_str();
+  c->add_option("--copy-gap", o.copy_gap, "Share of copy documents with a window of text before each copy")
+      ->capture_default_str();
   c->add_option("--eval-every", o.eval_every, "Validation loss every N steps")->capture_default_str()->check(CLI::NonNegativeNumber);
   c->add_option("--valid", o.valid, "Validation sequences")->capture_default_str()->check(CLI::PositiveNumber);
   c->add_option("--checkpoint-every", o.checkpoint_every, "Write the checkpoint every N steps (0 = at the end)")->capture_default_str();

@@ -5,6 +5,7 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <set>
 
 #include <gtest/gtest.h>
 
@@ -123,16 +124,33 @@ TEST(TrainingData, SyntheticDocumentsAreExactAndAnswerable) {
   for (uint64_t seed = 0; seed < 40; ++seed)
     for (auto kind : {SequenceKind::Passkey, SequenceKind::KeyValue, SequenceKind::Repeat}) {
       const int64_t len = 120 + int64_t(seed) * 23;
-      const auto doc = synthetic_document(tok, corpus.train, len, kind, seed);
+      const double copy_gap = double(seed % 3) / 2;  // 0, 0.5, 1: never, sometimes, always text before a copy
+      const auto doc = synthetic_document(tok, corpus.train, len, kind, seed, copy_gap);
       ASSERT_EQ(int64_t(doc.size()), len);
       EXPECT_EQ(doc[0], tok.bos());
       std::string text;
       for (size_t i = 1; i < doc.size(); ++i) text += tok.decode(doc[i - 1], doc[i]);
       if (kind == SequenceKind::Repeat) {
-        const size_t a = text.find("Keys:"), b = text.find(" Again:");
-        ASSERT_NE(a, std::string::npos) << text;
-        ASSERT_NE(b, std::string::npos) << text;
-        EXPECT_EQ(text.substr(a + 5, b - a - 5), text.substr(b + 7)) << text;
+        // "Keys: " and distinct characters, then copies of them, back to back or each after text and " Again: ".
+        ASSERT_EQ(text.substr(0, 6), "Keys: ") << text;
+        const size_t again = text.find(" Again: ");
+        if (copy_gap == 0) EXPECT_EQ(again, std::string::npos) << text;
+        if (copy_gap == 1) EXPECT_NE(again, std::string::npos) << text;
+        const std::string copies = again == std::string::npos ? text.substr(6) : text.substr(6, again - 6);
+        const size_t end = again == std::string::npos ? copies.find(copies[0], 1) : copies.find_first_of(" ,.;:");
+        ASSERT_NE(end, std::string::npos) << text;
+        const std::string key = copies.substr(0, end);
+        EXPECT_GE(key.size(), 6u) << text;
+        EXPECT_LE(key.size(), 40u) << text;
+        EXPECT_EQ(std::set<char>(key.begin(), key.end()).size(), key.size()) << text;
+        if (again == std::string::npos) {
+          for (size_t i = key.size(); i < copies.size(); ++i) ASSERT_EQ(copies[i], copies[i - key.size()]) << text;
+        } else {
+          for (size_t q = again; q != std::string::npos; q = text.find(" Again: ", q + 1)) {
+            const std::string copy = text.substr(q + 8, key.size());
+            EXPECT_EQ(copy, key.substr(0, copy.size())) << text;
+          }
+        }
       } else if (kind == SequenceKind::Passkey && text.find("What is the pass key?") != std::string::npos) {
         const std::string key = text.substr(text.size() - 6, 5);
         EXPECT_NE(text.find("The pass key is " + key + ". Remember it."), std::string::npos) << text;

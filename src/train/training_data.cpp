@@ -51,7 +51,7 @@ TrainingCorpus build_corpus(const Tokenizer& tok, const std::vector<std::string>
 namespace {
 
 std::vector<int> build_document(const Tokenizer& tok, const std::vector<int>& stream, int64_t length, SequenceKind kind,
-                                uint64_t seed, bool allow_intro) {
+                                uint64_t seed, double copy_gap, bool allow_intro) {
   std::mt19937_64 rng(seed);
   auto enc = [&](const std::string& s) { return tok.encode(s, false, false); };
   std::vector<int> head{tok.bos()}, body, tail;
@@ -61,7 +61,7 @@ std::vector<int> build_document(const Tokenizer& tok, const std::vector<int>& st
     const auto needle = enc(passkey_needle(key) + " ");
     tail = enc(std::string(" ") + passkey_question() + " " + key + ".");
     const int64_t room = length - int64_t(head.size() + needle.size() + tail.size());
-    if (room < 0 && head.size() > 1) return build_document(tok, stream, length, kind, seed, false);  // no room for the intro
+    if (room < 0 && head.size() > 1) return build_document(tok, stream, length, kind, seed, copy_gap, false);  // no room for the intro
     if (room < 0) return {};  // too short for a passkey record
     const int64_t before = std::uniform_int_distribution<int64_t>(0, room)(rng);
     body = filler(tok, stream, before, rng);
@@ -99,23 +99,35 @@ std::vector<int> build_document(const Tokenizer& tok, const std::vector<int>& st
     body = filler(tok, stream, std::max<int64_t>(room, 0), rng);
     body.insert(body.end(), recs.begin(), recs.end());
   } else if (kind == SequenceKind::Repeat) {
-    // Keys: k1 k2 … kn Again: k1 k2 … kn — half the document copies the other half.
-    std::string keys;
-    const auto label = enc("Keys:"), again = enc(" Again:");
-    const int64_t half = (length - 1 - int64_t(label.size() + again.size())) / 2;
-    while (true) {
-      const std::string next = keys + " " + random_passkey(rng);
-      if (int64_t(enc(next).size()) > half) break;
-      keys = next;
+    // "Keys: " and a string of 6–40 distinct letters and digits, then copies of
+    // it to the end of the document: back to back, or (a `copy_gap` share of
+    // documents) each after a window of text of up to most of the document and
+    // " Again: ", so copies also reach as far back as retrieval must. Each
+    // copied character is named by the one token before it (the characters are
+    // distinct): the cleanest signal for the copy ("induction") circuit that
+    // passkey and key–value retrieval are built from.
+    static const std::string kSymbols = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
+    body = enc("Keys: ");
+    const int64_t room = length - 1 - int64_t(body.size());
+    const int64_t period = std::min<int64_t>(std::uniform_int_distribution<int64_t>(6, 40)(rng), room / 3);
+    if (period < 2) return {};
+    std::string symbols = kSymbols;
+    std::shuffle(symbols.begin(), symbols.end(), rng);
+    const auto pattern = enc(symbols.substr(0, size_t(period)));
+    const bool gapped = std::uniform_real_distribution<double>(0, 1)(rng) < copy_gap;
+    const auto space = enc(" "), again = enc(" Again: ");
+    body.insert(body.end(), pattern.begin(), pattern.end());
+    while (int64_t(body.size()) < length - 1) {
+      if (gapped) {
+        body.insert(body.end(), space.begin(), space.end());
+        const int64_t longest_gap = std::max<int64_t>(8, room - 2 * period - 16);
+        const auto gap = filler(tok, stream, std::uniform_int_distribution<int64_t>(8, longest_gap)(rng), rng);
+        body.insert(body.end(), gap.begin(), gap.end());
+        body.insert(body.end(), again.begin(), again.end());
+      }
+      body.insert(body.end(), pattern.begin(), pattern.end());
     }
-    if (keys.empty()) return {};
-    const auto k = enc(keys);
-    body = label;
-    body.insert(body.end(), k.begin(), k.end());
-    tail = again;
-    tail.insert(tail.end(), k.begin(), k.end());
-    const auto front = filler(tok, stream, length - 1 - int64_t(body.size() + tail.size()), rng);
-    body.insert(body.begin(), front.begin(), front.end());
+    body.resize(size_t(length - 1));
   } else {
     throw std::invalid_argument("synthetic document: kind must be passkey, key-value or repeat");
   }
@@ -130,8 +142,8 @@ std::vector<int> build_document(const Tokenizer& tok, const std::vector<int>& st
 }  // namespace
 
 std::vector<int> synthetic_document(const Tokenizer& tok, const std::vector<int>& stream, int64_t length,
-                                    SequenceKind kind, uint64_t seed) {
-  return build_document(tok, stream, length, kind, seed, true);
+                                    SequenceKind kind, uint64_t seed, double copy_gap) {
+  return build_document(tok, stream, length, kind, seed, copy_gap, true);
 }
 
 std::vector<int> training_sequence(const Tokenizer& tok, const std::vector<int>& stream, int64_t length,
@@ -144,7 +156,7 @@ std::vector<int> training_sequence(const Tokenizer& tok, const std::vector<int>&
                                                                         : SequenceKind::Text;
   if (kind) *kind = k;
   if (k != SequenceKind::Text) {
-    auto doc = synthetic_document(tok, stream, length, k, rng());
+    auto doc = synthetic_document(tok, stream, length, k, rng(), mix.copy_gap);
     if (!doc.empty()) return doc;  // else the length is too short for one: text instead
     if (kind) *kind = SequenceKind::Text;
   }

@@ -422,6 +422,13 @@ TEST(Cli, TheCommittedDefaultModel) {
   ASSERT_EQ(g.code, 0) << g.err;
   EXPECT_GT(g.out.size(), 40u);
   EXPECT_NE(g.out.find(' ', 13), std::string::npos) << g.out;
+  // Within its trained context it finds the pass key: the true key outranks 9 random ones (chance 0.5).
+  const auto p = run("eval passkey --model " + path.string() +
+                     " --methods none --lengths 256 --depths 0,0.5,1 --trials 2 --threads 1 --quiet --json -");
+  ASSERT_EQ(p.code, 0) << p.err;
+  double rank_score = 0;
+  for (const auto& cell : p.j()["passkey"]["cells"]) rank_score += cell["rank_score"].get<double>() / 3;
+  EXPECT_GE(rank_score, 0.9) << p.out;
 }
 
 TEST(Cli, ConvertToLlama2c) {

@@ -25,7 +25,8 @@ TrainingCorpus build_corpus(const Tokenizer& tok, const std::vector<std::string>
 struct SyntheticMix {
   double passkey = 0.25;    // share of sequences that are passkey documents
   double key_value = 0.25;  // share that are key–value recall documents (several queries each)
-  double repeat = 0.0;      // share that are a random key list then the same list again (pure copying)
+  double repeat = 0.0;      // share that are a string of distinct characters repeated (pure copying)
+  double copy_gap = 0.5;    // share of those copy documents that put a window of text before each copy
 };
 
 enum class SequenceKind { Text, Passkey, KeyValue, Repeat };
@@ -39,9 +40,12 @@ std::vector<int> training_sequence(const Tokenizer& tok, const std::vector<int>&
 // One synthetic document of exactly `length` tokens (BOS first), ending with
 // the answer: "… What is the pass key? The pass key is 68217." or key–value
 // records followed by queries "What is the code for Anna? The code for Anna is
-// 48213." (up to four), or "Keys: 48213 11902 … Again: 48213 11902 …". Text
-// before the records is filled from `stream`. Empty when `length` cannot hold one (training then uses text).
+// 48213." (up to four), or "Keys: " and 8–40 distinct letters and digits
+// repeated to the end (pure copying: "Keys: x7Kq2Bx7Kq2Bx7…"; with probability
+// `copy_gap` each copy follows a window of text and " Again: ", so copies reach
+// across most of the window). Text before the records is filled from `stream`.
+// Empty when `length` cannot hold one (training then uses text).
 std::vector<int> synthetic_document(const Tokenizer& tok, const std::vector<int>& stream, int64_t length,
-                                    SequenceKind kind, uint64_t seed);
+                                    SequenceKind kind, uint64_t seed, double copy_gap = 0.5);
 
 }  // namespace ropescale
