@@ -115,12 +115,12 @@ std::vector<int> build_document(const Tokenizer& tok, const std::vector<int>& st
     std::shuffle(symbols.begin(), symbols.end(), rng);
     const auto pattern = enc(symbols.substr(0, size_t(period)));
     const bool gapped = std::uniform_real_distribution<double>(0, 1)(rng) < copy_gap;
+    const int64_t longest_gap = std::max<int64_t>(8, room - 2 * period - 16);
     const auto space = enc(" "), again = enc(" Again: ");
     body.insert(body.end(), pattern.begin(), pattern.end());
     while (int64_t(body.size()) < length - 1) {
       if (gapped) {
         body.insert(body.end(), space.begin(), space.end());
-        const int64_t longest_gap = std::max<int64_t>(8, room - 2 * period - 16);
         const auto gap = filler(tok, stream, std::uniform_int_distribution<int64_t>(8, longest_gap)(rng), rng);
         body.insert(body.end(), gap.begin(), gap.end());
         body.insert(body.end(), again.begin(), again.end());

@@ -40,7 +40,7 @@ std::vector<int> training_sequence(const Tokenizer& tok, const std::vector<int>&
 // One synthetic document of exactly `length` tokens (BOS first), ending with
 // the answer: "… What is the pass key? The pass key is 68217." or key–value
 // records followed by queries "What is the code for Anna? The code for Anna is
-// 48213." (up to four), or "Keys: " and 8–40 distinct letters and digits
+// 48213." (up to four), or "Keys: " and 6–40 distinct letters and digits
 // repeated to the end (pure copying: "Keys: x7Kq2Bx7Kq2Bx7…"; with probability
 // `copy_gap` each copy follows a window of text and " Again: ", so copies reach
 // across most of the window). Text before the records is filled from `stream`.
