@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
-"""Markdown table from `ropescale eval suite --json` runs of a base model and a
-fine-tuned one: perplexity at the short and the long context, the short-context
+"""Markdown table from `ropescale eval suite --json` runs of a base model and of
+fine-tuned ones: perplexity at the short and the long context, the short-context
 change against the base model's plain RoPE, and passkey retrieval at the long
-length. Usage: compare_table.py BASE.json FINETUNED.json"""
+length. Usage: compare_table.py BASE.json FINETUNED.json=LABEL [FINETUNED.json=LABEL …]"""
 import json
 import sys
 
@@ -27,8 +27,13 @@ def rows(path, tag):
 
 
 def main():
+    if len(sys.argv) < 3 or any("=" not in a for a in sys.argv[2:]):
+        sys.exit(__doc__)
     short, long_, base = rows(sys.argv[1], "")
-    _, _, ft = rows(sys.argv[2], " (YaRN ×8 + fine-tune)")
+    ft = []
+    for arg in sys.argv[2:]:
+        path, label = arg.split("=", 1)
+        ft += rows(path, f" ({label})")[2]
     ref = next(r[1] for r in base if r[0] == "none")
     print(f"| method | ppl @ {short} (1×) | change vs none @ {short} | ppl @ {long_} (8×) | passkey exact @ {long_} | rank score @ {long_} |")
     print("|---|---|---|---|---|---|")

@@ -28,7 +28,7 @@ struct TrainCliOptions {
   int batch = 8, threads = 0, valid = 16;
   int dim = 128, layers = 4, heads = 4, kv_heads = 2, hidden = 352;
   double lr = 3e-3, min_lr = 3e-4, weight_decay = 0.1, clip = 1.0, passkey = 0.25, key_value = 0.25, repeat = 0.0,
-         copy_gap = 0.5;
+         copy_gap = 0.5, recall = 0.0;
   int64_t warmup = 100;
   uint64_t seed = 1;
   bool resume = false;
@@ -42,10 +42,10 @@ void run_training(const TrainCliOptions& o, bool finetune) {
   t.schedule.lr = o.lr, t.schedule.min_lr = o.min_lr, t.schedule.warmup = o.warmup;
   t.weight_decay = o.weight_decay, t.clip = o.clip, t.eval_every = o.eval_every, t.valid_sequences = o.valid;
   t.checkpoint_every = o.checkpoint_every, t.stop_after = o.stop_after, t.out = o.out, t.resume = o.resume, t.rope_scaling = o.rope_scaling;
-  t.mix = {o.passkey, o.key_value, o.repeat, o.copy_gap};
+  t.mix = {o.passkey, o.key_value, o.repeat, o.copy_gap, o.recall};
   if (!(o.copy_gap >= 0 && o.copy_gap <= 1)) throw_unreadable("--copy-gap", "must be a share, 0 … 1");
-  if (o.passkey < 0 || o.key_value < 0 || o.repeat < 0 || o.passkey + o.key_value + o.repeat > 1)
-    throw_unreadable("--passkey/--key-value/--repeat", "shares must be >= 0 and sum to at most 1");
+  if (o.passkey < 0 || o.key_value < 0 || o.repeat < 0 || o.recall < 0 || o.passkey + o.key_value + o.repeat + o.recall > 1)
+    throw_unreadable("--passkey/--key-value/--repeat/--recall", "shares must be >= 0 and sum to at most 1");
   if (!(o.lr > 0) || !(o.min_lr >= 0) || o.min_lr > o.lr) throw_unreadable("--lr/--min-lr", "need lr > 0 and 0 <= min-lr <= lr");
 
   LlamaModel model;
@@ -136,6 +136,8 @@ void add_loop_options(CLI::App* c, TrainCliOptions& o) {
   c->add_option("--repeat", o.repeat, "Share of synthetic copy documents (distinct characters, then copies of them)")
       ->capture_default_str();
   c->add_option("--copy-gap", o.copy_gap, "Share of copy documents with a window of text before each copy")
+      ->capture_default_str();
+  c->add_option("--recall", o.recall, "Share of synthetic recall documents (name: code records, then recalled at random)")
       ->capture_default_str();
   c->add_option("--eval-every", o.eval_every, "Validation loss every N steps")->capture_default_str()->check(CLI::NonNegativeNumber);
   c->add_option("--valid", o.valid, "Validation sequences")->capture_default_str()->check(CLI::PositiveNumber);

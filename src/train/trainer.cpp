@@ -70,7 +70,7 @@ void write_checkpoint(const LlamaModel& model, const Llama2cTokenizer& vocab, co
   training["weight_decay"] = o.weight_decay;
   training["clip"] = o.clip;
   training["seed"] = o.seed;
-  training["synthetic"] = {{"passkey", o.mix.passkey}, {"key_value", o.mix.key_value}, {"repeat", o.mix.repeat}, {"copy_gap", o.mix.copy_gap}};
+  training["synthetic"] = {{"passkey", o.mix.passkey}, {"key_value", o.mix.key_value}, {"repeat", o.mix.repeat}, {"copy_gap", o.mix.copy_gap}, {"recall", o.mix.recall}};
   if (!o.rope_scaling.empty()) training["rope_scaling"] = json::parse(o.rope_scaling);
   training["last"] = log;
   const json rope = o.rope_scaling.empty() ? json(nullptr) : json::parse(o.rope_scaling);

@@ -5,6 +5,7 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <set>
 
 #include <gtest/gtest.h>
@@ -122,7 +123,7 @@ TEST(TrainingData, SyntheticDocumentsAreExactAndAnswerable) {
   const auto tok = Llama2cTokenizer::byte_level();
   const TrainingCorpus corpus = build_corpus(tok, {kjv()});
   for (uint64_t seed = 0; seed < 40; ++seed)
-    for (auto kind : {SequenceKind::Passkey, SequenceKind::KeyValue, SequenceKind::Repeat}) {
+    for (auto kind : {SequenceKind::Passkey, SequenceKind::KeyValue, SequenceKind::Repeat, SequenceKind::Recall}) {
       const int64_t len = 120 + int64_t(seed) * 23;
       const double copy_gap = double(seed % 3) / 2;  // 0, 0.5, 1: never, sometimes, always text before a copy
       const auto doc = synthetic_document(tok, corpus.train, len, kind, seed, copy_gap);
@@ -151,6 +152,27 @@ TEST(TrainingData, SyntheticDocumentsAreExactAndAnswerable) {
             EXPECT_EQ(copy, key.substr(0, copy.size())) << text;
           }
         }
+      } else if (kind == SequenceKind::Recall) {
+        // "Name: 12345. " records up to half the document, then "Recall: " and only those records again.
+        const size_t recall = text.find("Recall: ");
+        ASSERT_NE(recall, std::string::npos) << text;
+        EXPECT_LE(int64_t(recall), len / 2) << text;
+        std::map<std::string, std::string> code;
+        for (size_t at = 0; at < recall; at = text.find(". ", at) + 2) {
+          const size_t colon = text.find(": ", at);
+          ASSERT_LT(colon, recall) << text;
+          const std::string digits = text.substr(colon + 2, 5);
+          EXPECT_EQ(digits.find_first_not_of("0123456789"), std::string::npos) << text;
+          EXPECT_TRUE(code.emplace(text.substr(at, colon - at), digits).second) << "name twice: " << text;
+        }
+        EXPECT_GE(code.size(), 2u) << text;
+        int queries = 0;
+        for (size_t at = recall + 8; text.find(". ", at) != std::string::npos; at = text.find(". ", at) + 2, ++queries) {
+          const size_t colon = text.find(": ", at);
+          ASSERT_NE(code.count(text.substr(at, colon - at)), 0u) << text;
+          EXPECT_EQ(text.substr(colon + 2, 5), code[text.substr(at, colon - at)]) << text;
+        }
+        EXPECT_GE(queries, 2) << text;
       } else if (kind == SequenceKind::Passkey && text.find("What is the pass key?") != std::string::npos) {
         const std::string key = text.substr(text.size() - 6, 5);
         EXPECT_NE(text.find("The pass key is " + key + ". Remember it."), std::string::npos) << text;

@@ -68,6 +68,31 @@ std::vector<int> build_document(const Tokenizer& tok, const std::vector<int>& st
     body.insert(body.end(), needle.begin(), needle.end());
     const auto after = filler(tok, stream, room - before, rng);
     body.insert(body.end(), after.begin(), after.end());
+  } else if (kind == SequenceKind::Recall) {
+    // "Anna: 48213. Ben: 90127. …" up to half the document, then "Recall: " and
+    // the records again, drawn at random, to the end. No filler and a dozen
+    // queries a document: an answer's first digits are named only by the name
+    // before them (every record shares ": "), and its later digits only by the
+    // digits before them, so the copy must match a context several tokens long.
+    std::vector<int> order(std::size(kNames));
+    for (size_t i = 0; i < order.size(); ++i) order[i] = int(i);
+    std::shuffle(order.begin(), order.end(), rng);
+    std::vector<std::vector<int>> records;
+    const int64_t half = (length - 1) / 2;
+    for (int i : order) {
+      auto r = enc(std::string(kNames[i]) + ": " + random_passkey(rng) + ". ");
+      if (int64_t(body.size() + r.size()) > half) break;
+      body.insert(body.end(), r.begin(), r.end());
+      records.push_back(std::move(r));
+    }
+    if (records.size() < 2) return {};  // too short for a record and its query
+    const auto recall = enc("Recall: ");
+    body.insert(body.end(), recall.begin(), recall.end());
+    while (int64_t(body.size()) < length - 1) {
+      const auto& r = records[rng() % records.size()];
+      body.insert(body.end(), r.begin(), r.end());
+    }
+    body.resize(size_t(length - 1));
   } else if (kind == SequenceKind::KeyValue) {
     std::vector<int> order(std::size(kNames));
     for (size_t i = 0; i < order.size(); ++i) order[i] = int(i);
@@ -129,7 +154,7 @@ std::vector<int> build_document(const Tokenizer& tok, const std::vector<int>& st
     }
     body.resize(size_t(length - 1));
   } else {
-    throw std::invalid_argument("synthetic document: kind must be passkey, key-value or repeat");
+    throw std::invalid_argument("synthetic document: kind must be passkey, key-value, repeat or recall");
   }
   std::vector<int> doc = head;
   doc.insert(doc.end(), body.begin(), body.end());
@@ -150,10 +175,12 @@ std::vector<int> training_sequence(const Tokenizer& tok, const std::vector<int>&
                                    const SyntheticMix& mix, uint64_t seed, int64_t step, int index, SequenceKind* kind) {
   auto rng = rng_for(seed, step, index, 0x5eed);
   const double u = std::uniform_real_distribution<double>(0, 1)(rng);
-  const SequenceKind k = u < mix.passkey                               ? SequenceKind::Passkey
-                         : u < mix.passkey + mix.key_value              ? SequenceKind::KeyValue
-                         : u < mix.passkey + mix.key_value + mix.repeat ? SequenceKind::Repeat
-                                                                        : SequenceKind::Text;
+  const double to_repeat = mix.passkey + mix.key_value + mix.repeat;
+  const SequenceKind k = u < mix.passkey                  ? SequenceKind::Passkey
+                         : u < mix.passkey + mix.key_value ? SequenceKind::KeyValue
+                         : u < to_repeat                   ? SequenceKind::Repeat
+                         : u < to_repeat + mix.recall      ? SequenceKind::Recall
+                                                           : SequenceKind::Text;
   if (kind) *kind = k;
   if (k != SequenceKind::Text) {
     auto doc = synthetic_document(tok, stream, length, k, rng(), mix.copy_gap);

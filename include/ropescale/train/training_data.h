@@ -27,9 +27,10 @@ struct SyntheticMix {
   double key_value = 0.25;  // share that are key–value recall documents (several queries each)
   double repeat = 0.0;      // share that are a string of distinct characters repeated (pure copying)
   double copy_gap = 0.5;    // share of those copy documents that put a window of text before each copy
+  double recall = 0.0;      // share that are dense name–code records recalled many times (no filler)
 };
 
-enum class SequenceKind { Text, Passkey, KeyValue, Repeat };
+enum class SequenceKind { Text, Passkey, KeyValue, Repeat, Recall };
 
 // `length` tokens for (seed, step, index): a window of `stream`, or a
 // synthetic document (filler from `stream` or the built-in passkey filler).
@@ -43,7 +44,9 @@ std::vector<int> training_sequence(const Tokenizer& tok, const std::vector<int>&
 // 48213." (up to four), or "Keys: " and 6–40 distinct letters and digits
 // repeated to the end (pure copying: "Keys: x7Kq2Bx7Kq2Bx7…"; with probability
 // `copy_gap` each copy follows a window of text and " Again: ", so copies reach
-// across most of the window). Text before the records is filled from `stream`.
+// across most of the window), or "Anna: 48213. Ben: 90127. …" filling half the
+// document and "Recall: " with those records again at random to the end.
+// Text before the records is filled from `stream`.
 // Empty when `length` cannot hold one (training then uses text).
 std::vector<int> synthetic_document(const Tokenizer& tok, const std::vector<int>& stream, int64_t length,
                                     SequenceKind kind, uint64_t seed, double copy_gap = 0.5);
