@@ -1,6 +1,7 @@
 #include "ropescale/train/training_data.h"
 
 #include <algorithm>
+#include <numeric>
 #include <random>
 #include <stdexcept>
 
@@ -34,6 +35,14 @@ std::vector<int> filler(const Tokenizer& tok, const std::vector<int>& stream, in
 
 const char* const kNames[] = {"Anna", "Ben", "Clara", "David", "Emma", "Felix", "Grace", "Henry", "Iris", "Jack",
                               "Kate", "Leo", "Mia", "Noah", "Olive", "Paul", "Rosa", "Sam", "Tara", "Victor"};
+
+// The indices of kNames in a random order (who gets a record, and in which order).
+std::vector<int> shuffled_name_indices(std::mt19937_64& rng) {
+  std::vector<int> order(std::size(kNames));
+  std::iota(order.begin(), order.end(), 0);
+  std::shuffle(order.begin(), order.end(), rng);
+  return order;
+}
 
 }  // namespace
 
@@ -74,9 +83,7 @@ std::vector<int> build_document(const Tokenizer& tok, const std::vector<int>& st
     // queries a document: an answer's first digits are named only by the name
     // before them (every record shares ": "), and its later digits only by the
     // digits before them, so the copy must match a context several tokens long.
-    std::vector<int> order(std::size(kNames));
-    for (size_t i = 0; i < order.size(); ++i) order[i] = int(i);
-    std::shuffle(order.begin(), order.end(), rng);
+    const std::vector<int> order = shuffled_name_indices(rng);
     std::vector<std::vector<int>> records;
     const int64_t half = (length - 1) / 2;
     for (int i : order) {
@@ -94,9 +101,7 @@ std::vector<int> build_document(const Tokenizer& tok, const std::vector<int>& st
     }
     body.resize(size_t(length - 1));
   } else if (kind == SequenceKind::KeyValue) {
-    std::vector<int> order(std::size(kNames));
-    for (size_t i = 0; i < order.size(); ++i) order[i] = int(i);
-    std::shuffle(order.begin(), order.end(), rng);
+    const std::vector<int> order = shuffled_name_indices(rng);
     std::vector<std::pair<std::string, std::string>> records;
     std::vector<int> recs;
     auto query = [&](const std::pair<std::string, std::string>& r) {
