@@ -10,6 +10,7 @@
 #include "ropescale/config/json_text.h"
 #include "ropescale/config/rope_params.h"
 #include "ropescale/rope/frequencies.h"
+#include "ropescale/rope/rope_types.h"
 
 namespace ropescale {
 
@@ -53,9 +54,20 @@ class Checker {
     return p.contains(k) ? safe_dump(p.at(k)).substr(0, 120) : "(missing)";
   }
 
+  // The registry row of a standardized dict's rope_type; nullptr when unknown or not a string.
+  static const RopeTypeInfo* row_of(const json& p) {
+    return p.contains("rope_type") && p["rope_type"].is_string() ? find_rope_type(p["rope_type"].get<std::string>())
+                                                                 : nullptr;
+  }
+  static bool plain(const json& p) {
+    const RopeTypeInfo* r = row_of(p);
+    return r && r->type == RopeType::Default;
+  }
+
   void model_level() {
     const std::string t = string_or(cfg_.rope_parameters, "rope_type", "default");
-    if (cfg_.alibi && t != "default")
+    const bool scaled = !plain(cfg_.rope_parameters);
+    if (cfg_.alibi && scaled)
       add(Severity::Error, "alibi-with-rope-scaling", cfg_.rope_source, "\"" + t + "\"",
           "this model (" + cfg_.architecture + ") encodes positions with ALiBi biases, not rotary embeddings: a RoPE scaling setting is ignored by some engines and rejected by others",
           "remove the rope scaling; ALiBi extrapolates by construction — raise the context and measure perplexity");
@@ -63,7 +75,7 @@ class Checker {
         std::max({cfg_.max_position_embeddings, opt_.target_context.value_or(0), scaled_reach(cfg_)});
     if (cfg_.sliding_window && *cfg_.sliding_window >= reach) {
       // The window covers every position the model will see: nothing to say.
-    } else if (cfg_.sliding_window && (t != "default" || (opt_.target_context && *opt_.target_context > *cfg_.sliding_window)))
+    } else if (cfg_.sliding_window && (scaled || (opt_.target_context && *opt_.target_context > *cfg_.sliding_window)))
       add(Severity::Warning, "sliding-window", "sliding_window", std::to_string(*cfg_.sliding_window),
           "each layer attends to at most " + std::to_string(*cfg_.sliding_window) +
               " earlier tokens; RoPE scaling does not widen that window, so long-range recall stays bounded",
@@ -74,7 +86,7 @@ class Checker {
               ") exceeds the sliding window: attention reaches only " + std::to_string(*cfg_.sliding_window) +
               " tokens back per layer",
           "do not expect RoPE scaling to extend recall past the window");
-    if (!cfg_.alibi && t == "default" && cfg_.original_max_position_embeddings &&
+    if (!cfg_.alibi && !scaled && cfg_.original_max_position_embeddings &&
         cfg_.max_position_embeddings > *cfg_.original_max_position_embeddings)
       add(Severity::Error, "max-position-raised-without-scaling", "max_position_embeddings",
           std::to_string(cfg_.max_position_embeddings),
@@ -83,7 +95,7 @@ class Checker {
           "add a rope_scaling (e.g. yarn with factor " +
               json(static_cast<double>(cfg_.max_position_embeddings) / *cfg_.original_max_position_embeddings).dump() +
               ") or restore max_position_embeddings");
-    if (!cfg_.alibi && t == "default" && opt_.target_context && *opt_.target_context > cfg_.max_position_embeddings &&
+    if (!cfg_.alibi && !scaled && opt_.target_context && *opt_.target_context > cfg_.max_position_embeddings &&
         cfg_.max_position_embeddings > 0)
       add(Severity::Error, "target-beyond-trained-without-scaling", "max_position_embeddings",
           std::to_string(cfg_.max_position_embeddings),
@@ -93,7 +105,7 @@ class Checker {
   }
 
   void rope_dict(const json& p, const std::string& src, const json& written) {
-    if (cfg_.alibi && string_or(p, "rope_type", "default") == "default") return;  // nothing rotary to judge
+    if (cfg_.alibi && (!p.contains("rope_type") || plain(p))) return;  // nothing rotary to judge
     std::vector<std::string> received;
     if (written.is_object())
       for (auto it = written.begin(); it != written.end(); ++it) received.push_back(it.key());
@@ -112,17 +124,23 @@ class Checker {
       add(Severity::Warning, "legacy-su-alias", at(src, has_rope_type ? "rope_type" : "type"), "\"su\"",
           "\"su\" is the pre-release name of longrope: vLLM and transformers 4.x map it, but transformers 5.23 fails to load such a config (KeyError: missing original_max_position_embeddings)",
           "write \"longrope\"");
+    else if (written_type.is_string())
+      if (const RopeTypeInfo* w = find_rope_type(written_type.get<std::string>()); w && w->name != written_type.get<std::string>())
+        add(Severity::Warning, "rope-type-alias", at(src, has_rope_type ? "rope_type" : "type"), safe_dump(written_type),
+            safe_dump(written_type) + " is an alias ropescale accepts for \"" + std::string(w->name) +
+                "\"; transformers and vLLM know only the canonical name",
+            "write \"" + std::string(w->name) + "\"");
     if (!p.contains("rope_type") || !p["rope_type"].is_string()) {
       add(Severity::Error, "rope-type-not-string", at(src, "rope_type"), show(p, "rope_type"), "rope_type must be a string",
-          "use one of default, linear, dynamic, yarn, longrope, llama3");
+          "use one of " + rope_type_names());
       return;
     }
     const std::string t = p["rope_type"].get<std::string>();
     const RopeKeySchema schema = rope_key_schema(t);
-    if (!schema.known) {
+    const RopeTypeInfo* info = row_of(p);
+    if (!schema.known || !info) {
       add(Severity::Error, "unknown-rope-type", at(src, "rope_type"), "\"" + t + "\"",
-          "no implementation computes this rope_type (HF raises KeyError at model init)",
-          "use one of default, linear, dynamic, yarn, longrope, llama3 (ropescale also knows ntk, dynamic_yarn)");
+          "no implementation computes this rope_type (HF raises KeyError at model init)", "use one of " + rope_type_names());
       return;
     }
     for (const auto& k : schema.required)
@@ -138,12 +156,12 @@ class Checker {
       std::string fix = "remove it; HF ignores unrecognized keys with a warning";
       if (k == "attn_factor") fix = "HF spells it `attention_factor` (attn_factor is vLLM/ggml naming): rename it";
       if (k == "extrapolation_factor") fix = "only vLLM's DeepSeek YaRN reads extrapolation_factor; HF ignores it";
-      if (k == "finetuned" && t != "yarn") fix = "finetuned is informational (YaRN/GGUF); remove it";
+      if (k == "finetuned") fix = "finetuned is informational (YaRN/GGUF); remove it";
       add(Severity::Warning, "unknown-key", at(src, k), show(p, k),
           "not a key of rope_type '" + t + "': it has no effect in HF, and other engines may read it differently", fix);
     }
-    values(p, src, t);
-    pitfalls(p, src, t);
+    values(p, src, *info);
+    pitfalls(p, src, *info);
     // Finally, anything that still prevents computing frequencies.
     try {
       ModelConfig one = cfg_;
@@ -167,9 +185,9 @@ class Checker {
     return p[k].get<double>();
   }
 
-  void values(const json& p, const std::string& src, const std::string& t) {
-    if (auto th = num(p, "rope_theta", src); th && !(std::isfinite(*th) && *th > 1))
-      add(Severity::Error, "bad-rope-theta", at(src, "rope_theta"), show(p, "rope_theta"), "the RoPE base must be a finite number > 1",
+  void values(const json& p, const std::string& src, const RopeTypeInfo& info) {
+    if (auto th = num(p, "rope_theta", src); th && !theta_problem(*th).empty())
+      add(Severity::Error, "bad-rope-theta", at(src, "rope_theta"), show(p, "rope_theta"), "the RoPE base " + theta_problem(*th),
           "use the model's published rope_theta (10000, 500000, 1e6 …)");
     if (auto prf = num(p, "partial_rotary_factor", src); prf && !(*prf > 0 && *prf <= 1))
       add(Severity::Error, "bad-partial-rotary-factor", at(src, "partial_rotary_factor"), show(p, "partial_rotary_factor"),
@@ -202,7 +220,7 @@ class Checker {
         add(Severity::Error, "bad-original-length", at(src, "original_max_position_embeddings"), show(p, "original_max_position_embeddings"),
             "must be > 0", "write the pre-extension context length, e.g. 8192");
     }
-    if (t == "yarn" || t == "dynamic_yarn") {
+    if (find_param(info, "beta_fast")) {
       auto bf = num(p, "beta_fast", src), bs = num(p, "beta_slow", src);
       const double f = bf && *bf != 0 ? *bf : 32, s = bs && *bs != 0 ? *bs : 1;
       if (f < s)
@@ -216,29 +234,31 @@ class Checker {
       if (p.contains("truncate") && !p["truncate"].is_null() && !p["truncate"].is_boolean())
         add(Severity::Error, "wrong-type", at(src, "truncate"), show(p, "truncate"), "must be true or false", "write true or false");
     }
-    if (t == "longrope") {
-      const int pairs = cfg_.rotary_dim() / 2;
-      for (const char* k : {"short_factor", "long_factor"}) {
-        if (!p.contains(k) || !p[k].is_array()) continue;
-        const json& a = p[k];
-        if (static_cast<int>(a.size()) != pairs)
-          add(Severity::Error, "longrope-factor-length", at(src, k), "list of " + std::to_string(a.size()),
-              "LongRoPE needs one factor per rotary pair: rotary_dim/2 = " + std::to_string(pairs) +
-                  " (HF warns and then fails with a shape error)",
-              "use the factor list published for this head size");
-        for (size_t i = 0; i < a.size(); ++i)
-          if (!a[i].is_number() || a[i].is_boolean() || !(a[i].get<double>() > 0) || !std::isfinite(a[i].get<double>())) {
-            add(Severity::Error, "longrope-factor-value", at(src, k) + "[" + std::to_string(i) + "]", safe_dump(a[i]),
-                "every LongRoPE factor must be a finite number > 0 (it divides a frequency)", "fix the list");
-            break;
-          }
-      }
+    // Per-pair lists (LongRoPE's factors): one finite positive number per rotary pair.
+    const int pairs = cfg_.rotary_dim() / 2;
+    for (const RopeParam& rp : info.params) {
+      const std::string k(rp.key);
+      if (rp.kind != ParamKind::PairList || !p.contains(k) || !p[k].is_array()) continue;
+      const json& a = p[k];
+      if (static_cast<int>(a.size()) != pairs)
+        add(Severity::Error, "longrope-factor-length", at(src, k), "list of " + std::to_string(a.size()),
+            "LongRoPE needs one factor per rotary pair: rotary_dim/2 = " + std::to_string(pairs) +
+                " (HF warns and then fails with a shape error)",
+            "use the factor list published for this head size");
+      for (size_t i = 0; i < a.size(); ++i)
+        if (!a[i].is_number() || a[i].is_boolean() || !(a[i].get<double>() > 0) || !std::isfinite(a[i].get<double>())) {
+          add(Severity::Error, "longrope-factor-value", at(src, k) + "[" + std::to_string(i) + "]", safe_dump(a[i]),
+              "every LongRoPE factor must be a finite number > 0 (it divides a frequency)", "fix the list");
+          break;
+        }
+    }
+    if (info.type == RopeType::LongRope) {
       if (!p.contains("factor"))
         add(Severity::Warning, "longrope-missing-factor", at(src, "factor"), "(missing)",
             "without `factor`, HF derives it from max_position_embeddings / original_max_position_embeddings for the attention factor",
             "set factor explicitly (HF recommends it)");
     }
-    if (t == "llama3") {
+    if (find_param(info, "low_freq_factor")) {
       auto lo = num(p, "low_freq_factor", src), hi = num(p, "high_freq_factor", src);
       if (lo && hi && *hi < *lo)
         add(Severity::Warning, "llama3-band-order", at(src, "high_freq_factor"), show(p, "high_freq_factor"),
@@ -258,14 +278,17 @@ class Checker {
     }
   }
 
-  void pitfalls(const json& p, const std::string& src, const std::string& t) {
+  void pitfalls(const json& p, const std::string& src, const RopeTypeInfo& info) {
+    const std::string t(info.name);
     std::optional<double> factor, L;
     if (p.contains("factor") && p["factor"].is_number()) factor = p["factor"].get<double>();
     if (p.contains("original_max_position_embeddings") && p["original_max_position_embeddings"].is_number())
       L = p["original_max_position_embeddings"].get<double>();
     const double maxpos = static_cast<double>(cfg_.max_position_embeddings);
     // §4.5: explicit factor vs max_position_embeddings / original length.
-    if ((t == "yarn" || t == "longrope") && factor && L && *L > 0 && maxpos > 0) {
+    const RopeParam* factor_param = find_param(info, "factor");
+    const bool factor_from_lengths = factor_param && factor_param->when_missing == ParamDefault::LengthRatio;
+    if (factor_from_lengths && info.reach_scales_with_factor && factor && L && *L > 0 && maxpos > 0) {
       const double implicit = maxpos / *L;
       if (std::abs(implicit - *factor) > 1e-9 * *factor && implicit != 1.0)
         add(Severity::Warning, "factor-length-mismatch", at(src, "factor"), json(*factor).dump(),
@@ -275,7 +298,7 @@ class Checker {
             "set max_position_embeddings = factor × original_max_position_embeddings (" + json(*factor * *L).dump() + ")");
     }
     // §4.3 / §4.4: YaRN magnitude configured twice, or a lone mscale.
-    if (t == "yarn" || t == "dynamic_yarn") {
+    if (find_param(info, "mscale")) {
       const bool af = p.contains("attention_factor") && !p["attention_factor"].is_null();
       const bool ms = p.contains("mscale") && !p["mscale"].is_null();
       const bool msa = p.contains("mscale_all_dim") && !p["mscale_all_dim"].is_null();
@@ -294,15 +317,15 @@ class Checker {
     }
     // Static scaling hurts short prompts (Qwen model cards, §4.8).
     const bool finetuned = p.contains("finetuned") && p["finetuned"] == true;
-    if ((t == "linear" || t == "ntk" || t == "yarn") && factor && *factor > 1 && !finetuned) {
-      const std::string dyn = t == "yarn" ? "dynamic_yarn" : "dynamic";
+    if (info.length_following_variant && factor && *factor > 1 && !finetuned) {
+      const std::string dyn(to_string(*info.length_following_variant));
       add(Severity::Warning, "static-scaling-short-prompts", at(src, "rope_type"), "\"" + t + "\"",
           "a static factor " + json(*factor).dump() +
               " applies to every prompt, also short ones, and degrades them (Qwen: add rope scaling only when needed)",
           "serve long prompts only with it, or use the length-following variant `" + dyn + "`");
     }
     // §4.1 / §4.2: dynamic NTK semantics differ between engines.
-    if (t == "dynamic") {
+    if (info.type == RopeType::Dynamic) {
       add(Severity::Warning, "dynamic-not-portable", at(src, "rope_type"), "\"dynamic\"",
           "dynamic NTK is static in vLLM (vllm#3488), absent in llama.cpp, and in HF keys already in the KV cache keep the base they were written with (transformers#25104)",
           "for serving outside HF, pin a static setting (`ropescale export --to vllm|llama.cpp` says which)");
@@ -312,12 +335,12 @@ class Checker {
                 std::to_string(*cfg_.original_max_position_embeddings) + "): scaling starts late",
             "set max_position_embeddings to the trained length for dynamic NTK");
     }
-    if (t == "longrope" && cfg_.format == SourceFormat::HfConfig)
+    if (info.type == RopeType::LongRope && cfg_.format == SourceFormat::HfConfig)
       add(Severity::Warning, "longrope-switch", at(src, "rope_type"), "\"longrope\"",
           "short/long factors switch at original_max_position_embeddings: keys cached before the switch were rotated with the short factors (transformers PR #33129); llama.cpp and vLLM pick one list per context size (llama.cpp#8995)",
           "re-prefill when a sequence crosses the original length (ropescale runtime does), or expect a drop at the switch");
     // Target beyond what the configured scaling reaches.
-    if (opt_.target_context && factor && L && (t == "linear" || t == "yarn" || t == "llama3" || t == "ntk")) {
+    if (opt_.target_context && factor && L && info.reach_scales_with_factor && !info.length_dependent) {
       const double reach = *factor * *L;
       if (*opt_.target_context > reach * 1.0000001)
         add(Severity::Warning, "target-beyond-scaled-reach", at(src, "factor"), json(*factor).dump(),

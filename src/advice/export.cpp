@@ -8,6 +8,7 @@
 #include "ropescale/config/error.h"
 #include "ropescale/config/json_text.h"
 #include "ropescale/rope/frequencies.h"
+#include "ropescale/rope/rope_types.h"
 
 namespace ropescale {
 
@@ -68,6 +69,12 @@ std::string join_args(const std::vector<std::string>& argv) {
   return out;
 }
 
+// The registry row's word on the target: only Exact rows start out exact; what
+// a spec adds (truncate=false, freq divisors) can only take exactness away.
+bool starts_exact(const RopeSpec& spec, EngineSupport RopeTypeInfo::*engine) {
+  return rope_type_info(spec.type).*engine == EngineSupport::Exact;
+}
+
 // The dict without rope_theta/partial_rotary_factor (they live at top level in legacy HF).
 json scaling_only(const json& p) {
   json s = p;
@@ -104,11 +111,14 @@ std::pair<json, double> hf_expressible(const Setting& s, ExportResult& r, const 
                       num(theta) + " (b·s^(d/(d−2))) with no rope scaling");
   } else if (t == RopeType::DynamicYarn) {
     sc = static_yarn_for(s);
-    r.exact = false;
     r.notes.push_back(std::string(who) + " has no dynamic YaRN: this is static YaRN at factor " +
                       num(sc["factor"].get<double>()) + ", which also rescales short prompts");
   } else if (t == RopeType::Default) {
     sc = json();
+  } else if (!rope_type_info(t).hf_has_type) {
+    r.exact = false;
+    r.notes.push_back(std::string(who) + " has no rope_type '" + std::string(to_string(t)) +
+                      "': only ropescale reads this dict as written");
   }
   if (!s.spec.freq_divisors.empty()) {
     r.exact = false;
@@ -121,6 +131,7 @@ std::pair<json, double> hf_expressible(const Setting& s, ExportResult& r, const 
 ExportResult to_hf(const Setting& s, const ModelConfig& cfg, bool v5) {
   ExportResult r;
   r.target = v5 ? ExportTarget::HFv5 : ExportTarget::HF;
+  r.exact = starts_exact(s.spec, &RopeTypeInfo::hf);
   auto [sc, theta] = hf_expressible(s, r, "Hugging Face");
   if (v5) {
     json rp = sc.is_null() ? json{{"rope_type", "default"}} : sc;
@@ -143,6 +154,7 @@ ExportResult to_hf(const Setting& s, const ModelConfig& cfg, bool v5) {
 ExportResult to_vllm(const Setting& s) {
   ExportResult r;
   r.target = ExportTarget::VLLM;
+  r.exact = starts_exact(s.spec, &RopeTypeInfo::vllm);
   auto [sc, theta] = hf_expressible(s, r, "vLLM");
   json overrides = {{"rope_theta", theta}};
   if (!sc.is_null()) overrides["rope_scaling"] = sc;
@@ -157,11 +169,9 @@ ExportResult to_vllm(const Setting& s) {
   r.notes.push_back("vLLM versions with the older flags: " + join_args(legacy));
   switch (s.spec.type) {
     case RopeType::Dynamic:
-      r.exact = false;
       r.notes.push_back("vLLM's dynamic NTK is static: one base for max_model_len, also for short prompts (vllm#3488, #5093)");
       break;
     case RopeType::LongRope:
-      r.exact = false;
       r.notes.push_back("vLLM chooses long factors once at start-up when --max-model-len > " +
                         std::to_string(s.spec.original_max_position) + ", so short prompts use them too");
       break;
@@ -179,6 +189,7 @@ ExportResult to_vllm(const Setting& s) {
 ExportResult to_llama_cpp(const Setting& s) {
   ExportResult r;
   r.target = ExportTarget::LlamaCpp;
+  r.exact = starts_exact(s.spec, &RopeTypeInfo::llama_cpp);
   std::vector<std::string> argv;
   const RopeSpec& sp = s.spec;
   auto add = [&](const std::string& flag, const std::string& value) {
@@ -200,7 +211,6 @@ ExportResult to_llama_cpp(const Setting& s) {
     case RopeType::Dynamic: {
       const double b = dynamic_ntk_theta(sp, s.context);
       add("--rope-freq-base", num(b));
-      r.exact = false;
       r.notes.push_back("llama.cpp has no dynamic NTK: this pins the base dynamic NTK reaches at " +
                         std::to_string(s.context) + " tokens, for every prompt");
       break;
@@ -214,7 +224,6 @@ ExportResult to_llama_cpp(const Setting& s) {
       if (sp.beta_fast != 32) add("--yarn-beta-fast", num(sp.beta_fast));
       if (sp.beta_slow != 1) add("--yarn-beta-slow", num(sp.beta_slow));
       if (sp.type == RopeType::DynamicYarn) {
-        r.exact = false;
         r.notes.push_back("llama.cpp has no dynamic YaRN: static YaRN at factor " + num(f));
       }
       // HF's magnitude vs ggml's built-in 1+0.1·ln(s).
@@ -236,7 +245,6 @@ ExportResult to_llama_cpp(const Setting& s) {
       break;
     }
     case RopeType::LongRope:
-      r.exact = false;
       r.notes.push_back("LongRoPE has no flags: the GGUF must carry rope_factors_long/short.weight (convert_hf_to_gguf.py writes them) and rope.scaling.attn_factor");
       r.notes.push_back("llama.cpp uses the long factors whenever -c exceeds " + std::to_string(sp.original_max_position) +
                         ", for short prompts too (llama.cpp#8995)");
@@ -255,8 +263,8 @@ ExportResult to_llama_cpp(const Setting& s) {
 
 int64_t scaled_reach(const ModelConfig& cfg) {
   const json& p = cfg.rope_parameters;
-  const std::string t = string_or(p, "rope_type", "default");
-  if (t != "default" && t != "dynamic" && p.contains("factor") && p["factor"].is_number() &&
+  const RopeTypeInfo* info = find_rope_type(string_or(p, "rope_type", "default"));
+  if (info && info->reach_scales_with_factor && p.contains("factor") && p["factor"].is_number() &&
       p.contains("original_max_position_embeddings") && p["original_max_position_embeddings"].is_number()) {
     const double reach = p["factor"].get<double>() * p["original_max_position_embeddings"].get<double>();
     // Absurd factors (check reports them) must not overflow the conversion.

@@ -5,6 +5,7 @@
 #include "ropescale/config/error.h"
 #include "ropescale/config/json_text.h"
 #include "ropescale/config/rope_params.h"
+#include "ropescale/rope/rope_types.h"
 
 namespace ropescale {
 
@@ -44,7 +45,8 @@ Plan make_plan(const ModelConfig& cfg, const PlanOptions& o) {
   if (cfg.uses_mla)
     plan.notes.push_back("multi-head latent attention (DeepSeek) caches a compressed latent: the real KV cache is far smaller than this formula");
 
-  const std::string current = string_or(cfg.rope_parameters, "rope_type", "default");
+  const RopeTypeInfo* current_info = find_rope_type(string_or(cfg.rope_parameters, "rope_type", "default"));
+  const RopeType current = current_info ? current_info->type : RopeType::Default;
   ModelConfig planned = cfg;
 
   if (cfg.alibi) {
@@ -62,32 +64,32 @@ Plan make_plan(const ModelConfig& cfg, const PlanOptions& o) {
     plan.method = "none";
     plan.reason = "the target fits the model's native context (" + std::to_string(plan.native_context) +
                   " tokens as configured): keep the current setting";
-    plan.rope_scaling = current == "default" ? json() : cfg.rope_parameters;
+    plan.rope_scaling = current == RopeType::Default ? json() : cfg.rope_parameters;
   } else {
     const double r = round_factor(plan.ratio);
     json rs;
-    if (current == "longrope") {
-      plan.method = "longrope";
+    if (current == RopeType::LongRope) {
+      plan.method = to_string(RopeType::LongRope);
       plan.needs_finetune = true;
       plan.reason = "LongRoPE factors are searched for one target length: beyond " + std::to_string(plan.native_context) +
                     " tokens new factors must be calibrated (and usually fine-tuned); the current setting is kept";
       rs = cfg.rope_parameters;
-    } else if (current == "llama3") {
-      plan.method = "llama3";
+    } else if (current == RopeType::Llama3) {
+      plan.method = to_string(RopeType::Llama3);
       plan.needs_finetune = r > 2.0 * number_or(cfg.rope_parameters, "factor", 1.0);
       rs = cfg.rope_parameters;
       rs["factor"] = r;
       plan.reason = "keep the model's own llama3 scaling and raise its factor to " + json(r).dump() + " (target / original " +
                     std::to_string(plan.trained_context) + ")";
     } else if (o.mixed_traffic && r <= 4.0) {
-      plan.method = "dynamic";
-      rs = {{"rope_type", "dynamic"}, {"factor", r}};
+      plan.method = to_string(RopeType::Dynamic);
+      rs = rope_dict_for(rope_type_info(RopeType::Dynamic), r, plan.trained_context);
       plan.reason = "short and long prompts both matter and the target is ≤4× the trained length: dynamic NTK leaves prompts "
                     "within the trained length exactly as trained and rescales only longer ones";
       plan.notes.push_back("vLLM and llama.cpp cannot run dynamic NTK (see the exports); the ropescale runtime and HF can");
     } else {
-      plan.method = "yarn";
-      rs = {{"rope_type", "yarn"}, {"factor", r}, {"original_max_position_embeddings", plan.trained_context}};
+      plan.method = to_string(RopeType::Yarn);
+      rs = rope_dict_for(rope_type_info(RopeType::Yarn), r, plan.trained_context);
       if (o.mixed_traffic) plan.notes.push_back("for mixed traffic ropescale's runtime offers dynamic_yarn (YaRN whose factor follows the prompt length)");
       if (r <= 4.0 && !o.will_finetune) {
         plan.reason = "target ≤4× the trained length without fine-tuning: YaRN zero-shot (NTK-by-parts + attention temperature) "
@@ -103,17 +105,7 @@ Plan make_plan(const ModelConfig& cfg, const PlanOptions& o) {
       }
     }
     plan.rope_scaling = rs;
-    if (!rs.is_null()) {
-      json raw = rs;
-      if (!raw.contains("rope_theta")) raw["rope_theta"] = number_or(cfg.rope_parameters, "rope_theta", 10000.0);
-      planned.rope_as_written = raw;
-      planned.rope_source = "rope_scaling";
-      ModelConfig base = cfg;
-      base.original_max_position_embeddings.reset();
-      planned.rope_parameters = standardize_rope_parameters(raw, base);
-      planned.rope_parameters_by_layer_type.clear();
-      if (string_or(planned.rope_parameters, "rope_type", "") != "default") planned.freq_divisors.clear();
-    }
+    if (!rs.is_null()) apply_rope_setting(planned, rs, "rope_scaling");
     planned.max_position_embeddings = o.target_context;
     planned.original_max_position_embeddings.reset();
   }

@@ -4,6 +4,8 @@
 
 #include <CLI/CLI.hpp>
 
+#include "ropescale/model/llama_model.h"
+
 namespace ropescale::cli {
 
 void add_config_commands(CLI::App& app, int& exit_code);
@@ -14,5 +16,11 @@ void add_train_commands(CLI::App& app, int& exit_code);
 
 // The command line as typed (set by main), recorded in reports.
 std::string& command_line();
+
+// The global --gguf-rope choice (set by main): which of a ropescale GGUF's two
+// rope records every command believes. Commands load through these two.
+GgufRopeSource& gguf_rope_source();
+LlamaModel load_model(const std::string& path);
+ModelConfig load_model_config(const std::string& path);
 
 }  // namespace ropescale::cli

@@ -21,6 +21,8 @@
 #include "ropescale/model/hf_model.h"
 #include "ropescale/model/session.h"
 #include "ropescale/model/tokenizer.h"
+#include "ropescale/config/rope_params.h"
+#include "ropescale/rope/rope_types.h"
 
 namespace ropescale::cli {
 
@@ -123,7 +125,7 @@ void run_bench_model(const BenchModelOptions& o) {
       // Past the trained length, run as a user would: YaRN at the needed factor.
       const double factor = std::max(1.0, double(ctx + o.decode_tokens) / model.hp.trained_context);
       so.rope = rope_spec_for_model(model, !o.rope_scaling.empty() ? o.rope_scaling
-                                           : factor > 1 ? "{\"rope_type\":\"yarn\",\"factor\":" + std::to_string(factor) + "}"
+                                           : factor > 1 ? rope_dict_for(rope_type_info(RopeType::Yarn), factor, model.hp.trained_context).dump()
                                                         : "");
       so.max_context = ctx + o.decode_tokens;
       so.kv_cache = parse_kv_cache(o.kv_cache);
@@ -225,17 +227,18 @@ void run_convert(const ConvertOptions& o) {
       throw_unreadable("--rope-scaling", std::string("not valid JSON (") + e.what() + ")");
     }
   }
-  const std::string t = rope.is_null() ? string_or(model.position.rope_parameters, "rope_type", "default") : string_or(rope, "rope_type", "default");
+  const RopeSpec spec = rope_spec_for_model(model, rope.is_null() ? "" : rope.dump());  // validates the setting
+  const RopeTypeInfo& info = rope_type_info(spec.type);
+  const std::string t(info.name);
   if (o.to == "safetensors") {
     write_hf_model(model, tok, *wt, o.out, rope);
     fmt::print("{} → {}/{{config.json, model.safetensors, tokenizer.bin}} ({}, rope {})\n", o.model, o.out, o.dtype, t);
-    if (t == "ntk" || t == "dynamic_yarn")
+    if (!info.hf_has_type)
       fmt::print("note: transformers has no '{}' rope_type; only ropescale reads this config.json as written\n", t);
     return;
   }
   if (o.to == "llama2c") {
     if (*wt != WeightType::F32) throw_unreadable("--dtype", "llama2.c files are f32 (version 1)");
-    const RopeSpec spec = rope_spec_for_model(model, rope.is_null() ? "" : rope.dump());
     if (spec.type != RopeType::Default || spec.theta != 10000.0)
       throw_unreadable("--to", "llama2.c files cannot carry rope setting '" + t + "' (θ " + fmt::format("{}", spec.theta) +
                                    "); convert to gguf or safetensors, which can");
@@ -250,7 +253,7 @@ void run_convert(const ConvertOptions& o) {
   const auto bytes = serialize_gguf_model(model, tok, *wt, rope);
   write_file(o.out, bytes);
   fmt::print("{} → {} ({}, {:.1f} KiB, rope {})\n", o.model, o.out, o.dtype, bytes.size() / 1024.0, t);
-  if (t == "dynamic" || t == "dynamic_yarn")
+  if (info.gguf == GgufEncoding::NotExpressible)
     fmt::print("note: llama.cpp cannot express {}; the file runs there as plain RoPE. ropescale reads the exact "
                "setting from ropescale.rope_parameters\n", t);
 }

@@ -63,7 +63,7 @@ void run_training(const TrainCliOptions& o, bool finetune) {
     // A curriculum stage: the weights of an earlier run, trained on at --ctx from here.
     model = load_model(o.init);
     vocab = load_gguf_tokenizer(o.init);
-    if (model.position.rope_parameters.value("rope_type", std::string("default")) != "default")
+    if (rope_spec_for_model(model).type != RopeType::Default)
       throw_unreadable(o.init, "--init takes a model trained without rope scaling (use finetune to continue a scaled one)");
     model.hp.trained_context = static_cast<int>(o.ctx);
     model.position.max_position_embeddings = o.ctx;

@@ -14,10 +14,32 @@ std::string& ropescale::cli::command_line() {
   return line;
 }
 
+ropescale::GgufRopeSource& ropescale::cli::gguf_rope_source() {
+  static GgufRopeSource source = GgufRopeSource::Agree;
+  return source;
+}
+
+ropescale::LlamaModel ropescale::cli::load_model(const std::string& path) {
+  return ropescale::load_model(path, gguf_rope_source());
+}
+
+ropescale::ModelConfig ropescale::cli::load_model_config(const std::string& path) {
+  return ropescale::load_model_config(path, gguf_rope_source());
+}
+
 int main(int argc, char** argv) {
   CLI::App app{"ropescale — RoPE context extension: scaling math, config checks, exports and plans"};
   app.set_version_flag("--version", std::string("ropescale 0.1.0"));
   app.require_subcommand(1);
+  app.fallthrough();  // global options may follow the subcommand
+  std::string gguf_rope = "agree";
+  app.add_option("--gguf-rope", gguf_rope,
+                 "A GGUF written by ropescale carries its rope setting twice (ropescale.rope_parameters and the "
+                 "llama.cpp keys). agree: both must give the same rotation, else an error naming both; "
+                 "ropescale or llama.cpp: believe that one")
+      ->check(CLI::IsMember({"agree", "ropescale", "llama.cpp"}))
+      ->capture_default_str()
+      ->each([](const std::string& v) { ropescale::cli::gguf_rope_source() = *ropescale::parse_gguf_rope_source(v); });
   int exit_code = 0;
   ropescale::cli::add_config_commands(app, exit_code);
   ropescale::cli::add_bench_commands(app, exit_code);

@@ -6,6 +6,8 @@
 #include "ropescale/config/error.h"
 #include "ropescale/config/gguf.h"
 #include "ropescale/config/rope_params.h"
+#include "ropescale/rope/frequencies.h"
+#include "ropescale/rope/rope_types.h"
 
 namespace ropescale {
 
@@ -75,8 +77,7 @@ std::vector<double> f32_tensor_as_double(std::span<const uint8_t> bytes, const G
 
 }  // namespace
 
-ModelConfig model_config_from_gguf(std::span<const uint8_t> bytes, const std::string& path) {
-  const GgufFile f = parse_gguf(bytes, path);
+ModelConfig model_config_from_gguf_keys(std::span<const uint8_t> bytes, const GgufFile& f, const std::string& path) {
   Meta general{f, path, "general."};
   auto arch = general.string("architecture");
   if (!arch || arch->empty()) throw_invalid(path, "general.architecture", "(missing)", "every GGUF model names its architecture");
@@ -123,21 +124,32 @@ ModelConfig model_config_from_gguf(std::span<const uint8_t> bytes, const std::st
   const auto* t_freqs = f.find_tensor("rope_freqs.weight");
 
   // llama.cpp: an absent scaling type means "linear" (only matters if a factor is set).
+  // Its rope.scaling.type names are the registry rows' ggml_name.
   const std::string ty = type.value_or(has_factor ? "linear" : "none");
+  const RopeTypeInfo* by_ggml = nullptr;
+  for (const RopeTypeInfo& r : rope_types())
+    if (!ty.empty() && r.ggml_name == ty) by_ggml = &r;
   if (t_long || t_short) {
     if (!t_long || !t_short) throw_invalid(path, "rope_factors_long/short.weight", "one present", "both tensors are needed");
-    p["rope_type"] = "longrope";
+    p["rope_type"] = std::string(to_string(RopeType::LongRope));
     p["long_factor"] = f32_tensor_as_double(bytes, f, *t_long, path);
     p["short_factor"] = f32_tensor_as_double(bytes, f, *t_short, path);
     if (auto af = m.number("rope.scaling.attn_factor")) p["attention_factor"] = *af;
     c.notes.push_back("LongRoPE factors from tensors rope_factors_long/short.weight");
-  } else if (ty == "none" || ty.empty()) {
-    p["rope_type"] = "default";
-  } else if (ty == "linear") {
-    p["rope_type"] = has_factor && factor_value != 1.0 ? "linear" : "default";
-    if (has_factor && factor_value != 1.0) p["factor"] = factor_value;
-  } else if (ty == "yarn") {
-    p["rope_type"] = "yarn";
+  } else if (ty.empty() || !by_ggml || by_ggml->type == RopeType::Default) {
+    if (!ty.empty() && !by_ggml) {
+      std::string known;
+      for (const RopeTypeInfo& r : rope_types())
+        if (!r.ggml_name.empty()) known += std::string(r.ggml_name) + ", ";
+      throw_invalid(path, *arch + ".rope.scaling.type", "\"" + ty + "\"", "unknown scaling type (" + known + "longrope)");
+    }
+    p["rope_type"] = std::string(to_string(RopeType::Default));
+  } else if (by_ggml->type == RopeType::Linear) {
+    const bool scaled = has_factor && factor_value != 1.0;  // factor 1 is plain RoPE
+    p["rope_type"] = std::string(to_string(scaled ? RopeType::Linear : RopeType::Default));
+    if (scaled) p["factor"] = factor_value;
+  } else {
+    p["rope_type"] = std::string(by_ggml->name);
     p["factor"] = has_factor ? factor_value : 1.0;
     if (auto v = m.number("rope.scaling.yarn_beta_fast")) p["beta_fast"] = *v;
     if (auto v = m.number("rope.scaling.yarn_beta_slow")) p["beta_slow"] = *v;
@@ -146,8 +158,6 @@ ModelConfig model_config_from_gguf(std::span<const uint8_t> bytes, const std::st
       p["mscale"] = *v / 0.1;  // DeepSeek: yarn_log_multiplier = 0.1·mscale_all_dim
       p["mscale_all_dim"] = *v / 0.1;
     }
-  } else {
-    throw_invalid(path, *arch + ".rope.scaling.type", "\"" + ty + "\"", "unknown scaling type (none, linear, yarn, longrope)");
   }
   if (t_freqs) {
     const auto div = f32_tensor_as_double(bytes, f, *t_freqs, path);
@@ -156,25 +166,102 @@ ModelConfig model_config_from_gguf(std::span<const uint8_t> bytes, const std::st
                       std::to_string(div.size()) + " entries)");
   }
   if (m.kv("rope.scaling.finetuned")) p["finetuned"] = m.kv("rope.scaling.finetuned")->value;
-  // A GGUF written by ropescale carries its exact setting (any method, also
-  // those llama.cpp cannot express); it replaces the llama.cpp-key mapping.
-  if (const auto* own = f.find("ropescale.rope_parameters"); own && own->value.is_string()) {
-    try {
-      p = json::parse(own->value.get<std::string>());
-    } catch (const json::exception&) {
-      throw_invalid(path, "ropescale.rope_parameters", safe_dump(own->value).substr(0, 60), "is not valid JSON");
-    }
-    if (!p.is_object()) throw_invalid(path, "ropescale.rope_parameters", safe_dump(p).substr(0, 60), "must be a JSON object");
-    c.freq_divisors.clear();
-    c.rope_source = "gguf:ropescale.rope_parameters";
-    c.convention = Convention::HF;  // ropescale wrote the HF-semantics setting it trained or converted with
-    if (const auto* tc = f.find("ropescale.trained_context"); tc && tc->value.is_number_unsigned())
-      c.original_max_position_embeddings = tc->value.get<int64_t>();
-  }
   c.rope_as_written = p;
   c.rope_parameters = standardize_rope_parameters(p, c);
   // freq_divisors must match the rotary pair count; checked where the spec is built.
   return c;
+}
+
+namespace {
+
+// The same facts with the rope setting ropescale recorded verbatim (any
+// method, also those llama.cpp cannot express) in place of the llama.cpp keys.
+ModelConfig with_ropescale_record(ModelConfig c, const GgufFile& f, const GgufKeyValue& own, const std::string& path) {
+  if (!own.value.is_string()) throw_invalid(path, "ropescale.rope_parameters", safe_dump(own.value).substr(0, 60), "must be a string");
+  json p;
+  try {
+    p = json::parse(own.value.get<std::string>());
+  } catch (const json::exception&) {
+    throw_invalid(path, "ropescale.rope_parameters", safe_dump(own.value).substr(0, 60), "is not valid JSON");
+  }
+  if (!p.is_object()) throw_invalid(path, "ropescale.rope_parameters", safe_dump(p).substr(0, 60), "must be a JSON object");
+  c.freq_divisors.clear();
+  c.rope_source = "gguf:ropescale.rope_parameters";
+  c.convention = Convention::HF;  // ropescale wrote the HF-semantics setting it trained or converted with
+  if (const auto* tc = f.find("ropescale.trained_context"); tc && tc->value.is_number_unsigned())
+    c.original_max_position_embeddings = tc->value.get<int64_t>();
+  c.rope_as_written = p;
+  c.rope_parameters = standardize_rope_parameters(p, c);
+  return c;
+}
+
+// "" when llama.cpp, reading `keys`, rotates as the ropescale record says it
+// should (plain RoPE for a type llama.cpp cannot express, ggml's own YaRN
+// rounding); else the first difference, in words.
+std::string rope_disagreement(const ModelConfig& record, const ModelConfig& keys) {
+  RopeSpec want = rope_spec_for(record);
+  const RopeSpec seen = rope_spec_for(keys);
+  if (rope_type_info(want.type).gguf == GgufEncoding::NotExpressible) {
+    RopeSpec plain;
+    plain.theta = want.theta, plain.head_dim = want.head_dim, plain.rotary_dim = want.rotary_dim;
+    want = plain;
+  }
+  want.convention = Convention::GGML;
+  if (seen.rotary_dim != want.rotary_dim)
+    return "rotary dimension " + std::to_string(seen.rotary_dim) + " vs " + std::to_string(want.rotary_dim);
+  const int64_t L = std::max<int64_t>(1, record.trained_context());
+  for (int64_t len : {L, 8 * L}) {
+    const auto a = compute_frequencies(seen, len).inv_freq, b = compute_frequencies(want, len).inv_freq;
+    for (size_t j = 0; j < a.size(); ++j)
+      if (!(std::abs(a[j] - b[j]) <= 1e-5 * std::abs(b[j])))
+        return "at " + std::to_string(len) + " tokens pair " + std::to_string(j) + " turns at inv_freq " + json(a[j]).dump() +
+               " by the llama.cpp keys but " + json(b[j]).dump() + " by the record";
+  }
+  return {};
+}
+
+}  // namespace
+
+std::string_view to_string(GgufRopeSource s) {
+  switch (s) {
+    case GgufRopeSource::Agree: return "agree";
+    case GgufRopeSource::Ropescale: return "ropescale";
+    case GgufRopeSource::LlamaCpp: return "llama.cpp";
+  }
+  return "?";
+}
+
+std::optional<GgufRopeSource> parse_gguf_rope_source(std::string_view s) {
+  for (auto v : {GgufRopeSource::Agree, GgufRopeSource::Ropescale, GgufRopeSource::LlamaCpp})
+    if (to_string(v) == s) return v;
+  return std::nullopt;
+}
+
+ModelConfig model_config_from_gguf(std::span<const uint8_t> bytes, const std::string& path, GgufRopeSource source) {
+  const GgufFile f = parse_gguf(bytes, path);
+  ModelConfig keys = model_config_from_gguf_keys(bytes, f, path);
+  const GgufKeyValue* own = f.find("ropescale.rope_parameters");
+  if (!own) return keys;
+  if (source == GgufRopeSource::LlamaCpp) {
+    keys.notes.push_back("rope setting from the llama.cpp keys (--gguf-rope llama.cpp); ropescale.rope_parameters ignored");
+    return keys;
+  }
+  ModelConfig record = with_ropescale_record(keys, f, *own, path);
+  if (source == GgufRopeSource::Agree && !keys.alibi) {
+    std::string why;
+    try {
+      why = rope_disagreement(record, keys);
+    } catch (const ConfigError& e) {
+      why = std::string("one side cannot be read: ") + e.what();
+    }
+    if (!why.empty())
+      throw_invalid(path, "ropescale.rope_parameters vs " + keys.architecture + ".rope.*",
+                    safe_dump(record.rope_parameters).substr(0, 200) + " vs " + safe_dump(keys.rope_parameters).substr(0, 200),
+                    "the two rope records of this file disagree (" + why +
+                        "), so llama.cpp would run it one way and ropescale another; pass --gguf-rope ropescale or "
+                        "--gguf-rope llama.cpp to choose one");
+  }
+  return record;
 }
 
 }  // namespace ropescale

@@ -10,6 +10,7 @@
 #include "ropescale/config/llama2c_header.h"
 #include "ropescale/config/mapped_file.h"
 #include "ropescale/config/rope_params.h"
+#include "ropescale/rope/rope_types.h"
 
 namespace ropescale {
 
@@ -26,8 +27,8 @@ std::string_view to_string(SourceFormat f) {
 
 int64_t ModelConfig::trained_context() const {
   const json& p = rope_parameters;
-  const std::string t = string_or(p, "rope_type", "default");
-  if (t != "default" && p.contains("original_max_position_embeddings") &&
+  const RopeTypeInfo* info = find_rope_type(string_or(p, "rope_type", "default"));
+  if (info && info->type != RopeType::Default && p.contains("original_max_position_embeddings") &&
       p["original_max_position_embeddings"].is_number_integer())
     return p["original_max_position_embeddings"].get<int64_t>();
   if (original_max_position_embeddings) return *original_max_position_embeddings;
@@ -41,7 +42,7 @@ int ModelConfig::rotary_dim() const {
   return static_cast<int>(rotary_head_dim * prf);
 }
 
-ModelConfig load_model_config(const std::string& path_in) {
+ModelConfig load_model_config(const std::string& path_in, GgufRopeSource gguf_rope) {
   std::string path = path_in;
   std::error_code ec;
   if (std::filesystem::is_directory(path, ec)) {
@@ -52,7 +53,7 @@ ModelConfig load_model_config(const std::string& path_in) {
   MappedFile file(path);
   const auto b = file.bytes();
   if (b.empty()) throw_unreadable(path, "file is empty");
-  if (b.size() >= 4 && std::memcmp(b.data(), "GGUF", 4) == 0) return model_config_from_gguf(b, path);
+  if (b.size() >= 4 && std::memcmp(b.data(), "GGUF", 4) == 0) return model_config_from_gguf(b, path, gguf_rope);
 
   uint32_t magic = 0;
   if (b.size() >= 4) std::memcpy(&magic, b.data(), 4);
@@ -79,19 +80,24 @@ void apply_rope_override(ModelConfig& cfg, const std::string& text) {
     throw_unreadable("--rope-scaling", std::string("not valid JSON (") + e.what() + ")");
   }
   if (!o.is_object()) throw_unreadable("--rope-scaling", "expected a JSON object such as {\"rope_type\":\"yarn\",\"factor\":4}");
+  apply_rope_setting(cfg, std::move(o), "--rope-scaling");
+}
+
+void apply_rope_setting(ModelConfig& cfg, nlohmann::json o, const std::string& source) {
   if (!o.contains("rope_theta") && cfg.rope_parameters.contains("rope_theta"))
     o["rope_theta"] = cfg.rope_parameters["rope_theta"];
   if (!o.contains("partial_rotary_factor") && cfg.rope_parameters.contains("partial_rotary_factor"))
     o["partial_rotary_factor"] = cfg.rope_parameters["partial_rotary_factor"];
   cfg.rope_as_written = o;
-  cfg.rope_source = "--rope-scaling";
+  cfg.rope_source = source;
   // An override speaks for the model as a whole, and its lengths are its own.
   ModelConfig without_top_level = cfg;
   without_top_level.original_max_position_embeddings.reset();
   cfg.rope_parameters = standardize_rope_parameters(o, without_top_level);
   cfg.rope_parameters_by_layer_type.clear();
   // A scaled GGUF/llama3 rope_freqs tensor belongs to the model's own setting.
-  if (string_or(cfg.rope_parameters, "rope_type", "") != "default") cfg.freq_divisors.clear();
+  const RopeTypeInfo* info = find_rope_type(string_or(cfg.rope_parameters, "rope_type", ""));
+  if (!info || info->type != RopeType::Default) cfg.freq_divisors.clear();
 }
 
 RopeSpec rope_spec_for(const ModelConfig& cfg, const std::string& layer_type) {

@@ -4,6 +4,7 @@
 
 #include "ropescale/config/error.h"
 #include "ropescale/config/json_text.h"
+#include "ropescale/rope/rope_types.h"
 
 namespace ropescale {
 
@@ -15,10 +16,6 @@ std::string key_path(const std::string& source_key, const std::string& key) {
   return source_key.empty() ? key : source_key + "." + key;
 }
 
-bool needs_original_length(const std::string& t) {
-  return t == "llama3" || t == "yarn" || t == "longrope" || t == "dynamic_yarn";
-}
-
 int64_t positive_int_at(const json& d, const std::string& key, const ModelConfig& cfg,
                         const std::string& source_key) {
   auto v = number_at(d, key, cfg.path, source_key);
@@ -26,13 +23,6 @@ int64_t positive_int_at(const json& d, const std::string& key, const ModelConfig
   if (!(*v > 0) || *v != std::floor(*v) || *v > 1e15)
     throw_invalid(cfg.path, key_path(source_key, key), d.at(key).dump(), "must be a positive integer");
   return static_cast<int64_t>(*v);
-}
-
-double required_number(const json& d, const std::string& key, const ModelConfig& cfg,
-                       const std::string& source_key) {
-  auto v = number_at(d, key, cfg.path, source_key);
-  if (!v) throw_invalid(cfg.path, key_path(source_key, key), "(missing)", "required for this rope_type");
-  return *v;
 }
 
 std::vector<double> number_list_at(const json& d, const std::string& key, const ModelConfig& cfg,
@@ -69,16 +59,13 @@ json standardize_rope_parameters(const json& raw, const ModelConfig& cfg) {
   if (!p.contains("rope_type") || p["rope_type"].is_null())
     p["rope_type"] = p.contains("type") && !p["type"].is_null() ? p["type"] : json("default");
   p.erase("type");
-  if (p["rope_type"].is_string()) {
-    // Legacy aliases (Phi-3 BC code maps "su" to longrope).
-    if (p["rope_type"] == "su") p["rope_type"] = "longrope";
-    if (p["rope_type"] == "none") p["rope_type"] = "default";
-  }
+  // Aliases become the canonical name (Phi-3 BC code maps "su" to longrope; "none" is default).
+  const RopeTypeInfo* info = p["rope_type"].is_string() ? find_rope_type(p["rope_type"].get<std::string>()) : nullptr;
+  if (info) p["rope_type"] = std::string(info->name);
   if (!p.contains("rope_theta") || p["rope_theta"].is_null()) p["rope_theta"] = 10000.0;
   if (!p.contains("partial_rotary_factor") && cfg.partial_rotary_factor != 1.0)
     p["partial_rotary_factor"] = cfg.partial_rotary_factor;
-  const std::string t = p["rope_type"].is_string() ? p["rope_type"].get<std::string>() : "";
-  if (needs_original_length(t)) {
+  if (info && info->needs_original_length) {
     if (cfg.original_max_position_embeddings)
       p["original_max_position_embeddings"] = *cfg.original_max_position_embeddings;
     else if (!p.contains("original_max_position_embeddings") || p["original_max_position_embeddings"].is_null())
@@ -87,45 +74,122 @@ json standardize_rope_parameters(const json& raw, const ModelConfig& cfg) {
   return p;
 }
 
-RopeKeySchema rope_key_schema(const std::string& t) {
-  if (t == "default") return {true, {"rope_type", "rope_theta"}, {}};
-  if (t == "linear" || t == "ntk") return {true, {"rope_type", "factor", "rope_theta"}, {}};
-  if (t == "dynamic") return {true, {"rope_type", "factor", "rope_theta"}, {}};
-  if (t == "yarn")
-    return {true,
-            {"rope_type", "factor", "rope_theta", "original_max_position_embeddings"},
-            {"attention_factor", "beta_fast", "beta_slow", "mscale", "mscale_all_dim", "truncate", "finetuned"}};
-  if (t == "dynamic_yarn")  // ropescale's own: the factor follows the current length
-    return {true,
-            {"rope_type", "rope_theta", "original_max_position_embeddings"},
-            {"factor", "attention_factor", "beta_fast", "beta_slow", "mscale", "mscale_all_dim", "truncate"}};
-  if (t == "longrope")
-    return {true,
-            {"rope_type", "short_factor", "long_factor", "rope_theta", "original_max_position_embeddings"},
-            {"attention_factor", "factor"}};
-  if (t == "llama3")
-    return {true,
-            {"rope_type", "factor", "original_max_position_embeddings", "low_freq_factor", "high_freq_factor",
-             "rope_theta"},
-            {}};
-  return {};
+json rope_dict_for(const RopeTypeInfo& info, std::optional<double> factor, int64_t trained) {
+  json j = {{"rope_type", std::string(info.name)}};
+  for (const RopeParam& rp : info.params) {
+    const std::string key(rp.key);
+    if (rp.kind == ParamKind::Factor) {
+      if (factor) j[key] = *factor;
+      else if (rp.required_by_hf && rp.when_missing == ParamDefault::Value) j[key] = rp.default_value;
+    } else if (rp.kind == ParamKind::Length && info.needs_original_length) {
+      j[key] = trained;
+    } else if (rp.required_by_hf && rp.when_missing == ParamDefault::Value) {
+      j[key] = rp.default_value;
+    }
+  }
+  return j;
 }
+
+RopeKeySchema rope_key_schema(const std::string& t) {
+  const RopeTypeInfo* info = find_rope_type(t);
+  if (!info || info->name != t) return {};  // callers pass the standardized (canonical) name
+  RopeKeySchema k{true, {"rope_type"}, {}};
+  for (const RopeParam& rp : info->params) (rp.required_by_hf ? k.required : k.optional).emplace_back(rp.key);
+  k.required.emplace_back("rope_theta");
+  return k;
+}
+
+namespace {
+
+// Reads one parameter of the type's row from the dict into the spec: the
+// schema and the parsing in one place. Missing values: HF v5's length ratio,
+// else an error when HF requires the key, else the row's default.
+void read_param(const json& d, const RopeParam& rp, const RopeTypeInfo& info, RopeSpec& s, const ModelConfig& cfg,
+                const std::string& src) {
+  const std::string key(rp.key);
+  const std::string where = key_path(src, key);
+  const bool present = d.is_object() && d.contains(key) && !d.at(key).is_null();
+  auto missing = [&] {
+    throw_invalid(cfg.path, where, "(missing)", "required for rope_type '" + std::string(info.name) + "'");
+  };
+  switch (rp.kind) {
+    case ParamKind::Informational:
+      return;
+    case ParamKind::Flag:
+      if (!present) {
+        if (rp.required_by_hf) missing();
+        if (rp.when_missing == ParamDefault::Value) s.*std::get<bool RopeSpec::*>(rp.field) = rp.default_value != 0;
+        return;
+      }
+      if (!d.at(key).is_boolean()) throw_invalid(cfg.path, where, d.at(key).dump(), "must be true or false");
+      s.*std::get<bool RopeSpec::*>(rp.field) = d.at(key).get<bool>();
+      return;
+    case ParamKind::PairList: {
+      if (!present) {
+        if (rp.required_by_hf) missing();
+        return;
+      }
+      auto list = number_list_at(d, key, cfg, src);
+      if (static_cast<int>(list.size()) != s.pairs())
+        throw_invalid(cfg.path, where, "list of " + std::to_string(list.size()),
+                      "needs rotary_dim/2 = " + std::to_string(s.pairs()) + " entries");
+      if (auto e = pair_list_problem(list, s.pairs(), key); !e.empty()) throw_invalid(cfg.path, where, "", e);
+      s.*std::get<std::vector<double> RopeSpec::*>(rp.field) = std::move(list);
+      return;
+    }
+    case ParamKind::Length:
+      if (!present) {
+        if (rp.required_by_hf) missing();
+        return;
+      }
+      s.*std::get<int64_t RopeSpec::*>(rp.field) = positive_int_at(d, key, cfg, src);
+      return;
+    case ParamKind::Factor:
+    case ParamKind::Number:
+    case ParamKind::OptionalNumber: {
+      auto v = number_at(d, key, cfg.path, src);
+      if (v && rp.zero_means_default && *v == 0) v.reset();  // HF: `get(key) or default`
+      if (!v) {
+        if (rp.when_missing == ParamDefault::LengthRatio && s.original_max_position > 0)
+          v = static_cast<double>(cfg.max_position_embeddings) / static_cast<double>(s.original_max_position);
+        else if (rp.required_by_hf)
+          missing();
+        else if (rp.when_missing == ParamDefault::Value)
+          v = rp.default_value;
+      }
+      if (!v) return;
+      const std::string shown = present ? d.at(key).dump() : json(*v).dump();
+      if (rp.kind == ParamKind::Factor) {
+        if (auto e = factor_problem(*v); !e.empty()) throw_invalid(cfg.path, where, shown, e);
+      } else if (rp.kind == ParamKind::Number && !(std::isfinite(*v) && *v > 0)) {
+        throw_invalid(cfg.path, where, shown, "must be a finite number > 0");
+      }
+      if (rp.kind == ParamKind::OptionalNumber)
+        s.*std::get<std::optional<double> RopeSpec::*>(rp.field) = *v;
+      else
+        s.*std::get<double RopeSpec::*>(rp.field) = *v;
+      return;
+    }
+  }
+}
+
+}  // namespace
 
 RopeSpec rope_spec_from_parameters(const json& p, const ModelConfig& cfg, const std::string& src) {
   RopeSpec s;
   if (!p.contains("rope_type") || !p["rope_type"].is_string())
     throw_invalid(cfg.path, key_path(src, "rope_type"), (p.contains("rope_type") ? safe_dump(p["rope_type"]) : std::string("(missing)")), "must be a string");
   const std::string type_name = p["rope_type"].get<std::string>();
-  auto type = parse_rope_type(type_name);
-  if (!type)
+  const RopeTypeInfo* info = find_rope_type(type_name);
+  if (!info)
     throw_invalid(cfg.path, key_path(src, "rope_type"), "\"" + type_name + "\"",
-                  "unknown rope_type (known: default, linear, ntk, dynamic, yarn, dynamic_yarn, longrope, llama3)");
-  s.type = *type;
+                  "unknown rope_type (known: " + rope_type_names() + ")");
+  s.type = info->type;
   s.layout = cfg.layout;
   s.convention = cfg.convention;
   s.theta = number_at(p, "rope_theta", cfg.path, src).value_or(10000.0);
-  if (!(std::isfinite(s.theta) && s.theta > 0 && s.theta != 1.0))
-    throw_invalid(cfg.path, key_path(src, "rope_theta"), p["rope_theta"].dump(), "must be a finite number > 0 and != 1");
+  if (auto e = theta_problem(s.theta); !e.empty())
+    throw_invalid(cfg.path, key_path(src, "rope_theta"), p.contains("rope_theta") ? safe_dump(p["rope_theta"]) : "10000", e);
 
   s.head_dim = static_cast<int>(cfg.rotary_head_dim);
   const double prf = number_at(p, "partial_rotary_factor", cfg.path, src).value_or(cfg.partial_rotary_factor);
@@ -137,73 +201,7 @@ RopeSpec rope_spec_from_parameters(const json& p, const ModelConfig& cfg, const 
                   "gives rotary dimension " + std::to_string(s.rotary_dim) + "; it must be even and >= 2");
   s.max_position = cfg.max_position_embeddings;
   s.freq_divisors = cfg.freq_divisors;
-
-  auto check_factor = [&](double f) {
-    if (!(std::isfinite(f) && f > 0))
-      throw_invalid(cfg.path, key_path(src, "factor"), json(f).dump(), "must be a finite number > 0");
-    if (f > kMaxFactor)
-      throw_invalid(cfg.path, key_path(src, "factor"), json(f).dump(), "is absurd (above 1e6)");
-    return f;
-  };
-
-  switch (s.type) {
-    case RopeType::Default:
-      break;
-    case RopeType::Linear:
-    case RopeType::Ntk:
-    case RopeType::Dynamic:
-      s.factor = check_factor(required_number(p, "factor", cfg, src));
-      if (s.type == RopeType::Dynamic && s.max_position <= 0)
-        throw_invalid(cfg.path, "max_position_embeddings", std::to_string(s.max_position),
-                      "dynamic NTK scales relative to max_position_embeddings; it must be > 0");
-      break;
-    case RopeType::Yarn:
-    case RopeType::DynamicYarn: {
-      s.original_max_position = positive_int_at(p, "original_max_position_embeddings", cfg, src);
-      auto f = number_at(p, "factor", cfg.path, src);
-      // HF v5: a missing factor is max_position_embeddings / original length.
-      s.factor = check_factor(f ? *f : static_cast<double>(cfg.max_position_embeddings) / s.original_max_position);
-      // HF reads `get("beta_fast") or 32`: 0 or null means the default.
-      auto bf = number_at(p, "beta_fast", cfg.path, src);
-      auto bs = number_at(p, "beta_slow", cfg.path, src);
-      s.beta_fast = bf && *bf != 0 ? *bf : 32.0;
-      s.beta_slow = bs && *bs != 0 ? *bs : 1.0;
-      if (!(std::isfinite(s.beta_fast) && s.beta_fast > 0))
-        throw_invalid(cfg.path, key_path(src, "beta_fast"), json(s.beta_fast).dump(), "must be a finite number > 0");
-      if (!(std::isfinite(s.beta_slow) && s.beta_slow > 0))
-        throw_invalid(cfg.path, key_path(src, "beta_slow"), json(s.beta_slow).dump(), "must be a finite number > 0");
-      s.attention_factor = number_at(p, "attention_factor", cfg.path, src);
-      s.mscale = number_at(p, "mscale", cfg.path, src);
-      s.mscale_all_dim = number_at(p, "mscale_all_dim", cfg.path, src);
-      if (p.contains("truncate") && !p["truncate"].is_null()) {
-        if (!p["truncate"].is_boolean())
-          throw_invalid(cfg.path, key_path(src, "truncate"), p["truncate"].dump(), "must be true or false");
-        s.truncate = p["truncate"].get<bool>();
-      }
-      break;
-    }
-    case RopeType::LongRope: {
-      s.original_max_position = positive_int_at(p, "original_max_position_embeddings", cfg, src);
-      s.short_factor = number_list_at(p, "short_factor", cfg, src);
-      s.long_factor = number_list_at(p, "long_factor", cfg, src);
-      auto f = number_at(p, "factor", cfg.path, src);
-      s.factor = check_factor(f ? *f : static_cast<double>(cfg.max_position_embeddings) / s.original_max_position);
-      s.attention_factor = number_at(p, "attention_factor", cfg.path, src);
-      for (const char* k : {"short_factor", "long_factor"}) {
-        const auto& v = std::string(k) == "short_factor" ? s.short_factor : s.long_factor;
-        if (static_cast<int>(v.size()) != s.pairs())
-          throw_invalid(cfg.path, key_path(src, k), "list of " + std::to_string(v.size()),
-                        "needs rotary_dim/2 = " + std::to_string(s.pairs()) + " entries");
-      }
-      break;
-    }
-    case RopeType::Llama3:
-      s.factor = check_factor(required_number(p, "factor", cfg, src));
-      s.original_max_position = positive_int_at(p, "original_max_position_embeddings", cfg, src);
-      s.low_freq_factor = required_number(p, "low_freq_factor", cfg, src);
-      s.high_freq_factor = required_number(p, "high_freq_factor", cfg, src);
-      break;
-  }
+  for (const RopeParam& rp : info->params) read_param(p, rp, *info, s, cfg, src);
   if (s.attention_factor && !(std::isfinite(*s.attention_factor) && *s.attention_factor >= 0))
     throw_invalid(cfg.path, key_path(src, "attention_factor"), json(*s.attention_factor).dump(),
                   "must be a finite number >= 0");

@@ -9,7 +9,8 @@
 
 #include "ropescale/config/error.h"
 #include "ropescale/config/json_text.h"
-#include "ropescale/rope/rope_spec.h"
+#include "ropescale/config/rope_params.h"
+#include "ropescale/rope/rope_types.h"
 
 namespace ropescale {
 
@@ -30,9 +31,9 @@ double parse_factor(const std::string& item, const std::string& text) {
   return f;
 }
 
-// A LongRoPE setting from a file: a rope_scaling object, or a whole config.json
-// holding one under rope_scaling / rope_parameters.
-json longrope_from_file(const std::string& item, const std::string& path, int64_t trained) {
+// A setting whose lists come from a file (LongRoPE factors): a rope_scaling
+// object, or a whole config.json holding one under rope_scaling / rope_parameters.
+json settings_from_file(const std::string& item, const std::string& path, const RopeTypeInfo& info, int64_t trained) {
   std::ifstream in(path);
   if (!in) throw_unreadable(path, "cannot open the LongRoPE factors file named by --methods '" + item + "'");
   std::stringstream ss;
@@ -45,12 +46,31 @@ json longrope_from_file(const std::string& item, const std::string& path, int64_
   }
   if (j.is_object() && j.contains("rope_scaling") && j["rope_scaling"].is_object()) j = j["rope_scaling"];
   else if (j.is_object() && j.contains("rope_parameters") && j["rope_parameters"].is_object()) j = j["rope_parameters"];
-  if (!j.is_object() || !j.contains("short_factor") || !j.contains("long_factor"))
-    throw_invalid(path, "short_factor/long_factor", "(missing)", "a LongRoPE file holds both per-pair factor lists");
+  if (!j.is_object()) throw_invalid(path, "rope_scaling", safe_dump(j).substr(0, 60), "must be a JSON object");
+  for (const RopeParam& rp : info.params)
+    if (rp.kind == ParamKind::PairList && !j.contains(rp.key))
+      throw_invalid(path, std::string(rp.key), "(missing)",
+                    "a " + std::string(info.name) + " file holds its per-pair factor lists");
   j.erase("type");
-  j["rope_type"] = "longrope";
-  if (!j.contains("original_max_position_embeddings")) j["original_max_position_embeddings"] = trained;
+  j["rope_type"] = std::string(info.name);
+  if (info.needs_original_length && !j.contains("original_max_position_embeddings"))
+    j["original_max_position_embeddings"] = trained;
   return j;
+}
+
+// "none, model, linear:F, ntk:F, dynamic[:F], …" from the registry rows.
+std::string shorthand_list() {
+  std::string out = "model";
+  for (const RopeTypeInfo& r : rope_types()) {
+    out += ", " + std::string(r.shorthand);
+    switch (r.shorthand_arg) {
+      case ShorthandArg::None: break;
+      case ShorthandArg::Factor: out += ":F"; break;
+      case ShorthandArg::OptionalFactor: out += "[:F]"; break;
+      case ShorthandArg::File: out += ":FILE"; break;
+    }
+  }
+  return out;
 }
 
 }  // namespace
@@ -73,31 +93,26 @@ EvalMethod parse_eval_method(const std::string& text, int64_t trained) {
     if (!arg.empty()) throw_unreadable("--methods", "'" + text + "': 'model' takes no argument");
     return {text, ""};
   }
-  const auto type = parse_rope_type(name);
-  if (!type)
-    throw_unreadable("--methods", "'" + text + "' is not a method; use none, model, linear:F, ntk:F, dynamic[:F], "
-                                  "yarn:F, dynamic_yarn, llama3:F, longrope:FILE or a JSON object");
-  json j = {{"rope_type", std::string(to_string(*type))}};
-  switch (*type) {
-    case RopeType::Default:
-      if (!arg.empty()) throw_unreadable("--methods", "'" + text + "': plain RoPE takes no factor");
+  const RopeTypeInfo* info = find_rope_type(name);
+  if (!info) throw_unreadable("--methods", "'" + text + "' is not a method; use " + shorthand_list() + " or a JSON object");
+  json j;
+  switch (info->shorthand_arg) {
+    case ShorthandArg::None:
+      if (!arg.empty()) throw_unreadable("--methods", "'" + text + "': " + std::string(info->name) + " takes no factor");
+      j = rope_dict_for(*info, std::nullopt, trained);
       break;
-    case RopeType::LongRope:
-      if (arg.empty()) throw_unreadable("--methods", "'" + text + "': give the factors file, longrope:FILE");
-      j = longrope_from_file(text, arg, trained);
+    case ShorthandArg::File:
+      if (arg.empty())
+        throw_unreadable("--methods", "'" + text + "': give the factors file, " + std::string(info->shorthand) + ":FILE");
+      j = settings_from_file(text, arg, *info, trained);
       break;
-    case RopeType::DynamicYarn:
-      if (!arg.empty()) j["factor"] = parse_factor(text, arg);
-      j["original_max_position_embeddings"] = trained;
+    case ShorthandArg::OptionalFactor:
+      j = rope_dict_for(*info, arg.empty() ? std::nullopt : std::optional<double>(parse_factor(text, arg)), trained);
       break;
-    case RopeType::Dynamic:
-      j["factor"] = arg.empty() ? 1.0 : parse_factor(text, arg);
-      break;
-    default:
+    case ShorthandArg::Factor:
       if (arg.empty()) throw_unreadable("--methods", "'" + text + "': give a factor, e.g. " + name + ":4");
-      j["factor"] = parse_factor(text, arg);
-      j["original_max_position_embeddings"] = trained;
-      if (*type == RopeType::Llama3) j["low_freq_factor"] = 1.0, j["high_freq_factor"] = 4.0;
+      j = rope_dict_for(*info, parse_factor(text, arg), trained);
+      break;
   }
   return {text, safe_dump(j)};
 }
@@ -124,14 +139,16 @@ std::vector<EvalMethod> parse_eval_methods(const std::vector<std::string>& items
 }
 
 std::vector<EvalMethod> default_eval_methods(int64_t trained, int64_t max_ctx) {
-  std::vector<std::string> names{"none"};
   std::vector<int> factors;
   for (int f = 2; trained > 0 && int64_t(f / 2) * trained < max_ctx && f <= 64; f *= 2) factors.push_back(f);
-  for (const char* family : {"linear", "ntk"})
-    for (int f : factors) names.push_back(std::string(family) + ":" + std::to_string(f));
-  names.push_back("dynamic");
-  for (int f : factors) names.push_back("yarn:" + std::to_string(f));
-  names.push_back("dynamic_yarn");
+  std::vector<std::string> names;
+  for (const RopeTypeInfo& r : rope_types()) {
+    if (!r.in_default_comparison) continue;
+    if (r.shorthand_arg == ShorthandArg::Factor)
+      for (int f : factors) names.push_back(std::string(r.shorthand) + ":" + std::to_string(f));
+    else
+      names.emplace_back(r.shorthand);
+  }
   return parse_eval_methods(names, trained);
 }
 

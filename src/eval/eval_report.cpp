@@ -11,6 +11,7 @@
 #include "ropescale/config/error.h"
 #include "ropescale/config/json_text.h"
 #include "ropescale/eval/svg_plot.h"
+#include "ropescale/rope/rope_types.h"
 
 namespace ropescale {
 
@@ -46,13 +47,9 @@ Style method_style(const EvalMethod& m, size_t index) {
     } catch (const json::exception&) {
     }
   }
-  static const std::map<std::string, std::string> colors{
-      {"none", "#111111"}, {"default", "#111111"}, {"model", "#555555"}, {"linear", "#1f6fd1"},
-      {"ntk", "#e07b00"},  {"dynamic", "#2a9d3a"}, {"yarn", "#d1263b"},  {"dynamic_yarn", "#8e44c9"},
-      {"longrope", "#8c564b"}, {"llama3", "#17a2b8"}};
   static const char* const fallback[] = {"#7f7f7f", "#bcbd22", "#e377c2", "#393b79", "#637939"};
-  auto it = colors.find(family);
-  Style s{it != colors.end() ? it->second : fallback[index % 5], ""};
+  const RopeTypeInfo* info = find_rope_type(family);
+  Style s{family == "model" ? "#555555" : info ? std::string(info->colour) : fallback[index % 5], ""};
   if (factor > 2.5 && factor <= 5) s.dash = "7 3";
   else if (factor > 5 && factor <= 10) s.dash = "3 2";
   else if (factor > 10) s.dash = "9 3 2 3";

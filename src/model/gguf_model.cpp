@@ -10,6 +10,7 @@
 #include "ropescale/config/rope_params.h"
 #include "ropescale/kernels/rotary.h"
 #include "ropescale/rope/frequencies.h"
+#include "ropescale/rope/rope_types.h"
 #include "llama_tensors.h"
 #include "qk_permutation.h"
 
@@ -117,7 +118,7 @@ std::vector<uint8_t> serialize_gguf_model(const LlamaModel& m, const Llama2cToke
   if (!rope_in.is_null()) apply_rope_override(pos, rope_in.dump());
   const RopeSpec spec = rope_spec_for(pos);  // validates the setting
   const json& rope = pos.rope_parameters;
-  const std::string type = string_or(rope, "rope_type", "default");
+  const RopeTypeInfo& info = rope_type_info(spec.type);
 
   std::vector<GgufKeyValue> md;
   auto kv = [&](const std::string& k, T t, json v, T at = T::Uint8) { md.push_back({k, t, at, std::move(v)}); };
@@ -127,7 +128,7 @@ std::vector<uint8_t> serialize_gguf_model(const LlamaModel& m, const Llama2cToke
   kv("general.file_type", T::Uint32, wt == WeightType::F32 ? 0 : wt == WeightType::F16 ? 1 : wt == WeightType::Q8_0 ? 7 : 32);
   // Scaled models advertise the context they reach; the original length travels
   // in rope.scaling.original_context_length (as llama.cpp's converter does).
-  kv(a + "context_length", T::Uint32, scaled_context(spec, hp.trained_context));
+  kv(a + "context_length", T::Uint32, rope_reach(spec, hp.trained_context));
   kv(a + "embedding_length", T::Uint32, hp.dim);
   kv(a + "block_count", T::Uint32, hp.n_layers);
   kv(a + "feed_forward_length", T::Uint32, hp.hidden_dim);
@@ -136,29 +137,41 @@ std::vector<uint8_t> serialize_gguf_model(const LlamaModel& m, const Llama2cToke
   kv(a + "attention.layer_norm_rms_epsilon", T::Float32, hp.norm_eps);
   kv(a + "rope.dimension_count", T::Uint32, spec.rotary_dim);
   kv(a + "vocab_size", T::Uint32, hp.vocab_size);
-  kv(a + "rope.freq_base", T::Float32, type == "ntk" ? ntk_theta(spec.theta, spec.factor, spec.rotary_dim) : spec.theta);
+  kv(a + "rope.freq_base", T::Float32,
+     info.gguf == GgufEncoding::FreqBase ? ntk_theta(spec.theta, spec.factor, spec.rotary_dim) : spec.theta);
 
+  // How llama.cpp reads the setting: the type's registry row says which keys or tensors carry it.
   std::vector<GgufTensorData> tensors;
-  if (type == "linear" || type == "yarn") {
-    kv(a + "rope.scaling.type", T::String, type);
-    kv(a + "rope.scaling.factor", T::Float32, spec.factor);
-    kv(a + "rope.scaling.original_context_length", T::Uint32, hp.trained_context);
-    if (type == "yarn") {
-      if (spec.beta_fast != 32) kv(a + "rope.scaling.yarn_beta_fast", T::Float32, spec.beta_fast);
-      if (spec.beta_slow != 1) kv(a + "rope.scaling.yarn_beta_slow", T::Float32, spec.beta_slow);
+  switch (info.gguf) {
+    case GgufEncoding::Plain:
+    case GgufEncoding::FreqBase:        // folded into rope.freq_base above
+    case GgufEncoding::NotExpressible:  // llama.cpp runs it as plain RoPE (convert says so)
+      break;
+    case GgufEncoding::ScalingKeys:
+      kv(a + "rope.scaling.type", T::String, std::string(info.ggml_name));
+      kv(a + "rope.scaling.factor", T::Float32, spec.factor);
+      kv(a + "rope.scaling.original_context_length", T::Uint32, hp.trained_context);
+      if (spec.type == RopeType::Yarn) {
+        if (spec.beta_fast != 32) kv(a + "rope.scaling.yarn_beta_fast", T::Float32, spec.beta_fast);
+        if (spec.beta_slow != 1) kv(a + "rope.scaling.yarn_beta_slow", T::Float32, spec.beta_slow);
+      }
+      break;
+    case GgufEncoding::FreqsTensor: {  // llama.cpp PR #8676: per-pair divisors as a tensor
+      const auto div = divisors_against_default(spec, compute_frequencies(spec));
+      tensors.push_back(encode_tensor("rope_freqs.weight", std::vector<float>(div.begin(), div.end()), {div.size()}, WeightType::F32));
+      kv(a + "rope.scaling.original_context_length", T::Uint32, hp.trained_context);
+      break;
     }
-  } else if (type == "llama3") {  // llama.cpp PR #8676: per-pair divisors as a tensor
-    const auto div = divisors_against_default(spec, compute_frequencies(spec));
-    tensors.push_back(encode_tensor("rope_freqs.weight", std::vector<float>(div.begin(), div.end()), {div.size()}, WeightType::F32));
-    kv(a + "rope.scaling.original_context_length", T::Uint32, hp.trained_context);
-  } else if (type == "longrope") {
-    const auto f = compute_frequencies(spec);
-    tensors.push_back(encode_tensor("rope_factors_long.weight", std::vector<float>(spec.long_factor.begin(), spec.long_factor.end()),
-                                    {spec.long_factor.size()}, WeightType::F32));
-    tensors.push_back(encode_tensor("rope_factors_short.weight", std::vector<float>(spec.short_factor.begin(), spec.short_factor.end()),
-                                    {spec.short_factor.size()}, WeightType::F32));
-    kv(a + "rope.scaling.attn_factor", T::Float32, f.attention_factor);
-    kv(a + "rope.scaling.original_context_length", T::Uint32, hp.trained_context);
+    case GgufEncoding::LongRopeTensors: {
+      const auto f = compute_frequencies(spec);
+      tensors.push_back(encode_tensor("rope_factors_long.weight", std::vector<float>(spec.long_factor.begin(), spec.long_factor.end()),
+                                      {spec.long_factor.size()}, WeightType::F32));
+      tensors.push_back(encode_tensor("rope_factors_short.weight", std::vector<float>(spec.short_factor.begin(), spec.short_factor.end()),
+                                      {spec.short_factor.size()}, WeightType::F32));
+      kv(a + "rope.scaling.attn_factor", T::Float32, f.attention_factor);
+      kv(a + "rope.scaling.original_context_length", T::Uint32, hp.trained_context);
+      break;
+    }
   }
   // Exact setting for ropescale (llama.cpp ignores unknown keys).
   kv("ropescale.rope_parameters", T::String, rope.dump());
@@ -227,13 +240,13 @@ Llama2cTokenizer load_gguf_tokenizer(const std::string& path) {
   return gguf_tokenizer(parse_gguf(file.bytes(), path), path);
 }
 
-LlamaModel load_gguf_model(const std::string& path) {
+LlamaModel load_gguf_model(const std::string& path, GgufRopeSource gguf_rope) {
   MappedFile file(path);
   const auto bytes = file.bytes();
   const GgufFile f = parse_gguf(bytes, path);
   LlamaModel m;
   m.path = path;
-  m.position = model_config_from_gguf(bytes, path);
+  m.position = model_config_from_gguf(bytes, path, gguf_rope);
   const ModelConfig& c = m.position;
   if (c.architecture != "llama")
     throw_invalid(path, "general.architecture", "\"" + c.architecture + "\"", "only the llama architecture runs (for now)");

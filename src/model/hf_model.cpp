@@ -15,6 +15,7 @@
 #include "ropescale/config/rope_params.h"
 #include "ropescale/config/safetensors.h"
 #include "ropescale/kernels/rotary.h"
+#include "ropescale/rope/rope_types.h"
 #include "llama_tensors.h"
 #include "qk_permutation.h"
 
@@ -51,13 +52,11 @@ void write_hf_model(const LlamaModel& m, const Llama2cTokenizer& tok, WeightType
   if (!rope_in.is_null()) apply_rope_override(pos, rope_in.dump());
   const RopeSpec spec = rope_spec_for(pos);
   json rope = pos.rope_parameters;
-  const std::string type = string_or(rope, "rope_type", "default");
-  const int64_t max_pos = scaled_context(spec, hp.trained_context);
+  const int64_t max_pos = rope_reach(spec, hp.trained_context);
   const double theta = number_or(rope, "rope_theta", hp.rope_theta);
   rope.erase("rope_theta");
   // Only the types whose HF schema has it (linear/dynamic would be warned about).
-  const RopeKeySchema schema = rope_key_schema(type);
-  if (std::find(schema.required.begin(), schema.required.end(), "original_max_position_embeddings") != schema.required.end())
+  if (rope_type_info(spec.type).needs_original_length)
     rope["original_max_position_embeddings"] = hp.trained_context;
   else
     rope.erase("original_max_position_embeddings");
@@ -73,7 +72,7 @@ void write_hf_model(const LlamaModel& m, const Llama2cTokenizer& tok, WeightType
               {"max_position_embeddings", max_pos},
               {"rms_norm_eps", hp.norm_eps},
               {"rope_theta", theta},
-              {"rope_scaling", type == "default" ? json() : rope},
+              {"rope_scaling", spec.type == RopeType::Default ? json() : rope},
               {"vocab_size", hp.vocab_size},
               {"tie_word_embeddings", m.classifier.empty()},
               {"attention_bias", false},
@@ -188,14 +187,6 @@ LlamaModel load_hf_model(const std::string& path_in) {
   m.final_norm = tensor("model.norm.weight", {d});
   if (has("lm_head.weight") && !bool_or(raw, "tie_word_embeddings", false)) m.classifier = tensor("lm_head.weight", {V, d});
   return m;
-}
-
-LlamaModel load_model(const std::string& path) {
-  if (fs::is_directory(path) || fs::path(path).extension() == ".json") return load_hf_model(path);
-  MappedFile file(path);
-  const auto b = file.bytes();
-  if (b.size() >= 4 && std::memcmp(b.data(), "GGUF", 4) == 0) return load_gguf_model(path);
-  return load_llama2c_model(path);
 }
 
 }  // namespace ropescale

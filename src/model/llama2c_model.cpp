@@ -34,19 +34,6 @@ class FloatReader {
 
 }  // namespace
 
-int64_t scaled_context(const RopeSpec& s, int64_t trained) {
-  switch (s.type) {
-    case RopeType::Linear:
-    case RopeType::Ntk:
-    case RopeType::Yarn:
-    case RopeType::LongRope:
-    case RopeType::Llama3:
-      return static_cast<int64_t>(std::llround(s.factor * static_cast<double>(trained)));
-    default:
-      return trained;
-  }
-}
-
 LlamaModel load_llama2c_model(const std::string& path) {
   MappedFile file(path);
   const auto h = parse_llama2c_header(file.bytes(), path);

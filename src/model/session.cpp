@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 
 #include "ropescale/config/model_config.h"
+#include "ropescale/config/rope_params.h"
 #include "ropescale/kernels/attention.h"
 #include "ropescale/kernels/convert.h"
 #include "ropescale/kernels/rotary.h"
@@ -30,18 +31,17 @@ RopeSpec rope_spec_for_model(const LlamaModel& m, const std::string& rope_scalin
 std::string rope_scaling_for_request(const LlamaModel& m, int64_t tokens, const RopePolicy& p) {
   if (!(p.granularity > 0) || !(p.max_factor >= 1))
     throw std::invalid_argument("rope policy: granularity must be > 0 and max_factor >= 1");
-  const auto type = parse_rope_type(p.method);
-  if (!type || *type == RopeType::Default || m.position.alibi)
-    throw std::invalid_argument("rope policy: method '" + p.method + "' must be a RoPE scaling type");
+  // The policy picks a factor, so the method must be a type chosen by its factor (its row's shorthand takes one).
+  const RopeTypeInfo* info = find_rope_type(p.method);
+  if (!info || info->shorthand_arg != ShorthandArg::Factor || m.position.alibi)
+    throw std::invalid_argument("rope policy: method '" + p.method + "' must be a RoPE scaling type chosen by a factor");
   const int64_t L = m.hp.trained_context;
   if (tokens <= L) return "";
   double factor = std::ceil(static_cast<double>(tokens) / L / p.granularity - 1e-12) * p.granularity;
   if (factor > p.max_factor)
     throw std::invalid_argument("rope policy: " + std::to_string(tokens) + " tokens need factor " + std::to_string(factor) +
                                 " > max_factor " + std::to_string(p.max_factor));
-  nlohmann::json j = {{"rope_type", p.method}, {"factor", factor}};
-  if (*type == RopeType::Llama3) j["low_freq_factor"] = 1.0, j["high_freq_factor"] = 4.0;
-  return j.dump();
+  return rope_dict_for(*info, factor, L).dump();
 }
 
 InferenceSession::InferenceSession(const LlamaModel& model, SessionOptions options) : m_(model), opt_(std::move(options)) {

@@ -1,5 +1,8 @@
-// Formulas: ../shared/docs/rope-reference.md §1.2 (HF) and §2.1 (ggml).
+// The shared pieces of the formulas (rope-reference.md §1.2 HF, §2.1 ggml);
+// each type's own formula is in its registry row (rope_types.cpp).
 #include "ropescale/rope/frequencies.h"
+
+#include "ropescale/rope/rope_types.h"
 
 #include <algorithm>
 #include <cmath>
@@ -7,8 +10,6 @@
 #include <stdexcept>
 
 namespace ropescale {
-
-namespace {
 
 // Default inverse frequencies: inv[j] = 1 / b^(2j/d).
 std::vector<double> default_inv_freq(double theta, int d) {
@@ -19,7 +20,7 @@ std::vector<double> default_inv_freq(double theta, int d) {
 
 // YaRN / NTK-by-parts blend (HF _compute_yarn_parameters; ggml rope_yarn).
 // Fills inv_freq and returns the attention factor.
-double yarn_frequencies(const RopeSpec& spec, double s, std::vector<double>& inv) {
+double yarn_blend(const RopeSpec& spec, double s, std::vector<double>& inv) {
   const int d = spec.rotary_dim;
   const YarnRange r = yarn_correction_range(spec);
   double low = r.low, high = r.high;
@@ -52,7 +53,6 @@ double yarn_frequencies(const RopeSpec& spec, double s, std::vector<double>& inv
   return yarn_mscale(s);
 }
 
-}  // namespace
 
 double yarn_mscale(double s, double m) { return s <= 1.0 ? 1.0 : 0.1 * m * std::log(s) + 1.0; }
 
@@ -92,71 +92,7 @@ RopeFrequencies compute_frequencies(const RopeSpec& spec, std::optional<int64_t>
   out.effective_theta = spec.theta;
   out.effective_factor = spec.factor;
 
-  switch (spec.type) {
-    case RopeType::Default:
-      out.inv_freq = default_inv_freq(spec.theta, d);
-      out.effective_factor = 1.0;
-      break;
-
-    case RopeType::Linear:  // Position Interpolation: inv / s
-      out.inv_freq = default_inv_freq(spec.theta, d);
-      for (double& x : out.inv_freq) x /= spec.factor;
-      break;
-
-    case RopeType::Ntk:  // bloc97: b' = b·s^(d/(d−2))
-      out.effective_theta = ntk_theta(spec.theta, spec.factor, d);
-      out.inv_freq = default_inv_freq(out.effective_theta, d);
-      break;
-
-    case RopeType::Dynamic:  // HF: seq = max(seq_len, Lm); equals default at seq ≤ Lm
-      out.effective_theta = dynamic_ntk_theta(spec, seq_len.value_or(spec.max_position));
-      out.inv_freq = default_inv_freq(out.effective_theta, d);
-      break;
-
-    case RopeType::Yarn:
-      out.attention_factor = yarn_frequencies(spec, spec.factor, out.inv_freq);
-      break;
-
-    case RopeType::DynamicYarn: {  // YaRN paper §3.3: s = max(1, l'/L)
-      const double s =
-          std::max(1.0, static_cast<double>(seq_len.value_or(0)) / spec.original_max_position);
-      out.effective_factor = s;
-      out.attention_factor = yarn_frequencies(spec, s, out.inv_freq);
-      break;
-    }
-
-    case RopeType::LongRope: {
-      const double L = static_cast<double>(spec.original_max_position);
-      out.uses_long_factors = seq_len && *seq_len > spec.original_max_position;
-      const auto& ext = out.uses_long_factors ? spec.long_factor : spec.short_factor;
-      out.inv_freq = default_inv_freq(spec.theta, d);
-      for (int j = 0; j < d / 2; ++j) out.inv_freq[j] /= ext[j];
-      out.attention_factor = spec.attention_factor.value_or(
-          spec.factor <= 1.0 ? 1.0 : std::sqrt(1.0 + std::log(spec.factor) / std::log(L)));
-      break;
-    }
-
-    case RopeType::Llama3: {
-      const double L = static_cast<double>(spec.original_max_position);
-      const double low_wavelen = L / spec.low_freq_factor;
-      const double high_wavelen = L / spec.high_freq_factor;
-      const double band = spec.high_freq_factor - spec.low_freq_factor;
-      out.inv_freq = default_inv_freq(spec.theta, d);
-      for (double& inv : out.inv_freq) {
-        const double wavelen = 2.0 * std::numbers::pi / inv;
-        if (wavelen < high_wavelen) continue;  // high frequency: unchanged
-        if (wavelen > low_wavelen) {           // low frequency: interpolate fully
-          inv /= spec.factor;
-          continue;
-        }
-        // Medium band (boundaries included, as HF's mask). When low == high the
-        // band is a single wavelength: HF's 0/0 is masked out; vLLM uses smooth 0.
-        const double smooth = band != 0.0 ? (L / wavelen - spec.low_freq_factor) / band : 0.0;
-        inv = (1.0 - smooth) * inv / spec.factor + smooth * inv;
-      }
-      break;
-    }
-  }
+  rope_type_info(spec.type).frequencies(spec, seq_len, out);
 
   if (!spec.freq_divisors.empty())
     for (int j = 0; j < d / 2; ++j) out.inv_freq[j] /= spec.freq_divisors[j];

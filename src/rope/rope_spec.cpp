@@ -3,39 +3,15 @@
 #include <cmath>
 #include <string>
 
-namespace ropescale {
+#include "ropescale/rope/rope_types.h"
 
-std::string_view to_string(RopeType t) {
-  switch (t) {
-    case RopeType::Default: return "default";
-    case RopeType::Linear: return "linear";
-    case RopeType::Ntk: return "ntk";
-    case RopeType::Dynamic: return "dynamic";
-    case RopeType::Yarn: return "yarn";
-    case RopeType::DynamicYarn: return "dynamic_yarn";
-    case RopeType::LongRope: return "longrope";
-    case RopeType::Llama3: return "llama3";
-  }
-  return "?";
-}
+namespace ropescale {
 
 std::string_view to_string(PairLayout l) {
   return l == PairLayout::HalfSplit ? "half-split" : "interleaved";
 }
 
 std::string_view to_string(Convention c) { return c == Convention::HF ? "hf" : "ggml"; }
-
-std::optional<RopeType> parse_rope_type(std::string_view n) {
-  if (n == "default" || n == "none") return RopeType::Default;
-  if (n == "linear") return RopeType::Linear;
-  if (n == "ntk" || n == "ntk-aware" || n == "ntk_aware") return RopeType::Ntk;
-  if (n == "dynamic" || n == "dynamic_ntk" || n == "dynamic-ntk") return RopeType::Dynamic;
-  if (n == "yarn") return RopeType::Yarn;
-  if (n == "dynamic_yarn" || n == "dynamic-yarn" || n == "yarn_dynamic") return RopeType::DynamicYarn;
-  if (n == "longrope" || n == "su") return RopeType::LongRope;
-  if (n == "llama3") return RopeType::Llama3;
-  return std::nullopt;
-}
 
 std::optional<PairLayout> parse_pair_layout(std::string_view n) {
   if (n == "half-split" || n == "half_split" || n == "neox") return PairLayout::HalfSplit;
@@ -50,19 +26,32 @@ std::optional<Convention> parse_convention(std::string_view n) {
 }
 
 namespace {
-bool positive_finite(double x) { return std::isfinite(x) && x > 0; }
+std::string number_text(double x) {
+  std::string s = std::to_string(x);
+  return std::isfinite(x) ? s : (std::isnan(x) ? "nan" : (x > 0 ? "inf" : "-inf"));
+}
+}  // namespace
 
-std::string check_list(const std::vector<double>& v, int pairs, const char* name) {
+std::string theta_problem(double theta) {
+  if (std::isfinite(theta) && theta > 1) return {};
+  return "must be a finite number > 1";
+}
+
+std::string factor_problem(double f) {
+  if (!(std::isfinite(f) && f > 0)) return "must be a finite number > 0";
+  if (f > kMaxFactor) return "is absurd (above 1e6)";
+  return {};
+}
+
+std::string pair_list_problem(const std::vector<double>& v, int pairs, std::string_view name) {
   if (static_cast<int>(v.size()) != pairs)
     return std::string(name) + " has " + std::to_string(v.size()) + " entries; rotary_dim/2 = " +
            std::to_string(pairs) + " are needed";
   for (size_t i = 0; i < v.size(); ++i)
-    if (!positive_finite(v[i]))
-      return std::string(name) + "[" + std::to_string(i) + "] = " + std::to_string(v[i]) +
-             " must be a finite number > 0";
+    if (!(std::isfinite(v[i]) && v[i] > 0))
+      return std::string(name) + "[" + std::to_string(i) + "] = " + number_text(v[i]) + " must be a finite number > 0";
   return {};
 }
-}  // namespace
 
 std::string validate(const RopeSpec& s) {
   if (s.rotary_dim < 2 || s.rotary_dim % 2 != 0)
@@ -71,52 +60,14 @@ std::string validate(const RopeSpec& s) {
     return "rotary_dim = " + std::to_string(s.rotary_dim) + " is absurd (more than " + std::to_string(kMaxRotaryDim) + ")";
   if (s.head_dim > 0 && s.rotary_dim > s.head_dim)
     return "rotary_dim = " + std::to_string(s.rotary_dim) + " exceeds head_dim = " + std::to_string(s.head_dim);
-  if (!positive_finite(s.theta) || s.theta == 1.0)
-    return "rope_theta = " + std::to_string(s.theta) + " must be a finite number > 0 and != 1";
-  if (!positive_finite(s.factor)) return "factor = " + std::to_string(s.factor) + " must be a finite number > 0";
+  if (auto e = theta_problem(s.theta); !e.empty()) return "rope_theta = " + number_text(s.theta) + " " + e;
+  if (auto e = factor_problem(s.factor); !e.empty()) return "factor = " + number_text(s.factor) + " " + e;
   if (s.attention_factor && !(std::isfinite(*s.attention_factor) && *s.attention_factor >= 0))
-    return "attention_factor = " + std::to_string(*s.attention_factor) + " must be a finite number >= 0";
+    return "attention_factor = " + number_text(*s.attention_factor) + " must be a finite number >= 0";
   if (!s.freq_divisors.empty()) {
-    if (auto e = check_list(s.freq_divisors, s.pairs(), "freq_divisors"); !e.empty()) return e;
+    if (auto e = pair_list_problem(s.freq_divisors, s.pairs(), "freq_divisors"); !e.empty()) return e;
   }
-  switch (s.type) {
-    case RopeType::Default:
-    case RopeType::Linear:
-      break;
-    case RopeType::Ntk:
-      if (s.rotary_dim < 4) return "ntk needs rotary_dim >= 4 (the exponent is d/(d-2))";
-      break;
-    case RopeType::Dynamic:
-      if (s.rotary_dim < 4) return "dynamic needs rotary_dim >= 4 (the exponent is d/(d-2))";
-      if (s.max_position <= 0)
-        return "dynamic needs max_position_embeddings > 0 (got " + std::to_string(s.max_position) + ")";
-      break;
-    case RopeType::Yarn:
-    case RopeType::DynamicYarn:
-      if (s.original_max_position <= 0)
-        return std::string(to_string(s.type)) + " needs original_max_position_embeddings > 0 (got " +
-               std::to_string(s.original_max_position) + ")";
-      if (!positive_finite(s.beta_fast) || !positive_finite(s.beta_slow))
-        return "beta_fast/beta_slow must be finite numbers > 0";
-      if (s.mscale && !std::isfinite(*s.mscale)) return "mscale must be finite";
-      if (s.mscale_all_dim && !std::isfinite(*s.mscale_all_dim)) return "mscale_all_dim must be finite";
-      break;
-    case RopeType::LongRope:
-      if (s.original_max_position <= 1)
-        return "longrope needs original_max_position_embeddings > 1 (got " +
-               std::to_string(s.original_max_position) + ")";
-      if (auto e = check_list(s.short_factor, s.pairs(), "short_factor"); !e.empty()) return e;
-      if (auto e = check_list(s.long_factor, s.pairs(), "long_factor"); !e.empty()) return e;
-      break;
-    case RopeType::Llama3:
-      if (s.original_max_position <= 0)
-        return "llama3 needs original_max_position_embeddings > 0 (got " +
-               std::to_string(s.original_max_position) + ")";
-      if (!positive_finite(s.low_freq_factor) || !positive_finite(s.high_freq_factor))
-        return "low_freq_factor/high_freq_factor must be finite numbers > 0";
-      break;
-  }
-  return {};
+  return rope_type_info(s.type).validate(s);
 }
 
 }  // namespace ropescale

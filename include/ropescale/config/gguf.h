@@ -78,6 +78,9 @@ std::vector<uint8_t> serialize_gguf(const std::vector<GgufKeyValue>& metadata,
                                     const std::vector<GgufTensorData>& tensors, uint64_t alignment = 32);
 
 // GGUF metadata → ModelConfig (rope keys per rope-reference.md §2.4).
-ModelConfig model_config_from_gguf(std::span<const uint8_t> bytes, const std::string& path);
+ModelConfig model_config_from_gguf(std::span<const uint8_t> bytes, const std::string& path,
+                                   GgufRopeSource source = GgufRopeSource::Agree);
+// The file as llama.cpp sees it: the llama.cpp keys and tensors only.
+ModelConfig model_config_from_gguf_keys(std::span<const uint8_t> bytes, const GgufFile& file, const std::string& path);
 
 }  // namespace ropescale

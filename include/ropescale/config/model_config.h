@@ -17,6 +17,17 @@
 
 namespace ropescale {
 
+// A GGUF that ropescale wrote carries its rope setting twice: verbatim as
+// ropescale.rope_parameters and as the llama.cpp keys/tensors llama.cpp runs.
+// Which one a reader believes:
+enum class GgufRopeSource {
+  Agree,      // both, and they must give the same rotation (else ConfigError naming both)
+  Ropescale,  // the ropescale record, whatever the llama.cpp keys say
+  LlamaCpp,   // the llama.cpp keys, as llama.cpp itself would
+};
+std::string_view to_string(GgufRopeSource s);
+std::optional<GgufRopeSource> parse_gguf_rope_source(std::string_view s);
+
 enum class SourceFormat { HfConfig, Gguf, Llama2c };
 std::string_view to_string(SourceFormat f);
 
@@ -68,13 +79,17 @@ struct ModelConfig {
 // Load any supported file: a directory holding config.json, a config.json, a
 // GGUF file, or a llama2.c checkpoint (legacy or "ak42" versioned header).
 // Throws ConfigError.
-ModelConfig load_model_config(const std::string& path);
+// `gguf_rope`: which of a ropescale GGUF's two rope records to believe.
+ModelConfig load_model_config(const std::string& path, GgufRopeSource gguf_rope = GgufRopeSource::Agree);
 
 // Replace the model's scaling with a user override, given as the JSON a user
 // passes to vLLM's --rope-scaling (e.g. {"rope_type":"yarn","factor":4,...}).
 // The override replaces rope_scaling wholesale; rope_theta and
 // partial_rotary_factor are kept unless the override sets them. Throws ConfigError.
 void apply_rope_override(ModelConfig& cfg, const std::string& override_json);
+// The same for a dict already parsed; `source` names it in messages
+// ("--rope-scaling", "rope_scaling" for a recommended setting).
+void apply_rope_setting(ModelConfig& cfg, nlohmann::json rope_dict, const std::string& source);
 
 // Build the RopeSpec for the model (or one layer type). Throws ConfigError
 // (Kind::Invalid) naming the key and value when a value is unusable.

@@ -7,11 +7,9 @@
 #include <nlohmann/json.hpp>
 
 #include "ropescale/config/model_config.h"
+#include "ropescale/rope/rope_types.h"
 
 namespace ropescale {
-
-// Largest scaling factor ropescale accepts; beyond it a config is rejected as absurd.
-constexpr double kMaxFactor = 1e6;
 
 // `raw` is a rope_scaling / rope_parameters dict (or null). Returns the
 // standardized dict: rope_type from rope_type|type|"default", rope_theta and
@@ -33,6 +31,14 @@ struct RopeKeySchema {
   std::vector<std::string> optional;
 };
 RopeKeySchema rope_key_schema(const std::string& rope_type);
+
+// The dict a shorthand such as "yarn:4" or a request policy names, built from
+// the type's registry row: {"rope_type": name, "factor": factor (when given,
+// else the row's default for a required factor)}, plus
+// original_max_position_embeddings = `trained_context` for the types that need
+// the original length, and every other required key that has a default
+// (llama3's low/high_freq_factor 1 and 4).
+nlohmann::json rope_dict_for(const RopeTypeInfo& info, std::optional<double> factor, int64_t trained_context);
 
 // Optional number at `key`: nullopt if absent or null; throws ConfigError
 // naming `source_key.key` if present with a non-numeric type.

@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "ropescale/config/gguf.h"
 #include "ropescale/config/model_config.h"
 #include "ropescale/rope/rope_spec.h"
 
@@ -55,11 +56,6 @@ struct WeightTensor {
 // what optimizers, gradient buffers and checkpoints walk.
 std::vector<WeightTensor> weight_tensors(LlamaModel& m);
 
-// The context a model trained at `trained` tokens reaches under `spec`, as a
-// converted file advertises it: factor × trained for the static scalings
-// (linear, ntk, yarn, longrope, llama3); dynamic methods and plain RoPE keep
-// the trained context.
-int64_t scaled_context(const RopeSpec& spec, int64_t trained);
 
 // llama2.c checkpoint (legacy v0 or "ak42" v1 fp32). Throws ConfigError naming
 // the file when it is truncated or inconsistent.
@@ -71,9 +67,11 @@ LlamaModel load_llama2c_model(const std::string& path);
 std::vector<uint8_t> serialize_llama2c_model(const LlamaModel& m);
 
 // GGUF (llama architecture; F32, F16, BF16, Q8_0 tensors). Throws ConfigError.
-LlamaModel load_gguf_model(const std::string& path);
+// `gguf_rope`: which of the file's two rope records to believe (gguf.h).
+LlamaModel load_gguf_model(const std::string& path, GgufRopeSource gguf_rope = GgufRopeSource::Agree);
 
-// Any supported model file, by content (GGUF magic, else llama2.c). Throws ConfigError.
-LlamaModel load_model(const std::string& path);
+// Any supported model file (src/model/load_model.cpp): an HF directory or
+// config.json, else by content (GGUF magic, else llama2.c). Throws ConfigError.
+LlamaModel load_model(const std::string& path, GgufRopeSource gguf_rope = GgufRopeSource::Agree);
 
 }  // namespace ropescale

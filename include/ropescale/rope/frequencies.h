@@ -25,6 +25,13 @@ struct RopeFrequencies {
 RopeFrequencies compute_frequencies(const RopeSpec& spec,
                                     std::optional<int64_t> seq_len = std::nullopt);
 
+// Plain RoPE: inv[j] = 1 / b^(2j/d), j = 0 … d/2−1.
+std::vector<double> default_inv_freq(double theta, int rotary_dim);
+
+// YaRN / NTK-by-parts blend at factor `s` (HF _compute_yarn_parameters; ggml
+// rope_yarn): fills inv and returns the attention factor in the spec's convention.
+double yarn_blend(const RopeSpec& spec, double s, std::vector<double>& inv);
+
 // get_mscale (DeepSeek/YaRN): 1 for s ≤ 1, else 0.1·m·ln(s) + 1.
 double yarn_mscale(double s, double m = 1.0);
 

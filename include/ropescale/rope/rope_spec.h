@@ -43,6 +43,8 @@ enum class Convention {
 
 // Largest rotary dimension accepted (real models rotate 2 to 512 channels).
 constexpr int kMaxRotaryDim = 1 << 16;
+// Largest scaling factor accepted; beyond it a setting is rejected as absurd.
+constexpr double kMaxFactor = 1e6;
 
 struct RopeSpec {
   RopeType type = RopeType::Default;
@@ -77,23 +79,35 @@ struct RopeSpec {
   std::vector<double> freq_divisors;
 
   int pairs() const { return rotary_dim / 2; }
-  bool is_dynamic() const {
-    return type == RopeType::Dynamic || type == RopeType::DynamicYarn ||
-           type == RopeType::LongRope;
-  }
+  // The frequencies follow the current sequence length (the type's registry row says).
+  bool is_dynamic() const;
+#if __cplusplus >= 202002L  // the CUDA sources are C++17
+  bool operator==(const RopeSpec&) const = default;
+#endif
 };
 
+// Names and aliases come from the registry (rope_types.h): "none" → default,
+// "su" → longrope, "ntk-aware"/"ntk_aware" → ntk, "dynamic-yarn"/"yarn_dynamic" → dynamic_yarn.
 std::string_view to_string(RopeType t);
+std::optional<RopeType> parse_rope_type(std::string_view name);
 std::string_view to_string(PairLayout l);
 std::string_view to_string(Convention c);
-// Accepts HF names and the aliases users meet: "none" → default, "su" → longrope,
-// "ntk-aware"/"ntk_aware" → ntk, "dynamic-yarn"/"yarn_dynamic" → dynamic_yarn.
-std::optional<RopeType> parse_rope_type(std::string_view name);
 std::optional<PairLayout> parse_pair_layout(std::string_view name);
 std::optional<Convention> parse_convention(std::string_view name);
 
-// Structural validation of a spec (not of a config file): returns an empty
-// string when usable, else a sentence naming the field and value at fault.
+// The one rule for the RoPE base, used by the config reader, `check` and
+// validate(): "" when usable, else what the value must be ("must be …"). θ ≤ 1 makes the frequencies grow
+// (or stay constant) with the pair index, which no model is trained with.
+std::string theta_problem(double theta);
+// The one rule for a scaling factor: finite, > 0 and ≤ kMaxFactor ("" or "must be …"/"is absurd …").
+std::string factor_problem(double factor);
+// The one rule for a per-pair list (LongRoPE factors, freq divisors): `pairs`
+// finite numbers > 0. `name` names the list in the message.
+std::string pair_list_problem(const std::vector<double>& list, int pairs, std::string_view name);
+
+// Structural validation of a spec (not of a config file): the common fields,
+// then the type's own rules from its registry row. Returns an empty string
+// when usable, else a sentence naming the field and value at fault.
 std::string validate(const RopeSpec& spec);
 
 }  // namespace ropescale
