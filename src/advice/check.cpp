@@ -8,6 +8,7 @@
 #include "ropescale/advice/export.h"
 #include "ropescale/config/error.h"
 #include "ropescale/config/json_text.h"
+#include "ropescale/config/model_shape.h"
 #include "ropescale/config/rope_params.h"
 #include "ropescale/rope/frequencies.h"
 #include "ropescale/rope/rope_types.h"
@@ -65,6 +66,9 @@ class Checker {
   }
 
   void model_level() {
+    // The model's shape (a model file is refused before this; a config.json is judged on what it states).
+    for (const auto& p : model_shape_problems(cfg_, cfg_.format != SourceFormat::HfConfig))
+      add(Severity::Error, "bad-model-shape", p.key, p.value, p.key + " " + p.reason, "fix the value (the model's published config has it)");
     const std::string t = string_or(cfg_.rope_parameters, "rope_type", "default");
     const bool scaled = !plain(cfg_.rope_parameters);
     if (cfg_.alibi && scaled)

@@ -5,6 +5,7 @@
 
 #include "ropescale/config/error.h"
 #include "ropescale/config/gguf.h"
+#include "ropescale/config/model_shape.h"
 #include "ropescale/config/rope_params.h"
 #include "ropescale/rope/frequencies.h"
 #include "ropescale/rope/rope_types.h"
@@ -95,6 +96,8 @@ ModelConfig model_config_from_gguf_keys(std::span<const uint8_t> bytes, const Gg
   c.num_attention_heads = m.count("attention.head_count").value_or(0);
   c.num_key_value_heads = m.count("attention.head_count_kv").value_or(c.num_attention_heads);
   c.vocab_size = m.count("vocab_size").value_or(0);
+  c.intermediate_size = m.count("feed_forward_length").value_or(0);
+  c.rms_norm_eps = m.number("attention.layer_norm_rms_epsilon");
   if (c.vocab_size == 0)
     if (const auto* toks = f.find("tokenizer.ggml.tokens"); toks && toks->value.is_array())
       c.vocab_size = static_cast<int64_t>(toks->value.size());
@@ -248,6 +251,7 @@ ModelConfig model_config_from_gguf(std::span<const uint8_t> bytes, const std::st
   }
   ModelConfig record = with_ropescale_record(keys, f, *own, path);
   if (source == GgufRopeSource::Agree && !keys.alibi) {
+    require_valid_model_shape(keys);  // a broken shape is the error to report, not the comparison it spoils
     std::string why;
     try {
       why = rope_disagreement(record, keys);

@@ -74,6 +74,8 @@ ModelConfig parse_hf_config(const std::string& text, const std::string& path) {
                               .value_or(m.num_attention_heads);
   m.num_hidden_layers = int_field(c, {"num_hidden_layers", "n_layer", "n_layers", "num_layers"}, path).value_or(0);
   m.vocab_size = int_field(c, {"vocab_size"}, path).value_or(0);
+  m.intermediate_size = int_field(c, {"intermediate_size", "n_inner", "ffn_dim"}, path).value_or(0);
+  m.rms_norm_eps = number_at(c, "rms_norm_eps", path, "");
   m.max_position_embeddings =
       int_field(c, {"max_position_embeddings", "max_seq_len", "n_positions", "seq_length"}, path).value_or(0);
   m.original_max_position_embeddings = int_field(c, {"original_max_position_embeddings"}, path);

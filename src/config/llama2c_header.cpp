@@ -106,6 +106,7 @@ ModelConfig model_config_from_llama2c(const Llama2cHeader& h, const std::string&
   c.num_key_value_heads = h.n_kv_heads;
   c.num_hidden_layers = h.n_layers;
   c.vocab_size = h.vocab_size;
+  c.intermediate_size = h.hidden_dim;
   c.head_dim = c.rotary_head_dim = h.head_dim();
   c.max_position_embeddings = h.seq_len;
   c.layout = PairLayout::Interleaved;  // llama2.c rotates (x[2i], x[2i+1]) like Meta

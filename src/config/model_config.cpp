@@ -9,6 +9,7 @@
 #include "ropescale/config/hf_config.h"
 #include "ropescale/config/llama2c_header.h"
 #include "ropescale/config/mapped_file.h"
+#include "ropescale/config/model_shape.h"
 #include "ropescale/config/rope_params.h"
 #include "ropescale/rope/rope_types.h"
 
@@ -53,7 +54,11 @@ ModelConfig load_model_config(const std::string& path_in, GgufRopeSource gguf_ro
   MappedFile file(path);
   const auto b = file.bytes();
   if (b.empty()) throw_unreadable(path, "file is empty");
-  if (b.size() >= 4 && std::memcmp(b.data(), "GGUF", 4) == 0) return model_config_from_gguf(b, path, gguf_rope);
+  if (b.size() >= 4 && std::memcmp(b.data(), "GGUF", 4) == 0) {
+    ModelConfig c = model_config_from_gguf(b, path, gguf_rope);
+    require_valid_model_shape(c);  // a model file states its whole shape
+    return c;
+  }
 
   uint32_t magic = 0;
   if (b.size() >= 4) std::memcpy(&magic, b.data(), 4);

@@ -7,6 +7,7 @@
 #include "ropescale/config/error.h"
 #include "ropescale/config/json_text.h"
 #include "ropescale/config/mapped_file.h"
+#include "ropescale/config/model_shape.h"
 #include "ropescale/config/rope_params.h"
 #include "ropescale/kernels/rotary.h"
 #include "ropescale/rope/frequencies.h"
@@ -250,8 +251,12 @@ LlamaModel load_gguf_model(const std::string& path, GgufRopeSource gguf_rope) {
   const ModelConfig& c = m.position;
   if (c.architecture != "llama")
     throw_invalid(path, "general.architecture", "\"" + c.architecture + "\"", "only the llama architecture runs (for now)");
+  require_valid_model_shape(c);
+  if (c.intermediate_size <= 0)
+    throw_invalid(path, shape_key(c, ShapeField::Intermediate), "(missing or 0)", "the feed-forward width is needed to run the model");
   auto& hp = m.hp;
   hp.dim = int(c.hidden_size);
+  hp.hidden_dim = int(c.intermediate_size);
   hp.n_layers = int(c.num_hidden_layers);
   hp.n_heads = int(c.num_attention_heads);
   hp.n_kv_heads = int(c.num_key_value_heads);
@@ -259,23 +264,37 @@ LlamaModel load_gguf_model(const std::string& path, GgufRopeSource gguf_rope) {
   hp.trained_context = int(c.trained_context());
   hp.layout = c.layout;
   hp.rope_theta = number_or(c.rope_parameters, "rope_theta", 10000.0);
-  if (const auto* ff = f.find("llama.feed_forward_length"); ff && ff->value.is_number()) hp.hidden_dim = ff->value.get<int>();
-  if (const auto* eps = f.find("llama.attention.layer_norm_rms_epsilon"); eps && eps->value.is_number()) hp.norm_eps = eps->value.get<float>();
-  if (hp.dim <= 0 || hp.n_layers <= 0 || hp.n_heads <= 0 || hp.n_kv_heads <= 0 || hp.hidden_dim <= 0 || hp.head_dim <= 0 ||
-      hp.n_heads % hp.n_kv_heads)
-    throw_invalid(path, "llama.*", "", "missing or inconsistent model dimensions");
+  hp.norm_eps = static_cast<float>(c.rms_norm_eps.value_or(hp.norm_eps));
+  // Every block the file holds is one the metadata counts (and the loop below needs each it counts).
+  std::vector<std::string> names;
+  for (const auto& t : f.tensors) names.push_back(t.name);
+  const int64_t blocks = detail::highest_layer_index(names, "blk.") + 1;
+  if (blocks > hp.n_layers)
+    throw_invalid(path, shape_key(c, ShapeField::Layers), std::to_string(hp.n_layers),
+                  "but the file holds tensors of " + std::to_string(blocks) + " blocks (blk.0 … blk." + std::to_string(blocks - 1) + ")");
   auto tensor = [&](const std::string& name, std::vector<uint64_t> dims) {
     const auto* t = f.find_tensor(name);
     if (!t) throw_invalid(path, "tensor " + name, "(missing)", "required by the llama architecture");
     if (t->dims != dims) {
       std::string got;
       for (auto d : t->dims) got += (got.empty() ? "" : "×") + std::to_string(d);
-      throw_invalid(path, "tensor " + name, got, "has the wrong shape");
+      std::string want;
+      for (auto d : dims) want += (want.empty() ? "" : "×") + std::to_string(d);
+      throw_invalid(path, "tensor " + name, got,
+                    "has the wrong shape: the metadata (" + shape_key(c, ShapeField::Hidden) + " " + std::to_string(hp.dim) +
+                        ", heads " + std::to_string(hp.n_heads) + "/" + std::to_string(hp.n_kv_heads) + " × " +
+                        std::to_string(hp.head_dim) + ", " + shape_key(c, ShapeField::Intermediate) + " " +
+                        std::to_string(hp.hidden_dim) + ") needs " + want);
     }
     return decode_tensor(bytes, f, *t, path);
   };
   const auto* emb = f.find_tensor("token_embd.weight");
   if (!emb || emb->dims.size() != 2) throw_invalid(path, "tensor token_embd.weight", "(missing)", "required");
+  if (emb->dims[1] < 1 || emb->dims[1] > (1u << 24))
+    throw_invalid(path, "tensor token_embd.weight", std::to_string(emb->dims[1]) + " rows", "the vocabulary must have 1 to 2^24 tokens");
+  if (c.vocab_size > 0 && uint64_t(c.vocab_size) != emb->dims[1])
+    throw_invalid(path, shape_key(c, ShapeField::Vocab), std::to_string(c.vocab_size),
+                  "disagrees with token_embd.weight, which has " + std::to_string(emb->dims[1]) + " rows");
   hp.vocab_size = int(emb->dims[1]);
   const uint64_t d = hp.dim, V = hp.vocab_size;
   m.token_embedding = tensor("token_embd.weight", {d, V});

@@ -12,6 +12,7 @@
 #include "ropescale/config/json_text.h"
 #include "ropescale/config/hf_config.h"
 #include "ropescale/config/mapped_file.h"
+#include "ropescale/config/model_shape.h"
 #include "ropescale/config/rope_params.h"
 #include "ropescale/config/safetensors.h"
 #include "ropescale/kernels/rotary.h"
@@ -114,28 +115,25 @@ LlamaModel load_hf_model(const std::string& path_in) {
   const ModelConfig& c = m.position;
   if (c.architecture != "llama" && c.architecture != "mistral")
     throw_invalid(cfg_path.string(), "model_type", "\"" + c.architecture + "\"", "only Llama-family models run (for now)");
-  // The raw config for fields ModelConfig does not keep.
-  MappedFile cf(cfg_path.string());
-  const json raw = json::parse(cf.bytes().begin(), cf.bytes().end(), nullptr, false);
+  require_valid_model_shape(c);
+  if (c.intermediate_size <= 0 || c.vocab_size <= 0)
+    throw_invalid(cfg_path.string(), c.intermediate_size <= 0 ? "intermediate_size" : "vocab_size", "(missing or 0)",
+                  "must be a positive integer to run the model");
   auto& hp = m.hp;
   hp.dim = int(c.hidden_size);
-  const double ff = number_or(raw, "intermediate_size", 0);
-  if (!(ff >= 1 && ff <= (1 << 24) && ff == std::floor(ff)))
-    throw_invalid(cfg_path.string(), "intermediate_size", raw.contains("intermediate_size") ? safe_dump(raw["intermediate_size"]) : "(missing)",
-                  "must be a positive integer");
-  hp.hidden_dim = static_cast<int>(ff);
+  hp.hidden_dim = int(c.intermediate_size);
   hp.n_layers = int(c.num_hidden_layers);
   hp.n_heads = int(c.num_attention_heads);
   hp.n_kv_heads = int(c.num_key_value_heads);
   hp.head_dim = int(c.head_dim);
   hp.vocab_size = int(c.vocab_size);
   hp.trained_context = int(c.trained_context());
-  hp.norm_eps = number_or(raw, "rms_norm_eps", 1e-5f);
+  hp.norm_eps = static_cast<float>(c.rms_norm_eps.value_or(1e-5));
   hp.rope_theta = number_or(c.rope_parameters, "rope_theta", 10000.0);
   hp.layout = PairLayout::HalfSplit;  // HF q/k rows are in rotate_half order
-  if (hp.dim <= 0 || hp.hidden_dim <= 0 || hp.n_layers <= 0 || hp.n_heads <= 0 || hp.n_kv_heads <= 0 || hp.vocab_size <= 0 ||
-      hp.n_heads % hp.n_kv_heads)
-    throw_invalid(cfg_path.string(), "hidden_size/intermediate_size/num_*", "", "missing or inconsistent model dimensions");
+  // The raw config for the one field ModelConfig does not keep (tie_word_embeddings).
+  MappedFile cf(cfg_path.string());
+  const json raw = json::parse(cf.bytes().begin(), cf.bytes().end(), nullptr, false);
 
   // One file, or shards listed in model.safetensors.index.json.
   std::vector<fs::path> shards;
@@ -162,7 +160,18 @@ LlamaModel load_hf_model(const std::string& path_in) {
     for (size_t i = 0; i < parsed.size(); ++i) {
       auto it = parsed[i].tensors.find(name);
       if (it == parsed[i].tensors.end()) continue;
-      if (it->second.shape != shape) throw_invalid(shards[i].string(), "tensor " + name, "", "has the wrong shape");
+      if (it->second.shape != shape) {
+        auto text = [](const std::vector<uint64_t>& v) {
+          std::string out;
+          for (auto x : v) out += (out.empty() ? "" : "×") + std::to_string(x);
+          return out;
+        };
+        throw_invalid(shards[i].string(), "tensor " + name, text(it->second.shape),
+                      "has the wrong shape: config.json (hidden_size " + std::to_string(hp.dim) + ", heads " +
+                          std::to_string(hp.n_heads) + "/" + std::to_string(hp.n_kv_heads) + " × " + std::to_string(hp.head_dim) +
+                          ", intermediate_size " + std::to_string(hp.hidden_dim) + ", vocab_size " + std::to_string(hp.vocab_size) +
+                          ") needs " + text(shape));
+      }
       const std::string& dt = it->second.dtype;
       if (dt != "F32" && dt != "F16" && dt != "BF16")
         throw_invalid(shards[i].string(), "tensor " + name, dt, "unsupported dtype (F32, F16, BF16 are)");
@@ -178,6 +187,13 @@ LlamaModel load_hf_model(const std::string& path_in) {
     for (const auto& p : parsed) if (p.tensors.count(name)) return true;
     return false;
   };
+  std::vector<std::string> names;
+  for (const auto& p : parsed)
+    for (const auto& [name, t] : p.tensors) names.push_back(name);
+  if (const int64_t layers = detail::highest_layer_index(names, "model.layers.") + 1; layers > hp.n_layers)
+    throw_invalid(cfg_path.string(), "num_hidden_layers", std::to_string(hp.n_layers),
+                  "but the checkpoint holds tensors of " + std::to_string(layers) + " layers (model.layers.0 … " +
+                      std::to_string(layers - 1) + ")");
   const uint64_t d = hp.dim, V = hp.vocab_size;
   m.token_embedding = tensor("model.embed_tokens.weight", {V, d});
   m.layers.resize(hp.n_layers);

@@ -57,6 +57,22 @@ inline std::vector<uint64_t> shape_of(const LayerTensor& t, const LlamaHParams& 
   return s;
 }
 
+// The highest layer index among tensor names "<prefix>N.…" (blk.N. in GGUF,
+// model.layers.N. in HF checkpoints); −1 when there are none. Used to refuse
+// files holding more layers than their metadata counts.
+template <class Names>
+int64_t highest_layer_index(const Names& names, const std::string& prefix) {
+  int64_t best = -1;
+  for (const std::string& n : names) {
+    if (n.compare(0, prefix.size(), prefix) != 0) continue;
+    int64_t v = 0;
+    size_t i = prefix.size();
+    for (; i < n.size() && n[i] >= '0' && n[i] <= '9' && v < (int64_t{1} << 40); ++i) v = v * 10 + (n[i] - '0');
+    if (i > prefix.size() && i < n.size() && n[i] == '.') best = std::max(best, v);
+  }
+  return best;
+}
+
 inline int heads_of(const LayerTensor& t, const LlamaHParams& hp) { return t.qk_heads == 1 ? hp.n_heads : hp.n_kv_heads; }
 
 }  // namespace ropescale::detail

@@ -145,6 +145,42 @@ TEST(Cli, CheckExitCodes) {
   EXPECT_NE(g.err.find("truncated"), std::string::npos);
 }
 
+TEST(Cli, ModelRulesAndDisagreeingRopeRecords) {
+  // check on a config.json judges the model's shape too: KV heads must divide the heads.
+  auto kv = test::write_temp("kv3.json", R"({"hidden_size":64,"num_attention_heads":8,"num_key_value_heads":3,"max_position_embeddings":512})");
+  auto c = run("check " + kv + " --json");
+  EXPECT_EQ(c.code, 1);
+  EXPECT_EQ(c.j()["findings"][0]["rule"], "bad-model-shape");
+  EXPECT_EQ(c.j()["findings"][0]["key"], "num_key_value_heads");
+  // A GGUF whose ropescale record (YaRN ×4) and llama.cpp keys (YaRN ×2) disagree.
+  using T = ropescale::GgufValueType;
+  const std::vector<ropescale::GgufKeyValue> md = {
+      {"general.architecture", T::String, T::Uint8, "llama"},
+      {"llama.context_length", T::Uint32, T::Uint8, 2048},
+      {"llama.embedding_length", T::Uint32, T::Uint8, 64},
+      {"llama.block_count", T::Uint32, T::Uint8, 2},
+      {"llama.attention.head_count", T::Uint32, T::Uint8, 4},
+      {"llama.attention.head_count_kv", T::Uint32, T::Uint8, 2},
+      {"llama.rope.scaling.type", T::String, T::Uint8, "yarn"},
+      {"llama.rope.scaling.factor", T::Float32, T::Uint8, 2.0},
+      {"llama.rope.scaling.original_context_length", T::Uint32, T::Uint8, 512},
+      {"ropescale.rope_parameters", T::String, T::Uint8, R"({"rope_type":"yarn","factor":4,"original_max_position_embeddings":512})"},
+  };
+  const auto path = test::write_temp("two-records.gguf", ropescale::serialize_gguf(md, {}));
+  auto both = run("inspect " + path);
+  EXPECT_EQ(both.code, 1);
+  EXPECT_NE(both.err.find("two-records.gguf"), std::string::npos) << both.err;
+  EXPECT_NE(both.err.find("ropescale.rope_parameters vs llama.rope.*"), std::string::npos) << both.err;
+  EXPECT_NE(both.err.find("--gguf-rope"), std::string::npos) << both.err;
+  auto ours = run("inspect " + path + " --gguf-rope ropescale --json");
+  ASSERT_EQ(ours.code, 0) << ours.err;
+  EXPECT_EQ(ours.j()["rope_parameters"]["factor"], 4);
+  auto theirs = run("inspect " + path + " --gguf-rope llama.cpp --json");
+  ASSERT_EQ(theirs.code, 0) << theirs.err;
+  EXPECT_EQ(theirs.j()["rope_parameters"]["factor"], 2.0);
+  EXPECT_EQ(run("inspect " + path + " --gguf-rope both").code, 2);
+}
+
 TEST(Cli, ErrorsNameFileKeyAndValue) {
   auto bad = test::write_temp("bad-type.json",
                               R"({"hidden_size":64,"num_attention_heads":8,"max_position_embeddings":512,"rope_scaling":{"rope_type":"yarn","factor":4,"original_max_position_embeddings":"512"}})");

@@ -5,6 +5,8 @@
 #include <string>
 
 #include "ropescale/config/gguf.h"
+#include "ropescale/model/gguf_model.h"
+#include "tiny_model.h"
 
 using namespace ropescale;
 using nlohmann::json;
@@ -40,5 +42,12 @@ int main(int argc, char** argv) {
   write(dir + "/longrope.gguf", serialize_gguf(base, {f32("rope_factors_long.weight", {1, 2, 3, 4}),
                                                       f32("rope_factors_short.weight", {1, 1, 1, 1})}));
   write(dir + "/rope_freqs.gguf", serialize_gguf(base, {f32("rope_freqs.weight", {1, 1, 2, 8})}));
+  // Whole models for the loader fuzzer: 1 layer, width 8, 2/1 heads, 16 tokens.
+  const LlamaModel tiny = test::tiny_llama(8, 8, 1, 2, 1, 16, 32);
+  std::vector<std::string> pieces{"<unk>", "<s>", "</s>"};
+  for (int i = 3; i < 16; ++i) pieces.push_back(std::string(1, char('a' + i)));
+  const auto tok = Llama2cTokenizer::from_pieces(pieces, std::vector<float>(16, 0.f));
+  write(dir + "/model-yarn.gguf", serialize_gguf_model(tiny, tok, WeightType::F32, json::parse(R"({"rope_type":"yarn","factor":4})")));
+  write(dir + "/model.bin", serialize_llama2c_model(tiny));
   return 0;
 }

@@ -42,6 +42,8 @@ struct ModelConfig {
   int64_t num_key_value_heads = 0;
   int64_t num_hidden_layers = 0;
   int64_t vocab_size = 0;
+  int64_t intermediate_size = 0;     // feed-forward width (0: not given)
+  std::optional<double> rms_norm_eps;
   int64_t head_dim = 0;              // channels per head (resolved)
   int64_t rotary_head_dim = 0;       // channels the rotary part sees (DeepSeek: qk_rope_head_dim)
   double partial_rotary_factor = 1.0;
