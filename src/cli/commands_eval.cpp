@@ -100,12 +100,12 @@ void run_eval(const EvalOptions& o, bool ppl, bool passkey) {
   po.lengths = o.lengths.empty() ? r.ppl_options.ctxs : parse_positive_ints(o.lengths, "--lengths");
   int64_t longest = 0;
   for (int64_t c : (ppl ? r.ppl_options.ctxs : po.lengths)) longest = std::max(longest, c);
-  r.methods = o.methods.empty() ? default_eval_methods(L, longest) : parse_eval_methods(o.methods, L);
-  if (baseline_method(r).empty()) {
-    r.methods.insert(r.methods.begin(), parse_eval_method("none", L));
+  // Each method resolved once, before any work: a bad setting fails here, naming its key.
+  r.methods = resolve_eval_methods(model, o.methods.empty() ? default_eval_methods(L, longest) : parse_eval_methods(o.methods, L));
+  if (!baseline_method(r)) {
+    r.methods.insert(r.methods.begin(), resolve_eval_methods(model, {parse_eval_method("none", L)})[0]);
     std::fprintf(stderr, "ropescale: added 'none' (plain RoPE) as the baseline of the short-context table\n");
   }
-  for (const auto& m : r.methods) (void)rope_spec_for_model(model, m.rope_scaling);  // bad settings fail first
 
   if (ppl) {
     if (o.text.empty() == o.ids.empty()) throw_unreadable("--text/--ids", "give exactly one input: --text FILE or --ids FILE");

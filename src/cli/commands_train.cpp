@@ -41,7 +41,8 @@ void run_training(const TrainCliOptions& o, bool finetune) {
   t.ctx = o.ctx, t.steps = o.steps, t.batch = o.batch, t.threads = o.threads, t.seed = o.seed;
   t.schedule.lr = o.lr, t.schedule.min_lr = o.min_lr, t.schedule.warmup = o.warmup;
   t.weight_decay = o.weight_decay, t.clip = o.clip, t.eval_every = o.eval_every, t.valid_sequences = o.valid;
-  t.checkpoint_every = o.checkpoint_every, t.stop_after = o.stop_after, t.out = o.out, t.resume = o.resume, t.rope_scaling = o.rope_scaling;
+  t.checkpoint_every = o.checkpoint_every, t.stop_after = o.stop_after, t.out = o.out, t.resume = o.resume;
+  if (!o.rope_scaling.empty()) t.rope_scaling = parse_rope_override(o.rope_scaling);
   t.mix = {o.passkey, o.key_value, o.repeat, o.copy_gap, o.recall};
   if (!(o.copy_gap >= 0 && o.copy_gap <= 1)) throw_unreadable("--copy-gap", "must be a share, 0 … 1");
   if (o.passkey < 0 || o.key_value < 0 || o.repeat < 0 || o.recall < 0 || o.passkey + o.key_value + o.repeat + o.recall > 1)
@@ -80,7 +81,7 @@ void run_training(const TrainCliOptions& o, bool finetune) {
     }
     recipe["tokenizer"] = "byte-level (259: <unk> <s> </s> + 256 bytes)";
   }
-  (void)rope_spec_for_model(model, o.rope_scaling);  // a bad setting fails before any work
+  (void)rope_setting_for_model(model, t.rope_scaling, "");  // a bad setting fails before any work
   std::vector<std::string> names;
   std::vector<std::string> texts;
   for (const auto& p : o.texts) texts.push_back(read_file_text(p)), names.push_back(std::filesystem::path(p).filename().string());

@@ -77,7 +77,7 @@ ModelConfig load_model_config(const std::string& path_in, GgufRopeSource gguf_ro
   }
 }
 
-void apply_rope_override(ModelConfig& cfg, const std::string& text) {
+json parse_rope_override(const std::string& text) {
   json o;
   try {
     o = json::parse(text);
@@ -85,7 +85,11 @@ void apply_rope_override(ModelConfig& cfg, const std::string& text) {
     throw_unreadable("--rope-scaling", std::string("not valid JSON (") + e.what() + ")");
   }
   if (!o.is_object()) throw_unreadable("--rope-scaling", "expected a JSON object such as {\"rope_type\":\"yarn\",\"factor\":4}");
-  apply_rope_setting(cfg, std::move(o), "--rope-scaling");
+  return o;
+}
+
+void apply_rope_override(ModelConfig& cfg, const std::string& text) {
+  apply_rope_setting(cfg, parse_rope_override(text), "--rope-scaling");
 }
 
 void apply_rope_setting(ModelConfig& cfg, nlohmann::json o, const std::string& source) {

@@ -10,6 +10,7 @@
 #include "ropescale/config/error.h"
 #include "ropescale/config/json_text.h"
 #include "ropescale/config/rope_params.h"
+#include "ropescale/model/session.h"
 #include "ropescale/rope/rope_types.h"
 
 namespace ropescale {
@@ -135,6 +136,13 @@ std::vector<EvalMethod> parse_eval_methods(const std::vector<std::string>& items
     for (std::string part; std::getline(ss, part, ',');) add(part);
   }
   if (out.empty()) throw_unreadable("--methods", "no methods given");
+  return out;
+}
+
+std::vector<RopeSetting> resolve_eval_methods(const LlamaModel& model, const std::vector<EvalMethod>& methods) {
+  std::vector<RopeSetting> out;
+  out.reserve(methods.size());
+  for (const auto& m : methods) out.push_back(rope_setting_for_model(model, m.rope_scaling, m.label));
   return out;
 }
 

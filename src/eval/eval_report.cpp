@@ -19,9 +19,10 @@ namespace {
 
 using json = nlohmann::json;
 
-const PerplexityResult* find_ppl(const EvalReport& r, const std::string& method, int64_t ctx) {
+// Results are joined to their method by the setting itself (label and resolved spec).
+const PerplexityResult* find_ppl(const EvalReport& r, const RopeSetting& method, int64_t ctx) {
   for (const auto& x : r.ppl)
-    if (x.method == method && x.ctx == ctx) return &x;
+    if (x.ctx == ctx && x.setting == method) return &x;
   return nullptr;
 }
 
@@ -36,20 +37,11 @@ std::vector<int64_t> short_contexts(const EvalReport& r, const LlamaModel& m) {
 struct Style {
   std::string color, dash;
 };
-Style method_style(const EvalMethod& m, size_t index) {
-  std::string family = m.label.substr(0, m.label.find(':'));
-  double factor = 0;
-  if (!m.rope_scaling.empty()) {
-    try {
-      const json j = json::parse(m.rope_scaling);
-      family = string_or(j, "rope_type", string_or(j, "type", family));
-      factor = number_or(j, "factor", 0);
-    } catch (const json::exception&) {
-    }
-  }
-  static const char* const fallback[] = {"#7f7f7f", "#bcbd22", "#e377c2", "#393b79", "#637939"};
-  const RopeTypeInfo* info = find_rope_type(family);
-  Style s{family == "model" ? "#555555" : info ? std::string(info->colour) : fallback[index % 5], ""};
+Style method_style(const RopeSetting& m, size_t index) {
+  (void)index;
+  const bool own = m.override_dict.is_null();  // "model": the file's own setting
+  Style s{own ? "#555555" : std::string(m.info().colour), ""};
+  const double factor = m.spec.type == RopeType::Default ? 0 : m.spec.factor;
   if (factor > 2.5 && factor <= 5) s.dash = "7 3";
   else if (factor > 5 && factor <= 10) s.dash = "3 2";
   else if (factor > 10) s.dash = "9 3 2 3";
@@ -63,14 +55,11 @@ std::string rotation_name(const std::optional<KeyRotation>& k) {
   return !k ? "auto (read for length-dependent methods, else write)" : *k == KeyRotation::AtRead ? "read" : "write";
 }
 
-json method_exports(const LlamaModel& model, const EvalMethod& m, int64_t target_context) {
+json method_exports(const RopeSetting& m, int64_t target_context) {
   json out = json::object();
-  ModelConfig cfg = model.position;
-  cfg.max_position_embeddings = model.hp.trained_context;
   try {
-    if (!m.rope_scaling.empty()) apply_rope_override(cfg, m.rope_scaling);
     for (ExportTarget t : {ExportTarget::HF, ExportTarget::VLLM, ExportTarget::LlamaCpp}) {
-      const ExportResult e = export_setting(cfg, t, target_context);
+      const ExportResult e = export_setting(m.position, t, target_context);
       out[std::string(to_string(t))] = {{"text", e.text}, {"exact", e.exact}, {"notes", e.notes}};
     }
   } catch (const ConfigError& e) {
@@ -94,12 +83,12 @@ double percent_change(double x, double base) { return (x / base - 1.0) * 100.0; 
 
 }  // namespace
 
-std::string baseline_method(const EvalReport& r) {
+const RopeSetting* baseline_method(const EvalReport& r) {
   for (const auto& m : r.methods)
-    if (m.label == "none") return m.label;
+    if (m.label == "none") return &m;
   for (const auto& m : r.methods)
-    if (!m.rope_scaling.empty() && string_or(json::parse(m.rope_scaling), "rope_type", "") == "default") return m.label;
-  return "";
+    if (!m.override_dict.is_null() && m.spec.type == RopeType::Default) return &m;
+  return nullptr;
 }
 
 json eval_json(const EvalReport& r, const LlamaModel& model) {
@@ -112,9 +101,7 @@ json eval_json(const EvalReport& r, const LlamaModel& model) {
             {"command", r.command},
             {"seconds", r.seconds}};
   json methods = json::array();
-  for (const auto& m : r.methods)
-    methods.push_back({{"method", m.label},
-                       {"rope_scaling", m.rope_scaling.empty() ? json(nullptr) : json::parse(m.rope_scaling)}});
+  for (const auto& m : r.methods) methods.push_back({{"method", m.label}, {"rope_scaling", m.override_dict}});
   j["methods"] = methods;
   if (!r.ppl.empty()) {
     j["input"] = {{"file", r.input}, {"tokens", r.input_tokens}};
@@ -130,8 +117,8 @@ json eval_json(const EvalReport& r, const LlamaModel& model) {
       json buckets = json::array();
       for (const auto& b : nll_buckets(x, r.bucket))
         buckets.push_back({{"start", b.start}, {"end", b.end}, {"nll", b.tokens ? json(b.nll) : json(nullptr)}, {"tokens", b.tokens}});
-      results.push_back({{"method", x.method},
-                         {"rope_scaling", x.rope_scaling.empty() ? json(nullptr) : json::parse(x.rope_scaling)},
+      results.push_back({{"method", x.setting.label},
+                         {"rope_scaling", x.setting.override_dict},
                          {"ctx", x.ctx},
                          {"windows", x.windows},
                          {"tokens", x.tokens},
@@ -141,14 +128,14 @@ json eval_json(const EvalReport& r, const LlamaModel& model) {
     }
     j["results"] = results;
     json shorts = json::array();
-    const std::string base = baseline_method(r);
+    const RopeSetting* base = baseline_method(r);
     for (int64_t c : short_contexts(r, model))
       for (const auto& m : r.methods) {
-        const auto* x = find_ppl(r, m.label, c);
-        const auto* b = base.empty() ? nullptr : find_ppl(r, base, c);
+        const auto* x = find_ppl(r, m, c);
+        const auto* b = base ? find_ppl(r, *base, c) : nullptr;
         if (!x) continue;
         json row = {{"method", m.label}, {"ctx", c}, {"ppl", x->ppl}};
-        if (b) row["baseline"] = base, row["baseline_ppl"] = b->ppl, row["change_percent"] = percent_change(x->ppl, b->ppl);
+        if (b) row["baseline"] = base->label, row["baseline_ppl"] = b->ppl, row["change_percent"] = percent_change(x->ppl, b->ppl);
         shorts.push_back(row);
       }
     j["short_context"] = shorts;
@@ -187,21 +174,21 @@ std::string eval_summary_text(const EvalReport& r, const LlamaModel& model) {
     for (const auto& m : r.methods) {
       s += fmt::format("{:<{}}", m.label, w);
       for (int64_t c : r.ppl_options.ctxs) {
-        const auto* x = find_ppl(r, m.label, c);
+        const auto* x = find_ppl(r, m, c);
         s += fmt::format("{:>10}", x ? fixed(x->ppl, 3) : "");
       }
       s += "\n";
     }
-    const std::string base = baseline_method(r);
+    const RopeSetting* base = baseline_method(r);
     const auto shorts = short_contexts(r, model);
-    if (!base.empty() && !shorts.empty()) {
-      s += fmt::format("\nshort context: perplexity change against {} (≤ {} tokens)\n{:<{}}", base, L, "method", w);
+    if (base && !shorts.empty()) {
+      s += fmt::format("\nshort context: perplexity change against {} (≤ {} tokens)\n{:<{}}", base->label, L, "method", w);
       for (int64_t c : shorts) s += fmt::format("{:>10}", c);
       s += "\n";
       for (const auto& m : r.methods) {
         s += fmt::format("{:<{}}", m.label, w);
         for (int64_t c : shorts) {
-          const auto *x = find_ppl(r, m.label, c), *b = find_ppl(r, base, c);
+          const auto *x = find_ppl(r, m, c), *b = find_ppl(r, *base, c);
           s += fmt::format("{:>10}", x && b ? fmt::format("{:+.2f}%", percent_change(x->ppl, b->ppl)) : "");
         }
         s += "\n";
@@ -275,7 +262,7 @@ std::string eval_report_html(const EvalReport& r, const LlamaModel& model) {
       h += "<tr><td>" + html_escape(m.label) + "</td>";
       std::string tokens;
       for (int64_t c : ctxs) {
-        const auto* x = find_ppl(r, m.label, c);
+        const auto* x = find_ppl(r, m, c);
         h += x ? fmt::format("<td{}>{}</td>", x->ppl == best[c] ? " class=\"best\"" : "", fixed(x->ppl, 3)) : "<td></td>";
         if (x) tokens += (tokens.empty() ? "" : " / ") + std::to_string(x->tokens);
       }
@@ -292,7 +279,7 @@ std::string eval_report_html(const EvalReport& r, const LlamaModel& model) {
     for (size_t i = 0; i < r.methods.size(); ++i) {
       PlotSeries s{r.methods[i].label, styles[i].color, styles[i].dash, {}};
       for (int64_t c : ctxs)
-        if (const auto* x = find_ppl(r, r.methods[i].label, c)) s.points.push_back({double(c), x->ppl});
+        if (const auto* x = find_ppl(r, r.methods[i], c)) s.points.push_back({double(c), x->ppl});
       pc.series.push_back(std::move(s));
     }
     h += render_svg(pc);
@@ -307,7 +294,7 @@ std::string eval_report_html(const EvalReport& r, const LlamaModel& model) {
       pp.y_label = "NLL (nats / token)";
       if (c > L) pp.x_marks = {{double(L), "trained"}};
       for (size_t i = 0; i < r.methods.size(); ++i) {
-        const auto* x = find_ppl(r, r.methods[i].label, c);
+        const auto* x = find_ppl(r, r.methods[i], c);
         if (!x) continue;
         PlotSeries s{r.methods[i].label, styles[i].color, styles[i].dash, {}};
         for (const auto& b : nll_buckets(*x, r.bucket)) s.points.push_back({0.5 * double(b.start + b.end), b.nll});
@@ -316,14 +303,14 @@ std::string eval_report_html(const EvalReport& r, const LlamaModel& model) {
       h += render_svg(pp);
     }
 
-    const std::string base = baseline_method(r);
+    const RopeSetting* base = baseline_method(r);
     const auto shorts = short_contexts(r, model);
     h += "<h2>Short-context regression</h2>\n";
-    if (base.empty() || shorts.empty()) {
+    if (!base || shorts.empty()) {
       h += "<p>Not measured: the run has no unscaled baseline (<code>none</code>) or no context length ≤ the trained "
            "length.</p>\n";
     } else {
-      h += "<p>Each method at lengths within the trained context, against " + html_escape(base) +
+      h += "<p>Each method at lengths within the trained context, against " + html_escape(base->label) +
            ". A static factor that hurts short prompts shows here; dynamic methods should match the baseline. "
            "Changes above +1 % are marked.</p>\n<table><tr><th>method</th>";
       for (int64_t c : shorts) h += fmt::format("<th>ppl @ {}</th><th>change</th>", c);
@@ -331,7 +318,7 @@ std::string eval_report_html(const EvalReport& r, const LlamaModel& model) {
       for (const auto& m : r.methods) {
         h += "<tr><td>" + html_escape(m.label) + "</td>";
         for (int64_t c : shorts) {
-          const auto *x = find_ppl(r, m.label, c), *b = find_ppl(r, base, c);
+          const auto *x = find_ppl(r, m, c), *b = find_ppl(r, *base, c);
           if (!x || !b) {
             h += "<td></td><td></td>";
             continue;
@@ -399,9 +386,9 @@ std::string eval_report_html(const EvalReport& r, const LlamaModel& model) {
     for (int64_t l : r.passkey_options->lengths) reach = std::max(reach, l);
   for (const auto& m : r.methods) {
     h += "<details><summary>" + html_escape(m.label) + "</summary>\n<pre>" +
-         html_escape(m.rope_scaling.empty() ? "(the model file's own setting)" : safe_dump(json::parse(m.rope_scaling), 2)) +
+         html_escape(m.override_dict.is_null() ? "(the model file's own setting)" : safe_dump(m.override_dict, 2)) +
          "</pre>\n";
-    const json ex = method_exports(model, m, reach);
+    const json ex = method_exports(m, reach);
     if (ex.contains("error")) {
       h += "<p class=\"bad\">" + html_escape(ex["error"].get<std::string>()) + "</p>\n";
     } else {

@@ -16,18 +16,18 @@ int count(const std::string& s, const std::string& what) { return count_occurren
 
 // A finished run with made-up numbers: two methods, two lengths, one passkey cell each.
 EvalReport sample_report() {
+  const LlamaModel model = test::tiny_llama(8, 16, 1, 2, 1, 300, 16);
   EvalReport r;
   r.model_path = "tiny<model>.bin";
   r.input = "text.txt";
   r.input_tokens = 4096;
-  r.methods = parse_eval_methods({"none,yarn:2"}, 16);
+  r.methods = resolve_eval_methods(model, parse_eval_methods({"none,yarn:2"}, 16));
   r.ppl_options.ctxs = {16, 32};
   r.bucket = 8;
   for (const auto& m : r.methods)
     for (int64_t ctx : r.ppl_options.ctxs) {
       PerplexityResult x;
-      x.method = m.label;
-      x.rope_scaling = m.rope_scaling;
+      x.setting = m;
       x.ctx = ctx;
       x.windows = 2;
       x.position_nll.assign(ctx, 0.0);

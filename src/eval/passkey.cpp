@@ -140,7 +140,7 @@ std::vector<PasskeyPrompt> build_passkey_prompts(const Tokenizer& tok, const Pas
 }
 
 std::vector<PasskeyTrial> evaluate_passkey(const LlamaModel& model, const Tokenizer& tok,
-                                           const std::vector<EvalMethod>& methods,
+                                           const std::vector<RopeSetting>& methods,
                                            const std::vector<PasskeyPrompt>& prompts, const PasskeyOptions& o,
                                            const EvalProgress& progress) {
   int64_t longest = 0, total = 0;
@@ -155,7 +155,7 @@ std::vector<PasskeyTrial> evaluate_passkey(const LlamaModel& model, const Tokeni
   std::vector<PasskeyTrial> out;
   int64_t done = 0;
   for (const auto& m : methods) {
-    InferenceSession s(model, session_options_for(model, m, o.run, longest + std::max<int64_t>(generate, longest_answer)));
+    InferenceSession s(model, session_options_for(m, o.run, longest + std::max<int64_t>(generate, longest_answer)));
     for (const auto& p : prompts) {
       PasskeyTrial t{m.label, p.length, p.depth, p.trial, p.key, "", false, 1, 0.0};
       s.reset();

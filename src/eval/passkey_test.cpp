@@ -95,7 +95,7 @@ TEST_F(Passkey, ScoresAgreeWithAFreshForwardPass) {
   o.trials = 1;
   o.alternatives = 4;
   const auto prompts = build_passkey_prompts(*tok_, o);
-  const auto methods = parse_eval_methods({"none,yarn:2"}, 512);
+  const auto methods = resolve_eval_methods(m, parse_eval_methods({"none,yarn:2"}, 512));
   const auto trials = evaluate_passkey(m, *tok_, methods, prompts, o);
   ASSERT_EQ(trials.size(), 2u * 4);
   for (const auto& t : trials) {
@@ -105,7 +105,7 @@ TEST_F(Passkey, ScoresAgreeWithAFreshForwardPass) {
   }
   // log p(key | prompt) from one uninterrupted pass over prompt + key.
   const auto& p = prompts[3];
-  SessionOptions so = session_options_for(m, methods[1], RunOptions{}, 1024);
+  SessionOptions so = session_options_for(methods[1], RunOptions{}, 1024);
   InferenceSession s(m, so);
   std::vector<int> all = p.ids;
   all.insert(all.end(), p.answers[0].begin(), p.answers[0].end());

@@ -30,10 +30,9 @@ std::vector<EvalWindow> plan_windows(int64_t n, int64_t ctx, int64_t stride) {
   return w;
 }
 
-SessionOptions session_options_for(const LlamaModel& model, const EvalMethod& method, const RunOptions& run,
-                                   int64_t max_context) {
+SessionOptions session_options_for(const RopeSetting& setting, const RunOptions& run, int64_t max_context) {
   SessionOptions so;
-  so.rope = rope_spec_for_model(model, method.rope_scaling);
+  so.rope = setting.spec;
   so.max_context = max_context;
   so.chunk = run.chunk;
   so.threads = run.threads;
@@ -82,10 +81,10 @@ int64_t score_window(InferenceSession& session, std::span<const int> tokens, int
 }
 
 std::vector<PerplexityResult> evaluate_perplexity(const LlamaModel& model, std::span<const int> ids,
-                                                  const std::vector<EvalMethod>& methods,
+                                                  const std::vector<RopeSetting>& methods,
                                                   const PerplexityOptions& opt, const EvalProgress& progress) {
   if (opt.ctxs.empty()) throw std::invalid_argument("no context lengths given");
-  // Plan everything first (and check every method) so errors come before the work.
+  // Plan everything first so errors come before the work (the methods were checked when resolved).
   std::vector<std::vector<EvalWindow>> plans;
   int64_t total = 0;
   for (int64_t ctx : opt.ctxs) {
@@ -95,17 +94,14 @@ std::vector<PerplexityResult> evaluate_perplexity(const LlamaModel& model, std::
                                   std::to_string(ctx));
     for (const auto& w : plans.back()) total += (w.end - w.begin) * int64_t(methods.size());
   }
-  for (const auto& m : methods) (void)rope_spec_for_model(model, m.rope_scaling);
-
   std::vector<PerplexityResult> results;
   int64_t done = 0;
   for (size_t c = 0; c < opt.ctxs.size(); ++c) {
     const int64_t ctx = opt.ctxs[c];
     for (const auto& m : methods) {
-      InferenceSession session(model, session_options_for(model, m, opt.run, ctx));
+      InferenceSession session(model, session_options_for(m, opt.run, ctx));
       PerplexityResult r;
-      r.method = m.label;
-      r.rope_scaling = m.rope_scaling;
+      r.setting = m;
       r.ctx = ctx;
       r.position_nll.assign(ctx, 0.0);
       r.position_tokens.assign(ctx, 0);

@@ -87,7 +87,7 @@ TEST(Perplexity, TinyModelMatchesHandComputation) {
   PerplexityOptions opt;
   opt.ctxs = {8};
   opt.run.chunk = 3;  // windows cross chunk boundaries
-  const auto res = evaluate_perplexity(m, ids, {{"none", ""}}, opt);
+  const auto res = evaluate_perplexity(m, ids, resolve_eval_methods(m, {{"none", ""}}), opt);
   ASSERT_EQ(res.size(), 1u);
   EXPECT_EQ(res[0].tokens, 7);
   EXPECT_NEAR(res[0].nll, sum / 7, 1e-6);
@@ -104,7 +104,7 @@ TEST(Perplexity, TinyModelMatchesHandComputation) {
   // Sliding windows of 4 every 2 score each of the 7 predictable tokens once.
   opt.ctxs = {4};
   opt.stride = 2;
-  const auto slide = evaluate_perplexity(m, ids, {{"none", ""}}, opt);
+  const auto slide = evaluate_perplexity(m, ids, resolve_eval_methods(m, {{"none", ""}}), opt);
   EXPECT_EQ(slide[0].tokens, 7);
   EXPECT_NEAR(slide[0].nll, sum / 7, 1e-6);  // this model has no context, so the windows change nothing
 }
@@ -122,7 +122,7 @@ TEST(Perplexity, Stories260KShortContextAndDynamicMethods) {
   ASSERT_GT(ids.size(), 2048u);
   PerplexityOptions opt;
   opt.ctxs = {512};
-  const auto methods = parse_eval_methods({"none,dynamic,dynamic_yarn,linear:4"}, 512);
+  const auto methods = resolve_eval_methods(m, parse_eval_methods({"none,dynamic,dynamic_yarn,linear:4"}, 512));
   const auto r = evaluate_perplexity(m, std::span<const int>(ids.data(), 2048), methods, opt);
   ASSERT_EQ(r.size(), 4u);
   EXPECT_EQ(r[0].windows, 4);

@@ -71,10 +71,9 @@ void write_checkpoint(const LlamaModel& model, const Llama2cTokenizer& vocab, co
   training["clip"] = o.clip;
   training["seed"] = o.seed;
   training["synthetic"] = {{"passkey", o.mix.passkey}, {"key_value", o.mix.key_value}, {"repeat", o.mix.repeat}, {"copy_gap", o.mix.copy_gap}, {"recall", o.mix.recall}};
-  if (!o.rope_scaling.empty()) training["rope_scaling"] = json::parse(o.rope_scaling);
+  if (!o.rope_scaling.is_null()) training["rope_scaling"] = o.rope_scaling;
   training["last"] = log;
-  const json rope = o.rope_scaling.empty() ? json(nullptr) : json::parse(o.rope_scaling);
-  const auto bytes = serialize_gguf_model(model, vocab, WeightType::F32, rope, training);
+  const auto bytes = serialize_gguf_model(model, vocab, WeightType::F32, o.rope_scaling, training);
   const std::string tmp = o.out + ".tmp";
   write_file(tmp, bytes, "the checkpoint of " + o.out);
   std::filesystem::rename(tmp, o.out);  // a crash never leaves half a checkpoint
@@ -149,7 +148,7 @@ TrainLogRow train_llama(LlamaModel& model, const Llama2cTokenizer& vocab, const 
   if (o.ctx < 2 || o.steps < 1 || o.batch < 1) throw std::invalid_argument("train: ctx >= 2, steps >= 1 and batch >= 1");
   if (corpus.train.size() < size_t(o.ctx) + 2) throw std::invalid_argument("train: the training text is shorter than one sequence");
   if (o.out.empty()) throw std::invalid_argument("train: no output path");
-  const RopeSpec rope = rope_spec_for_model(model, o.rope_scaling);
+  const RopeSpec rope = rope_setting_for_model(model, o.rope_scaling, "").spec;
   Schedule schedule = o.schedule;
   schedule.total = o.steps;
   AdamW opt(model);

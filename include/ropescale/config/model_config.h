@@ -89,6 +89,8 @@ ModelConfig load_model_config(const std::string& path, GgufRopeSource gguf_rope 
 // The override replaces rope_scaling wholesale; rope_theta and
 // partial_rotary_factor are kept unless the override sets them. Throws ConfigError.
 void apply_rope_override(ModelConfig& cfg, const std::string& override_json);
+// The override text as a JSON object; throws ConfigError (Unreadable, naming --rope-scaling).
+nlohmann::json parse_rope_override(const std::string& override_json);
 // The same for a dict already parsed; `source` names it in messages
 // ("--rope-scaling", "rope_scaling" for a recommended setting).
 void apply_rope_setting(ModelConfig& cfg, nlohmann::json rope_dict, const std::string& source);

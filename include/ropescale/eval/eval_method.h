@@ -8,6 +8,9 @@
 #include <string>
 #include <vector>
 
+#include "ropescale/config/rope_setting.h"
+#include "ropescale/model/llama_model.h"
+
 namespace ropescale {
 
 struct EvalMethod {
@@ -25,6 +28,11 @@ EvalMethod parse_eval_method(const std::string& text, int64_t trained_context);
 // Several, from --methods items; an item that is not JSON may hold several
 // shorthands separated by commas ("none,linear:2,yarn:4"). Labels must differ.
 std::vector<EvalMethod> parse_eval_methods(const std::vector<std::string>& items, int64_t trained_context);
+
+// Each method resolved once against the model: its label, dict, the model's
+// position facts with it applied, and its spec (the value evaluations, results
+// and reports carry). Throws ConfigError naming the method's key and value.
+std::vector<RopeSetting> resolve_eval_methods(const LlamaModel& model, const std::vector<EvalMethod>& methods);
 
 // The default comparison for contexts up to `max_ctx`: none; linear, ntk and
 // yarn at every power-of-two factor up to max_ctx / trained; dynamic; dynamic_yarn.

@@ -19,7 +19,7 @@ struct EvalReport {
   std::string model_path;
   std::string input;            // the text or ids file ("" when perplexity was not run)
   int64_t input_tokens = 0;     // tokens in the input (before windowing)
-  std::vector<EvalMethod> methods;
+  std::vector<RopeSetting> methods;  // resolved once (resolve_eval_methods); results join on them
   PerplexityOptions ppl_options;
   int64_t bucket = 0;           // NLL bucket width, positions
   std::vector<PerplexityResult> ppl;
@@ -30,8 +30,8 @@ struct EvalReport {
 };
 
 // The baseline for the short-context table: the method labelled "none", else
-// the first whose rope_scaling is plain RoPE; "" when there is none.
-std::string baseline_method(const EvalReport& r);
+// the first whose override is plain RoPE; nullptr when there is none.
+const RopeSetting* baseline_method(const EvalReport& r);
 
 // {"model", "trained_context", "input", "protocol", "results": [{"method",
 // "rope_scaling", "ctx", "windows", "tokens", "nll", "ppl", "buckets": [...]}],

@@ -72,7 +72,7 @@ struct PasskeyTrial {
 
 // Every method on every prompt (method-major). `progress` counts prompt tokens.
 std::vector<PasskeyTrial> evaluate_passkey(const LlamaModel& model, const Tokenizer& tok,
-                                           const std::vector<EvalMethod>& methods,
+                                           const std::vector<RopeSetting>& methods,
                                            const std::vector<PasskeyPrompt>& prompts, const PasskeyOptions& options,
                                            const EvalProgress& progress = {});
 

@@ -46,7 +46,7 @@ struct RunOptions {  // how sessions are run, shared by every evaluation
 };
 
 // Session options for one method (see RunOptions), max_context tokens of cache.
-SessionOptions session_options_for(const LlamaModel& model, const EvalMethod& method, const RunOptions& run,
+SessionOptions session_options_for(const RopeSetting& setting, const RunOptions& run,
                                    int64_t max_context);
 
 struct PerplexityOptions {
@@ -56,8 +56,7 @@ struct PerplexityOptions {
 };
 
 struct PerplexityResult {
-  std::string method;        // label
-  std::string rope_scaling;  // the override JSON ("" = the model's own setting)
+  RopeSetting setting;       // the method, as resolved (label, dict, spec)
   int64_t ctx = 0;
   int64_t windows = 0;
   int64_t tokens = 0;        // scored tokens
@@ -86,10 +85,10 @@ int64_t score_window(InferenceSession& session, std::span<const int> tokens, int
 using EvalProgress = std::function<void(int64_t done, int64_t total)>;
 
 // Every method at every context, on the same windows of `ids`. Results are in
-// ctx-major order. Throws ConfigError for an unusable method and
+// ctx-major order. Methods are resolved settings (resolve_eval_methods); throws
 // std::invalid_argument when `ids` has no full window for some ctx.
 std::vector<PerplexityResult> evaluate_perplexity(const LlamaModel& model, std::span<const int> ids,
-                                                  const std::vector<EvalMethod>& methods,
+                                                  const std::vector<RopeSetting>& methods,
                                                   const PerplexityOptions& options, const EvalProgress& progress = {});
 
 }  // namespace ropescale

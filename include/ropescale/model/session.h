@@ -21,6 +21,7 @@
 
 #include "ropescale/kernels/attention.h"
 #include "ropescale/kernels/rotary.h"
+#include "ropescale/config/rope_setting.h"
 #include "ropescale/model/llama_model.h"
 #include "ropescale/rope/frequencies.h"
 
@@ -38,8 +39,11 @@ struct SessionOptions {
 };
 
 // The model's own RoPE setting, or a request override given as the JSON a user
-// passes to vLLM (e.g. {"rope_type":"yarn","factor":8}); original lengths
-// default to the model's trained context. Throws ConfigError.
+// passes to vLLM (e.g. {"rope_type":"yarn","factor":8}), resolved once;
+// original lengths default to the model's trained context. Throws ConfigError.
+RopeSetting rope_setting_for_model(const LlamaModel& m, const std::string& rope_scaling_json = "", std::string label = "");
+RopeSetting rope_setting_for_model(const LlamaModel& m, const nlohmann::json& rope_dict, std::string label);
+// Its spec alone.
 RopeSpec rope_spec_for_model(const LlamaModel& m, const std::string& rope_scaling_json = "");
 
 // The request policy production teams use: up to the model's trained context

@@ -32,7 +32,7 @@ struct TrainOptions {
   int valid_sequences = 16;
   int64_t checkpoint_every = 0;   // 0 = only at the end
   std::string out;                // checkpoint path (.gguf)
-  std::string rope_scaling;       // the scaling to train with ("" = the model's own)
+  nlohmann::json rope_scaling;    // the scaling to train with, as a rope dict (null = the model's own)
   bool resume = false;            // continue from out + ".adam"
   int64_t stop_after = 0;         // > 0: stop (with a checkpoint) after this many steps of this run
 };
