@@ -10,6 +10,7 @@
 #include "commands.h"
 #include "output.h"
 #include "progress.h"
+#include "runtime_flags.h"
 #include "ropescale/config/error.h"
 #include "ropescale/config/json_text.h"
 #include "ropescale/config/mapped_file.h"
@@ -23,10 +24,11 @@ namespace {
 
 struct EvalOptions {
   std::string model, tokenizer, text, ids, ctx = "512,1024,2048,4096", lengths, depths = "0,0.25,0.5,0.75,1";
-  std::string haystack, json_path, report_path, key_rotation = "auto", kv_cache = "f32";
+  std::string haystack, json_path, report_path;
+  RuntimeFlags runtime;
   std::vector<std::string> methods;
   int64_t stride = 0, tokens = 0, bucket = 0;
-  int trials = 2, alternatives = 9, chunk = 256, threads = 0;
+  int trials = 2, alternatives = 9;
   uint64_t seed = 1;
   bool quiet = false;
 };
@@ -52,15 +54,7 @@ std::vector<int> read_ids(const std::string& path, int vocab) {
 }
 
 RunOptions run_options(const EvalOptions& o) {
-  RunOptions r;
-  r.chunk = o.chunk;
-  r.threads = o.threads;
-  if (o.kv_cache == "f16") r.kv_cache = KvType::F16;
-  else if (o.kv_cache != "f32") throw_unreadable("--kv-cache", "'" + o.kv_cache + "' is not one of f32, f16");
-  if (o.key_rotation == "read") r.key_rotation = KeyRotation::AtRead;
-  else if (o.key_rotation == "write") r.key_rotation = KeyRotation::AtWrite;
-  else if (o.key_rotation != "auto") throw_unreadable("--key-rotation", "'" + o.key_rotation + "' is not one of auto, read, write");
-  return r;
+  return {o.runtime.chunk, o.runtime.threads, kv_cache_of(o.runtime), key_rotation_of(o.runtime)};
 }
 
 std::vector<double> parse_depths(const std::string& text) {
@@ -163,18 +157,12 @@ void add_common(CLI::App* c, EvalOptions& o) {
   c->add_option("--model", o.model, "Model file (llama2.c, GGUF) or HF directory")->required();
   c->add_option("--tokenizer", o.tokenizer, "Tokenizer (default: the model's own or beside it)");
   c->add_option("--methods", o.methods,
-                "Rope settings to compare: shorthands none, model, linear:F, ntk:F, dynamic[:F], yarn:F, dynamic_yarn, "
-                "llama3:F, longrope:FILE (comma-separated or repeated), or JSON objects. Default: none, linear/ntk/yarn at "
-                "2×, 4×, … up to the longest length, dynamic, dynamic_yarn");
+                "Rope settings to compare: shorthands " + eval_method_shorthands() +
+                    " (comma-separated or repeated), or JSON objects. Default: none, linear/ntk/yarn at 2×, 4×, … up to "
+                    "the longest length, dynamic, dynamic_yarn");
   c->add_option("--json", o.json_path, "Write all results as JSON to FILE ('-' = stdout)");
   c->add_option("--report", o.report_path, "Write a self-contained HTML report to FILE");
-  c->add_option("--chunk", o.chunk, "Prefill chunk size (tokens)")->capture_default_str()->check(CLI::PositiveNumber);
-  c->add_option("--threads", o.threads, "Threads (0 = all cores)")->capture_default_str()->check(CLI::NonNegativeNumber);
-  c->add_option("--kv-cache", o.kv_cache, "KV-cache storage: f32 or f16")->capture_default_str();
-  c->add_option("--key-rotation", o.key_rotation,
-                "auto | read | write: how cached keys follow length-dependent frequencies (auto = read for dynamic "
-                "methods, exact; write = HF/vLLM behaviour)")
-      ->capture_default_str();
+  add_runtime_flags(c, o.runtime, {.rotation_auto = true});
   c->add_flag("--quiet", o.quiet, "No summary table on stdout");
 }
 

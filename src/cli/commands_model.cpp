@@ -14,6 +14,7 @@
 
 #include "commands.h"
 #include "output.h"
+#include "runtime_flags.h"
 #include "ropescale/config/error.h"
 #include "ropescale/config/json_text.h"
 #include "ropescale/config/mapped_file.h"
@@ -29,20 +30,14 @@ namespace ropescale::cli {
 namespace {
 
 struct GenerateOptions {
-  std::string model, tokenizer, prompt, rope_scaling, key_rotation = "write", rope_policy, kv_cache = "f32";
+  std::string model, tokenizer, prompt, rope_scaling, rope_policy;
+  RuntimeFlags runtime;
   double policy_granularity = 1.0;
   int64_t ctx = 0;
   int max_tokens = 256;
   double temperature = 0.0;
   uint64_t seed = 42;
-  int threads = 0;
 };
-
-KvType parse_kv_cache(const std::string& s) {
-  if (s == "f32") return KvType::F32;
-  if (s == "f16") return KvType::F16;
-  throw_unreadable("--kv-cache", "'" + s + "' is not one of f32, f16");
-}
 
 int sample(const std::vector<float>& logits, double temperature, std::mt19937_64& rng) {
   if (temperature <= 0) return static_cast<int>(std::max_element(logits.begin(), logits.end()) - logits.begin());
@@ -70,15 +65,14 @@ void run_generate(const GenerateOptions& o) {
                  rope_scaling.empty() ? "plain RoPE (within the trained context)" : rope_scaling.c_str());
   }
   so.rope = rope_spec_for_model(model, rope_scaling);
-  so.key_rotation = o.key_rotation == "read" ? KeyRotation::AtRead : KeyRotation::AtWrite;
-  so.kv_cache = parse_kv_cache(o.kv_cache);
-  if (o.key_rotation != "read" && o.key_rotation != "write")
-    throw_unreadable("--key-rotation", "'" + o.key_rotation + "' is not one of write, read");
+  so.key_rotation = *key_rotation_of(o.runtime);
+  so.kv_cache = kv_cache_of(o.runtime);
   so.max_context = o.ctx > 0 ? o.ctx : std::max<int64_t>(model.hp.trained_context, int64_t(prompt.size()) + o.max_tokens);
   if (int64_t(prompt.size()) >= so.max_context)
     throw_unreadable("--ctx", "the prompt has " + std::to_string(prompt.size()) + " tokens; --ctx " +
                                   std::to_string(so.max_context) + " leaves no room to generate");
-  so.threads = o.threads;
+  so.threads = o.runtime.threads;
+  so.chunk = o.runtime.chunk;
   InferenceSession session(model, so);
   std::mt19937_64 rng(o.seed);
   std::fputs(o.prompt.c_str(), stdout);
@@ -97,8 +91,9 @@ void run_generate(const GenerateOptions& o) {
 }
 
 struct BenchModelOptions {
-  std::string model, ctx = "512,2048,8192", threads = "1,2", rope_scaling, kv_cache = "f32";
-  int decode_tokens = 64, chunk = 256;
+  std::string model, ctx = "512,2048,8192", threads = "1,2", rope_scaling;
+  RuntimeFlags runtime;
+  int decode_tokens = 64;
   bool json = false;
 };
 
@@ -118,7 +113,7 @@ void run_bench_model(const BenchModelOptions& o) {
     fmt::print("{}: {} layers, dim {}, {} heads / {} kv, trained at {}; prefill in chunks of {}\n"
                "{:>7} {:>3} {:>14} {:>14} {:>12}\n",
                o.model, model.hp.n_layers, model.hp.dim, model.hp.n_heads, model.hp.n_kv_heads, model.hp.trained_context,
-               o.chunk, "ctx", "thr", "prefill tok/s", "decode tok/s", "peak RSS");
+               o.runtime.chunk, "ctx", "thr", "prefill tok/s", "decode tok/s", "peak RSS");
   for (int64_t ctx : ctxs)
     for (int64_t thr : threads) {
       SessionOptions so;
@@ -128,8 +123,8 @@ void run_bench_model(const BenchModelOptions& o) {
                                            : factor > 1 ? rope_dict_for(rope_type_info(RopeType::Yarn), factor, model.hp.trained_context).dump()
                                                         : "");
       so.max_context = ctx + o.decode_tokens;
-      so.kv_cache = parse_kv_cache(o.kv_cache);
-      so.chunk = o.chunk;
+      so.kv_cache = kv_cache_of(o.runtime);
+      so.chunk = o.runtime.chunk;
       so.threads = static_cast<int>(thr);
       InferenceSession s(model, so);
       std::mt19937 rng(1);
@@ -173,9 +168,9 @@ void run_tokenize(const TokenizeOptions& o) {
 }
 
 struct LogitsOptions {
-  std::string model, ids, rope_scaling, key_rotation = "write", kv_cache = "f32";
+  std::string model, ids, rope_scaling;
+  RuntimeFlags runtime{.chunk = 0};  // 0: all ids at once, as HF does
   int last = 1;
-  int chunk = 0;
 };
 
 // Logits of the last N positions for given token ids: the hook oracles use to
@@ -195,11 +190,11 @@ void run_logits(const LogitsOptions& o) {
   if (ids.empty()) throw_unreadable("--ids", "no token ids");
   SessionOptions so;
   so.rope = rope_spec_for_model(model, o.rope_scaling);
-  so.key_rotation = o.key_rotation == "read" ? KeyRotation::AtRead : KeyRotation::AtWrite;
-  so.kv_cache = parse_kv_cache(o.kv_cache);
+  so.key_rotation = *key_rotation_of(o.runtime);
+  so.kv_cache = kv_cache_of(o.runtime);
   so.max_context = std::max<int64_t>(model.hp.trained_context, ids.size());
   // One chunk by default: HF computes length-dependent frequencies once per forward.
-  so.chunk = o.chunk > 0 ? o.chunk : static_cast<int>(ids.size());
+  so.chunk = o.runtime.chunk > 0 ? o.runtime.chunk : static_cast<int>(ids.size());
   InferenceSession s(model, so);
   const auto logits = s.forward(ids, true);
   const int V = model.hp.vocab_size, n = static_cast<int>(ids.size()), last = std::min(o.last, n);
@@ -268,9 +263,8 @@ static void add_model_bench_command(CLI::App& app, int& exit_code) {
   c->add_option("--ctx", o->ctx, "Comma-separated prompt lengths")->capture_default_str();
   c->add_option("--threads", o->threads, "Comma-separated thread counts")->capture_default_str();
   c->add_option("--decode-tokens", o->decode_tokens, "Tokens decoded after the prompt")->capture_default_str()->check(CLI::PositiveNumber);
-  c->add_option("--chunk", o->chunk, "Prefill chunk size")->capture_default_str()->check(CLI::PositiveNumber);
+  add_runtime_flags(c, o->runtime, {.key_rotation = false, .threads = false});  // --threads is a list here
   c->add_option("--rope-scaling", o->rope_scaling, "Scaling as vLLM JSON (default: YaRN at the needed factor past the trained length)");
-  c->add_option("--kv-cache", o->kv_cache, "KV-cache storage: f32 or f16")->capture_default_str();
   c->add_flag("--json", o->json, "Print one JSON object");
   c->callback([o, &exit_code] { run_bench_model(*o), exit_code = 0; });
 }
@@ -293,9 +287,7 @@ void add_model_commands(CLI::App& app, int& exit_code) {
     c->add_option("--ids", o->ids, "Whitespace-separated token ids")->required();
     c->add_option("--rope-scaling", o->rope_scaling, "Scaling as vLLM JSON");
     c->add_option("--last", o->last, "Positions to print")->capture_default_str()->check(CLI::PositiveNumber);
-    c->add_option("--chunk", o->chunk, "Prefill chunk (default: all ids at once, as HF does)");
-    c->add_option("--key-rotation", o->key_rotation, "write | read")->capture_default_str();
-    c->add_option("--kv-cache", o->kv_cache, "KV-cache storage: f32 or f16")->capture_default_str();
+    add_runtime_flags(c, o->runtime, {.threads = false});  // --chunk 0 (the default): all ids at once, as HF does
     c->callback([o, &exit_code] { run_logits(*o), exit_code = 0; });
   }
   {
@@ -327,11 +319,7 @@ void add_model_commands(CLI::App& app, int& exit_code) {
   g->add_option("--max-tokens", o->max_tokens, "Tokens to generate")->capture_default_str()->check(CLI::NonNegativeNumber);
   g->add_option("--temp", o->temperature, "Sampling temperature (0 = greedy)")->capture_default_str()->check(CLI::NonNegativeNumber);
   g->add_option("--seed", o->seed, "Sampling seed")->capture_default_str();
-  g->add_option("--key-rotation", o->key_rotation,
-                "write: rotate keys once when cached (HF/vLLM); read: cache unrotated, rotate with the current frequencies (exact)")
-      ->capture_default_str();
-  g->add_option("--threads", o->threads, "Threads (0 = all cores)")->capture_default_str();
-  g->add_option("--kv-cache", o->kv_cache, "KV-cache storage: f32 or f16")->capture_default_str();
+  add_runtime_flags(g, o->runtime);
   g->callback([o, &exit_code] { run_generate(*o), exit_code = 0; });
 }
 

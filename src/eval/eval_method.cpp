@@ -59,8 +59,10 @@ json settings_from_file(const std::string& item, const std::string& path, const 
   return j;
 }
 
+}  // namespace
+
 // "none, model, linear:F, ntk:F, dynamic[:F], …" from the registry rows.
-std::string shorthand_list() {
+std::string eval_method_shorthands() {
   std::string out = "model";
   for (const RopeTypeInfo& r : rope_types()) {
     out += ", " + std::string(r.shorthand);
@@ -74,7 +76,6 @@ std::string shorthand_list() {
   return out;
 }
 
-}  // namespace
 
 EvalMethod parse_eval_method(const std::string& text, int64_t trained) {
   if (!text.empty() && text.front() == '{') {
@@ -95,7 +96,7 @@ EvalMethod parse_eval_method(const std::string& text, int64_t trained) {
     return {text, ""};
   }
   const RopeTypeInfo* info = find_rope_type(name);
-  if (!info) throw_unreadable("--methods", "'" + text + "' is not a method; use " + shorthand_list() + " or a JSON object");
+  if (!info) throw_unreadable("--methods", "'" + text + "' is not a method; use " + eval_method_shorthands() + " or a JSON object");
   json j;
   switch (info->shorthand_arg) {
     case ShorthandArg::None:

@@ -25,6 +25,9 @@ struct EvalMethod {
 // Throws ConfigError naming the item when it cannot be understood.
 EvalMethod parse_eval_method(const std::string& text, int64_t trained_context);
 
+// "model, none, linear:F, ntk:F, dynamic[:F], …": every shorthand, from the registry.
+std::string eval_method_shorthands();
+
 // Several, from --methods items; an item that is not JSON may hold several
 // shorthands separated by commas ("none,linear:2,yarn:4"). Labels must differ.
 std::vector<EvalMethod> parse_eval_methods(const std::vector<std::string>& items, int64_t trained_context);

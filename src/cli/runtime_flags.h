@@ -1,0 +1,35 @@
+// The runtime flags every command that runs a model shares — --kv-cache,
+// --key-rotation, --chunk, --threads — registered with one text and one check,
+// and turned into session options one way.
+#pragma once
+
+#include <optional>
+#include <string>
+
+#include <CLI/CLI.hpp>
+
+#include "ropescale/model/session.h"
+
+namespace ropescale::cli {
+
+struct RuntimeFlags {
+  std::string kv_cache = "f32";
+  std::string key_rotation = "write";  // "auto" where the command offers it
+  int chunk = 256;
+  int threads = 0;
+};
+
+// Which flags a command has. `rotation_auto`: --key-rotation also takes `auto`
+// (read for length-dependent methods, else write) and defaults to it.
+struct RuntimeFlagSet {
+  bool kv_cache = true, key_rotation = true, chunk = true, threads = true;
+  bool rotation_auto = false;
+};
+
+void add_runtime_flags(CLI::App* c, RuntimeFlags& flags, RuntimeFlagSet which = {});
+
+KvType kv_cache_of(const RuntimeFlags& flags);
+// nullopt for `auto`.
+std::optional<KeyRotation> key_rotation_of(const RuntimeFlags& flags);
+
+}  // namespace ropescale::cli
