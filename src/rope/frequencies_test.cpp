@@ -1,5 +1,5 @@
 // Reference numbers: hand-derived from the published formulas and the f64 test
-// vectors of ../shared/docs/rope-reference.md §6 — never from this code.
+// vectors of docs/rope-reference.md §6 — never from this code.
 #include "ropescale/rope/frequencies.h"
 
 #include <cmath>

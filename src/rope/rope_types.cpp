@@ -1,5 +1,5 @@
 // The rope-type registry: one row per scaling family, each with its formula.
-// Formulas: rope-reference.md §1.2 (HF) and §2.1 (ggml) — docs/rope-reference.md
+// Formulas: docs/rope-reference.md §1.2 (HF) and §2.1 (ggml)
 // in this repository; the papers are cited at each formula.
 #include "ropescale/rope/rope_types.h"
 

@@ -1,7 +1,7 @@
 // RopeSpec: everything needed to compute rotary inverse frequencies and the
 // attention factor for one attention layer. Pure data; no I/O.
 //
-// Notation follows ../shared/docs/rope-reference.md §0:
+// Notation follows docs/rope-reference.md §0:
 //   d  = rotary_dim (rotated channels, even), j = 0 … d/2−1 pair index,
 //   b  = theta (rope_theta / freq_base), s = factor, L = original_max_position.
 #pragma once
