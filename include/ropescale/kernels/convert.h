@@ -1,6 +1,6 @@
 // Small vector kernels, SIMD with runtime dispatch: f32 <-> f16 array
 // conversion (round to nearest even; scalar twins float_to_f16 / f16_to_float
-// in rotary.h) and the shifted exponential attention's softmax needs.
+// in dtype.h) and the shifted exponential attention's softmax needs.
 #pragma once
 
 #include <cstddef>

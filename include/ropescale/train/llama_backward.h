@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "ropescale/model/llama_model.h"
+#include "ropescale/train/llama_forward.h"
 #include "ropescale/rope/cos_sin_table.h"
 #include "ropescale/rope/rope_spec.h"
 
@@ -26,18 +27,13 @@ void swiglu_backward(const float* h1, const float* h3, const float* dg, float* d
 // Y = X Wᵀ: dX = dY W (when dx is non-null), dW += dYᵀ X.
 void linear_backward(const float* x, const std::vector<float>& w, const float* dy, float* dx, float* dw, int n, int in,
                      int out, int threads);
-// Causal softmax attention, GQA (head h reads KV head h / (H / KV)); q, k, v
-// rotated already; probs [H × n × n] saved by the forward.
-void attention_forward(const float* q, const float* k, const float* v, float* probs, float* out, int n, int heads,
-                       int kv_heads, int head_dim);
+// The backward of attention_forward (llama_forward.h), from the probabilities it saved.
 void attention_backward(const float* q, const float* k, const float* v, const float* probs, const float* dout, float* dq,
                         float* dk, float* dv, int n, int heads, int kv_heads, int head_dim);
-// The rotary step for positions 0 … n−1 with `table`, and its adjoint (the
-// transpose rotation: the same cos, negated sin), in place on [n × heads × hd].
-void rotary_forward(float* x, int n, int heads, int head_dim, int rotary_dim, PairLayout layout, const CosSinTable& table,
-                    int threads);
+// The adjoint of rotary_forward: the transpose rotation (the same cos, negated sin).
 void rotary_backward(float* dx, int n, int heads, int head_dim, int rotary_dim, PairLayout layout,
                      const CosSinTable& table, int threads);
+
 // Mean cross-entropy of `targets` under `logits` [n × vocab]; dlogits = ∂loss/∂logits.
 double cross_entropy(const float* logits, std::span<const int> targets, int vocab, float* dlogits);
 
@@ -50,9 +46,5 @@ LlamaModel zero_gradients(const LlamaModel& m);
 // grad_scale · ∂loss/∂w into `grad` (skipped when null). Returns the loss.
 double llama_loss_and_gradients(const LlamaModel& m, const RopeSpec& rope, std::span<const int> tokens, LlamaModel* grad,
                                 float grad_scale = 1.0f, int threads = 0);
-
-// Logits [n × vocab] of the training forward (for comparison with InferenceSession).
-std::vector<float> llama_training_logits(const LlamaModel& m, const RopeSpec& rope, std::span<const int> tokens,
-                                         int threads = 0);
 
 }  // namespace ropescale
