@@ -55,13 +55,8 @@ class Checker {
     return p.contains(k) ? safe_dump(p.at(k)).substr(0, 120) : "(missing)";
   }
 
-  // The registry row of a standardized dict's rope_type; nullptr when unknown or not a string.
-  static const RopeTypeInfo* row_of(const json& p) {
-    return p.contains("rope_type") && p["rope_type"].is_string() ? find_rope_type(p["rope_type"].get<std::string>())
-                                                                 : nullptr;
-  }
   static bool plain(const json& p) {
-    const RopeTypeInfo* r = row_of(p);
+    const RopeTypeInfo* r = rope_row_of(p);
     return r && r->type == RopeType::Default;
   }
 
@@ -141,7 +136,7 @@ class Checker {
     }
     const std::string t = p["rope_type"].get<std::string>();
     const RopeKeySchema schema = rope_key_schema(t);
-    const RopeTypeInfo* info = row_of(p);
+    const RopeTypeInfo* info = rope_row_of(p);
     if (!schema.known || !info) {
       add(Severity::Error, "unknown-rope-type", at(src, "rope_type"), "\"" + t + "\"",
           "no implementation computes this rope_type (HF raises KeyError at model init)", "use one of " + rope_type_names());

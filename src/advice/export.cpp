@@ -7,6 +7,7 @@
 
 #include "ropescale/config/error.h"
 #include "ropescale/config/json_text.h"
+#include "ropescale/config/rope_params.h"
 #include "ropescale/rope/frequencies.h"
 #include "ropescale/rope/rope_types.h"
 
@@ -93,7 +94,7 @@ struct Setting {
 // (the closest static stand-in for dynamic_yarn).
 json static_yarn_for(const Setting& s) {
   const double f = std::max(1.0, static_cast<double>(s.context) / s.spec.original_max_position);
-  json y = {{"rope_type", "yarn"}, {"factor", f}, {"original_max_position_embeddings", s.spec.original_max_position}};
+  json y = rope_dict_for(rope_type_info(RopeType::Yarn), f, s.spec.original_max_position);
   if (s.spec.beta_fast != 32) y["beta_fast"] = s.spec.beta_fast;
   if (s.spec.beta_slow != 1) y["beta_slow"] = s.spec.beta_slow;
   return y;
@@ -134,7 +135,7 @@ ExportResult to_hf(const Setting& s, const ModelConfig& cfg, bool v5) {
   r.exact = starts_exact(s.spec, &RopeTypeInfo::hf);
   auto [sc, theta] = hf_expressible(s, r, "Hugging Face");
   if (v5) {
-    json rp = sc.is_null() ? json{{"rope_type", "default"}} : sc;
+    json rp = sc.is_null() ? rope_dict_for(rope_type_info(RopeType::Default), std::nullopt, 0) : sc;
     rp["rope_theta"] = theta;
     if (s.params.contains("partial_rotary_factor")) rp["partial_rotary_factor"] = s.params["partial_rotary_factor"];
     r.data = {{"rope_parameters", rp}, {"max_position_embeddings", s.context}};
@@ -198,10 +199,10 @@ ExportResult to_llama_cpp(const Setting& s) {
   };
   switch (sp.type) {
     case RopeType::Default:
-      add("--rope-scaling", "none");
+      add("--rope-scaling", std::string(rope_type_info(sp.type).ggml_name));
       break;
     case RopeType::Linear:
-      add("--rope-scaling", "linear");
+      add("--rope-scaling", std::string(rope_type_info(sp.type).ggml_name));
       add("--rope-scale", num(sp.factor));
       break;
     case RopeType::Ntk:
@@ -218,7 +219,7 @@ ExportResult to_llama_cpp(const Setting& s) {
     case RopeType::Yarn:
     case RopeType::DynamicYarn: {
       const double f = sp.type == RopeType::Yarn ? sp.factor : std::max(1.0, double(s.context) / sp.original_max_position);
-      add("--rope-scaling", "yarn");
+      add("--rope-scaling", std::string(rope_type_info(RopeType::Yarn).ggml_name));
       add("--rope-scale", num(f));
       add("--yarn-orig-ctx", std::to_string(sp.original_max_position));
       if (sp.beta_fast != 32) add("--yarn-beta-fast", num(sp.beta_fast));
@@ -263,7 +264,7 @@ ExportResult to_llama_cpp(const Setting& s) {
 
 int64_t scaled_reach(const ModelConfig& cfg) {
   const json& p = cfg.rope_parameters;
-  const RopeTypeInfo* info = find_rope_type(string_or(p, "rope_type", "default"));
+  const RopeTypeInfo* info = rope_row_of(p);
   if (info && info->reach_scales_with_factor && p.contains("factor") && p["factor"].is_number() &&
       p.contains("original_max_position_embeddings") && p["original_max_position_embeddings"].is_number()) {
     const double reach = p["factor"].get<double>() * p["original_max_position_embeddings"].get<double>();

@@ -45,7 +45,7 @@ Plan make_plan(const ModelConfig& cfg, const PlanOptions& o) {
   if (cfg.uses_mla)
     plan.notes.push_back("multi-head latent attention (DeepSeek) caches a compressed latent: the real KV cache is far smaller than this formula");
 
-  const RopeTypeInfo* current_info = find_rope_type(string_or(cfg.rope_parameters, "rope_type", "default"));
+  const RopeTypeInfo* current_info = rope_row_of(cfg.rope_parameters);
   const RopeType current = current_info ? current_info->type : RopeType::Default;
   ModelConfig planned = cfg;
 
@@ -61,7 +61,7 @@ Plan make_plan(const ModelConfig& cfg, const PlanOptions& o) {
                   "recall beyond the window stays limited whatever the context";
     plan.rope_scaling = json();
   } else if (o.target_context <= plan.native_context) {
-    plan.method = "none";
+    plan.method = rope_type_info(RopeType::Default).shorthand;
     plan.reason = "the target fits the model's native context (" + std::to_string(plan.native_context) +
                   " tokens as configured): keep the current setting";
     plan.rope_scaling = current == RopeType::Default ? json() : cfg.rope_parameters;

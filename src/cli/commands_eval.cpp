@@ -97,7 +97,7 @@ void run_eval(const EvalOptions& o, bool ppl, bool passkey) {
   // Each method resolved once, before any work: a bad setting fails here, naming its key.
   r.methods = resolve_eval_methods(model, o.methods.empty() ? default_eval_methods(L, longest) : parse_eval_methods(o.methods, L));
   if (!baseline_method(r)) {
-    r.methods.insert(r.methods.begin(), resolve_eval_methods(model, {parse_eval_method("none", L)})[0]);
+    r.methods.insert(r.methods.begin(), resolve_eval_methods(model, {parse_eval_method(std::string(rope_type_info(RopeType::Default).shorthand), L)})[0]);
     std::fprintf(stderr, "ropescale: added 'none' (plain RoPE) as the baseline of the short-context table\n");
   }
 

@@ -128,7 +128,7 @@ ModelConfig model_config_from_gguf_keys(std::span<const uint8_t> bytes, const Gg
 
   // llama.cpp: an absent scaling type means "linear" (only matters if a factor is set).
   // Its rope.scaling.type names are the registry rows' ggml_name.
-  const std::string ty = type.value_or(has_factor ? "linear" : "none");
+  const std::string ty(type ? std::string_view(*type) : rope_type_info(has_factor ? RopeType::Linear : RopeType::Default).ggml_name);
   const RopeTypeInfo* by_ggml = nullptr;
   for (const RopeTypeInfo& r : rope_types())
     if (!ty.empty() && r.ggml_name == ty) by_ggml = &r;

@@ -28,7 +28,7 @@ std::string_view to_string(SourceFormat f) {
 
 int64_t ModelConfig::trained_context() const {
   const json& p = rope_parameters;
-  const RopeTypeInfo* info = find_rope_type(string_or(p, "rope_type", "default"));
+  const RopeTypeInfo* info = rope_row_of(p);
   if (info && info->type != RopeType::Default && p.contains("original_max_position_embeddings") &&
       p["original_max_position_embeddings"].is_number_integer())
     return p["original_max_position_embeddings"].get<int64_t>();

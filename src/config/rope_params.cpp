@@ -57,7 +57,7 @@ std::optional<double> number_at(const json& d, const std::string& key, const std
 json standardize_rope_parameters(const json& raw, const ModelConfig& cfg) {
   json p = raw.is_object() ? raw : json::object();
   if (!p.contains("rope_type") || p["rope_type"].is_null())
-    p["rope_type"] = p.contains("type") && !p["type"].is_null() ? p["type"] : json("default");
+    p["rope_type"] = p.contains("type") && !p["type"].is_null() ? p["type"] : json(to_string(RopeType::Default));
   p.erase("type");
   // Aliases become the canonical name (Phi-3 BC code maps "su" to longrope; "none" is default).
   const RopeTypeInfo* info = p["rope_type"].is_string() ? find_rope_type(p["rope_type"].get<std::string>()) : nullptr;
@@ -72,6 +72,11 @@ json standardize_rope_parameters(const json& raw, const ModelConfig& cfg) {
       p["original_max_position_embeddings"] = cfg.max_position_embeddings;
   }
   return p;
+}
+
+const RopeTypeInfo* rope_row_of(const json& p) {
+  if (!p.is_object() || !p.contains("rope_type")) return &rope_type_info(RopeType::Default);
+  return p["rope_type"].is_string() ? find_rope_type(p["rope_type"].get<std::string>()) : nullptr;
 }
 
 json rope_dict_for(const RopeTypeInfo& info, std::optional<double> factor, int64_t trained) {

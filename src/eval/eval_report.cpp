@@ -85,7 +85,7 @@ using namespace report;
 
 const RopeSetting* baseline_method(const EvalReport& r) {
   for (const auto& m : r.methods)
-    if (m.label == "none") return &m;
+    if (m.label == rope_type_info(RopeType::Default).shorthand) return &m;
   for (const auto& m : r.methods)
     if (!m.override_dict.is_null() && m.spec.type == RopeType::Default) return &m;
   return nullptr;

@@ -32,6 +32,10 @@ struct RopeKeySchema {
 };
 RopeKeySchema rope_key_schema(const std::string& rope_type);
 
+// The registry row of a standardized dict's rope_type (absent: plain RoPE);
+// nullptr when rope_type is not a string or names no type.
+const RopeTypeInfo* rope_row_of(const nlohmann::json& params);
+
 // The dict a shorthand such as "yarn:4" or a request policy names, built from
 // the type's registry row: {"rope_type": name, "factor": factor (when given,
 // else the row's default for a required factor)}, plus
