@@ -253,6 +253,13 @@ ExportResult to_llama_cpp(const Setting& s) {
     case RopeType::Llama3:
       r.notes.push_back("llama3 scaling has no flags: the GGUF must carry the rope_freqs.weight tensor (convert_hf_to_gguf.py writes it, llama.cpp PR #8676); without it long-context quality collapses");
       break;
+    default:  // a type without llama.cpp flags of its own: what its registry row says the GGUF carries
+      if (rope_type_info(sp.type).gguf == GgufEncoding::FreqsTensor)
+        r.notes.push_back(std::string(to_string(sp.type)) + " has no llama.cpp flags: the GGUF must carry its per-pair divisors as "
+                          "the rope_freqs.weight tensor (`ropescale convert` writes it)");
+      else
+        r.notes.push_back("llama.cpp cannot express " + std::string(to_string(sp.type)) + ": the file runs there as plain RoPE");
+      break;
   }
   add("-c", std::to_string(s.context));
   r.data = argv;

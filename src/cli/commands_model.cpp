@@ -214,15 +214,8 @@ void run_convert(const ConvertOptions& o) {
     throw_unreadable("--to", "'" + o.to + "' is not one of gguf, safetensors, llama2c");
   const auto wt = parse_weight_type(o.dtype);
   if (!wt) throw_unreadable("--dtype", "'" + o.dtype + "' is not one of f32, f16, bf16, q8_0");
-  nlohmann::json rope = nullptr;
-  if (!o.rope_scaling.empty()) {
-    try {
-      rope = nlohmann::json::parse(o.rope_scaling);
-    } catch (const nlohmann::json::exception& e) {
-      throw_unreadable("--rope-scaling", std::string("not valid JSON (") + e.what() + ")");
-    }
-  }
-  const RopeSpec spec = rope_spec_for_model(model, rope.is_null() ? "" : rope.dump());  // validates the setting
+  const nlohmann::json rope = o.rope_scaling.empty() ? nlohmann::json() : parse_rope_override(o.rope_scaling);
+  const RopeSpec spec = rope_setting_for_model(model, rope, "").spec;  // validates the setting
   const RopeTypeInfo& info = rope_type_info(spec.type);
   const std::string t(info.name);
   if (o.to == "safetensors") {

@@ -114,10 +114,9 @@ std::vector<float> decode_tensor(std::span<const uint8_t> bytes, const GgufFile&
 std::vector<uint8_t> serialize_gguf_model(const LlamaModel& m, const Llama2cTokenizer& tok, WeightType wt, const json& rope_in,
                                           const json& training) {
   const auto& hp = m.hp;
-  ModelConfig pos = m.position;
-  pos.max_position_embeddings = hp.trained_context;
-  if (!rope_in.is_null()) apply_rope_override(pos, rope_in.dump());
-  const RopeSpec spec = rope_spec_for(pos);  // validates the setting
+  const RopeSetting setting = rope_setting_for_model(m, rope_in, "");  // validates the setting
+  const ModelConfig& pos = setting.position;
+  const RopeSpec& spec = setting.spec;
   const json& rope = pos.rope_parameters;
   const RopeTypeInfo& info = rope_type_info(spec.type);
 

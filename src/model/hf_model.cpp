@@ -48,10 +48,9 @@ SafetensorsTensorData encode(const std::string& name, const std::vector<float>& 
 void write_hf_model(const LlamaModel& m, const Llama2cTokenizer& tok, WeightType wt, const std::string& dir, const json& rope_in) {
   if (wt == WeightType::Q8_0) throw_unreadable("--dtype", "q8_0 is not a safetensors type (f32, f16, bf16)");
   const auto& hp = m.hp;
-  ModelConfig pos = m.position;
-  pos.max_position_embeddings = hp.trained_context;
-  if (!rope_in.is_null()) apply_rope_override(pos, rope_in.dump());
-  const RopeSpec spec = rope_spec_for(pos);
+  const RopeSetting setting = rope_setting_for_model(m, rope_in, "");  // validates the setting
+  const ModelConfig& pos = setting.position;
+  const RopeSpec& spec = setting.spec;
   json rope = pos.rope_parameters;
   const int64_t max_pos = rope_reach(spec, hp.trained_context);
   const double theta = number_or(rope, "rope_theta", hp.rope_theta);

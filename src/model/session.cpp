@@ -20,26 +20,6 @@
 namespace ropescale {
 
 
-namespace {
-// The model's position facts; an override's original length defaults to the context it was trained at.
-ModelConfig position_of(const LlamaModel& m) {
-  ModelConfig c = m.position;
-  c.max_position_embeddings = m.hp.trained_context;
-  return c;
-}
-}  // namespace
-
-RopeSetting rope_setting_for_model(const LlamaModel& m, const std::string& rope_scaling_json, std::string label) {
-  return resolve_rope_setting(position_of(m), rope_scaling_json, std::move(label));
-}
-
-RopeSetting rope_setting_for_model(const LlamaModel& m, const nlohmann::json& rope_dict, std::string label) {
-  return resolve_rope_setting(position_of(m), rope_dict, std::move(label));
-}
-
-RopeSpec rope_spec_for_model(const LlamaModel& m, const std::string& rope_scaling_json) {
-  return rope_setting_for_model(m, rope_scaling_json).spec;
-}
 
 std::string rope_scaling_for_request(const LlamaModel& m, int64_t tokens, const RopePolicy& p) {
   if (!(p.granularity > 0) || !(p.max_factor >= 1))

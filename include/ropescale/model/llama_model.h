@@ -8,6 +8,7 @@
 
 #include "ropescale/config/gguf.h"
 #include "ropescale/config/model_config.h"
+#include "ropescale/config/rope_setting.h"
 #include "ropescale/rope/rope_spec.h"
 
 namespace ropescale {
@@ -69,6 +70,14 @@ std::vector<uint8_t> serialize_llama2c_model(const LlamaModel& m);
 // GGUF (llama architecture; F32, F16, BF16, Q8_0 tensors). Throws ConfigError.
 // `gguf_rope`: which of the file's two rope records to believe (gguf.h).
 LlamaModel load_gguf_model(const std::string& path, GgufRopeSource gguf_rope = GgufRopeSource::Agree);
+
+// The model's own RoPE setting, or a request override given as the JSON a user
+// passes to vLLM (e.g. {"rope_type":"yarn","factor":8}), resolved once;
+// original lengths default to the model's trained context. Throws ConfigError.
+RopeSetting rope_setting_for_model(const LlamaModel& m, const std::string& rope_scaling_json = "", std::string label = "");
+RopeSetting rope_setting_for_model(const LlamaModel& m, const nlohmann::json& rope_dict, std::string label);
+// Its spec alone.
+RopeSpec rope_spec_for_model(const LlamaModel& m, const std::string& rope_scaling_json = "");
 
 // Any supported model file (src/model/load_model.cpp): an HF directory or
 // config.json, else by content (GGUF magic, else llama2.c). Throws ConfigError.

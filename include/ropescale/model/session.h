@@ -38,13 +38,8 @@ struct SessionOptions {
   int threads = 0;                // 0 = the pool's size
 };
 
-// The model's own RoPE setting, or a request override given as the JSON a user
-// passes to vLLM (e.g. {"rope_type":"yarn","factor":8}), resolved once;
-// original lengths default to the model's trained context. Throws ConfigError.
-RopeSetting rope_setting_for_model(const LlamaModel& m, const std::string& rope_scaling_json = "", std::string label = "");
-RopeSetting rope_setting_for_model(const LlamaModel& m, const nlohmann::json& rope_dict, std::string label);
-// Its spec alone.
-RopeSpec rope_spec_for_model(const LlamaModel& m, const std::string& rope_scaling_json = "");
+// rope_setting_for_model / rope_spec_for_model (llama_model.h) build SessionOptions.rope.
+
 
 // The request policy production teams use: up to the model's trained context
 // a request runs with factor 1.0 (plain RoPE, short prompts untouched); past
