@@ -105,7 +105,7 @@ void apply_rope_setting(ModelConfig& cfg, nlohmann::json o, const std::string& s
   cfg.rope_parameters = standardize_rope_parameters(o, without_top_level);
   cfg.rope_parameters_by_layer_type.clear();
   // A scaled GGUF/llama3 rope_freqs tensor belongs to the model's own setting.
-  const RopeTypeInfo* info = find_rope_type(string_or(cfg.rope_parameters, "rope_type", ""));
+  const RopeTypeInfo* info = rope_row_of(cfg.rope_parameters);
   if (!info || info->type != RopeType::Default) cfg.freq_divisors.clear();
 }
 

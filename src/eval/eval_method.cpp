@@ -10,7 +10,6 @@
 #include "ropescale/config/error.h"
 #include "ropescale/config/json_text.h"
 #include "ropescale/config/rope_params.h"
-#include "ropescale/model/session.h"
 #include "ropescale/rope/rope_types.h"
 
 namespace ropescale {

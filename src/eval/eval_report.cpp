@@ -35,8 +35,7 @@ std::vector<int64_t> short_contexts(const EvalReport& r, const LlamaModel& m) {
 }
 
 // A line style per method: a colour per family, a dash per factor.
-Style method_style(const RopeSetting& m, size_t index) {
-  (void)index;
+Style method_style(const RopeSetting& m) {
   const bool own = m.override_dict.is_null();  // "model": the file's own setting
   Style s{own ? "#555555" : std::string(m.info().colour), ""};
   const double factor = m.spec.type == RopeType::Default ? 0 : m.spec.factor;

@@ -234,7 +234,7 @@ std::string exports_section(const EvalReport& r, int64_t L) {
 std::string eval_report_html(const EvalReport& r, const LlamaModel& model) {
   const int64_t L = model.hp.trained_context;
   std::vector<Style> styles;
-  for (size_t i = 0; i < r.methods.size(); ++i) styles.push_back(method_style(r.methods[i], i));
+  for (const auto& m : r.methods) styles.push_back(method_style(m));
   std::string h = page_head(r, model);
   if (!r.ppl.empty()) h += perplexity_section(r, L, styles) + nll_section(r, L, styles) + short_context_section(r, model);
   if (r.passkey_options) h += passkey_section(r);

@@ -22,7 +22,7 @@ std::vector<int64_t> short_contexts(const EvalReport& r, const LlamaModel& m);
 struct Style {
   std::string color, dash;
 };
-Style method_style(const RopeSetting& m, size_t index);
+Style method_style(const RopeSetting& m);
 
 std::string fixed(double v, int digits);
 std::string kv_name(KvType k);
