@@ -6,9 +6,9 @@
 #include <stdexcept>
 #include <vector>
 
-#include "ropescale/kernels/convert.h"
-#include "ropescale/kernels/rotary.h"
+#include "ropescale/kernels/dtype.h"
 #include "ropescale/kernels/thread_pool.h"
+#include "attention_block.h"
 
 namespace ropescale {
 
@@ -18,52 +18,9 @@ void check(const AttentionProblem& p) {
   if (p.n_queries < 0 || p.keys_before < 0) throw std::invalid_argument("attention: negative sizes");
   if (p.n_heads <= 0 || p.n_kv_heads <= 0 || p.n_heads % p.n_kv_heads != 0 || p.head_dim <= 0)
     throw std::invalid_argument("attention: n_heads must be a positive multiple of n_kv_heads");
+  if (p.keys_before + p.n_queries > int64_t{1} << 30)
+    throw std::invalid_argument("attention: more than 2^30 positions");
   if (p.n_queries > 0 && (!p.q || !p.k || !p.v || !p.out)) throw std::invalid_argument("attention: null buffer");
-}
-
-constexpr int kTile = 64;
-
-// Row `i` of group `g` as f32: a pointer into f32 storage, or converted into `tmp`.
-const float* kv_row(const void* base, KvType type, int64_t i, int64_t stride, int64_t offset, int hd, float* tmp) {
-  if (type == KvType::F32) return static_cast<const float*>(base) + i * stride + offset;
-  f16_to_f32(static_cast<const uint16_t*>(base) + i * stride + offset, tmp, hd);
-  return tmp;
-}
-
-// One (query, head): online softmax over tiles of kTile keys (Milakov & Gimelshein 2018).
-void attend_one(const AttentionProblem& p, int t, int h, float* scores, float* tmp) {
-  const int hd = p.head_dim, group = p.n_heads / p.n_kv_heads, g = h / group;
-  const int64_t n_keys = p.keys_before + t + 1;
-  const int64_t kv_stride = int64_t(p.n_kv_heads) * hd;
-  const float* q = p.q + (int64_t(t) * p.n_heads + h) * hd;
-  float* out = p.out + (int64_t(t) * p.n_heads + h) * hd;
-  float running_max = -std::numeric_limits<float>::infinity(), running_sum = 0.0f;
-  std::fill(out, out + hd, 0.0f);
-  for (int64_t i0 = 0; i0 < n_keys; i0 += kTile) {
-    const int n = static_cast<int>(std::min<int64_t>(kTile, n_keys - i0));
-    float tile_max = -std::numeric_limits<float>::infinity();
-    for (int i = 0; i < n; ++i) {
-      const float* k = kv_row(p.k, p.k_type, i0 + i, kv_stride, int64_t(g) * hd, hd, tmp);
-      float s = 0.0f;
-      for (int c = 0; c < hd; ++c) s += q[c] * k[c];
-      scores[i] = s * p.scale;
-      tile_max = std::max(tile_max, scores[i]);
-    }
-    const float new_max = std::max(running_max, tile_max);
-    const float correction = std::exp(running_max - new_max);  // 0 on the first tile
-    running_sum *= correction;
-    for (int c = 0; c < hd; ++c) out[c] *= correction;
-    exp_shifted(scores, n, new_max);  // scores[i] ← exp(scores[i] − max), vectorized
-    for (int i = 0; i < n; ++i) {
-      const float w = scores[i];
-      running_sum += w;
-      const float* v = kv_row(p.v, p.v_type, i0 + i, kv_stride, int64_t(g) * hd, hd, tmp);
-      for (int c = 0; c < hd; ++c) out[c] += w * v[c];
-    }
-    running_max = new_max;
-  }
-  const float inv = 1.0f / running_sum;
-  for (int c = 0; c < hd; ++c) out[c] *= inv;
 }
 
 }  // namespace
@@ -103,18 +60,85 @@ void attention_scalar(const AttentionProblem& p) {
 
 void attention(const AttentionProblem& p, int threads) {
   check(p);
-  const int items = p.n_queries * p.n_heads;
-  if (items == 0) return;
+  if (p.n_queries == 0) return;
+  const int group = p.n_heads / p.n_kv_heads, hd = p.head_dim;
+  // Blocks of ~64 rows (queries × heads of one KV group): enough rows to reuse
+  // every K/V load 64 times, few enough that Qᵀ, Oᵀ and a tile of scores stay
+  // in L1/L2.
+  const int block_queries = std::max(1, 64 / group);
+  const int query_blocks = (p.n_queries + block_queries - 1) / block_queries;
+  const int blocks = query_blocks * p.n_kv_heads;
   ThreadPool& pool = ThreadPool::global();
-  const int n = pool.threads_for(threads);
-  const int64_t work = int64_t(items) * (p.keys_before + p.n_queries) * p.head_dim;
-  const int chunks = (n > 1 && work > (int64_t{1} << 16)) ? std::min(items, n * 4) : 1;
-  pool.parallel_for(chunks, [&](int c) {
-    thread_local std::vector<float> scores(kTile), tmp;
-    tmp.resize(p.head_dim);
-    for (int it = items * c / chunks; it < items * (c + 1) / chunks; ++it)
-      attend_one(p, it / p.n_heads, it % p.n_heads, scores.data(), tmp.data());
-  });
+  const int64_t keys = p.keys_before + p.n_queries;
+  const int64_t work = int64_t(p.n_queries) * p.n_heads * keys * hd;
+  const int n_threads = work < (int64_t{1} << 17) ? 1 : pool.threads_for(threads);
+  // Too few blocks for the threads (decode, short chunks): split each block's
+  // keys into ranges of whole tiles and merge the partial softmax sums.
+  int splits = 1;
+  if (n_threads > 1 && blocks < 2 * n_threads)
+    splits = static_cast<int>(std::min<int64_t>((2 * n_threads + blocks - 1) / blocks, std::max<int64_t>(1, keys / (4 * detail::kKeyTile))));
+  const int64_t tiles = (keys + detail::kKeyTile - 1) / detail::kKeyTile;
+  const int rows_max = block_queries * group;
+  const size_t part_floats = size_t(rows_max) * (hd + 2);
+  std::vector<float> parts(splits > 1 ? size_t(blocks) * splits * part_floats : 0);
+  const auto block_of = [&](int i) {  // the latest queries (most keys) first
+    const int qb = query_blocks - 1 - i / p.n_kv_heads;
+    detail::AttentionBlock b;
+    b.kv_head = i % p.n_kv_heads;
+    b.t0 = qb * block_queries;
+    b.t1 = std::min(p.n_queries, b.t0 + block_queries);
+    return b;
+  };
+  const auto partial_at = [&](float* base, int rows) {
+    return detail::AttentionPartial{base, base + size_t(rows) * hd, base + size_t(rows) * (hd + 1)};
+  };
+  const auto finish = [&](const detail::AttentionBlock& b, const detail::AttentionPartial* part, int n_parts) {
+    for (int r = 0; r < b.rows(group); ++r) {
+      const int t = b.t0 + r / group, h = b.kv_head * group + r % group;
+      float* out = p.out + (int64_t(t) * p.n_heads + h) * hd;
+      float m = detail::kNoScore;
+      for (int s = 0; s < n_parts; ++s) m = std::max(m, part[s].m[r]);
+      float l = 0;
+      std::fill(out, out + hd, 0.0f);
+      for (int s = 0; s < n_parts; ++s) {
+        const float w = std::exp(part[s].m[r] - m);
+        l += w * part[s].l[r];
+        const float* o = part[s].o + size_t(r) * hd;
+        for (int c = 0; c < hd; ++c) out[c] += w * o[c];
+      }
+      const float inv = 1.0f / l;
+      for (int c = 0; c < hd; ++c) out[c] *= inv;
+    }
+  };
+  const int tasks = blocks * splits;
+  const auto run = [&](int task) {
+    detail::AttentionBlock b = block_of(task / splits);
+    const int s = task % splits;
+    b.key_begin = tiles * s / splits * detail::kKeyTile;
+    b.key_end = std::min(keys, tiles * (s + 1) / splits * detail::kKeyTile);
+    if (splits == 1) {
+      thread_local std::vector<float> own;
+      own.resize(part_floats);
+      const detail::AttentionPartial part = partial_at(own.data(), b.rows(group));
+      detail::attend_block(p, b, part);
+      finish(b, &part, 1);
+    } else {
+      detail::attend_block(p, b, partial_at(parts.data() + size_t(task) * part_floats, b.rows(group)));
+    }
+  };
+  if (n_threads == 1)
+    for (int t = 0; t < tasks; ++t) run(t);
+  else
+    pool.parallel_for(tasks, run);
+  if (splits > 1) {
+    const auto merge = [&](int i) {
+      const detail::AttentionBlock b = block_of(i);
+      std::vector<detail::AttentionPartial> part(splits);
+      for (int s = 0; s < splits; ++s) part[s] = partial_at(parts.data() + (size_t(i) * splits + s) * part_floats, b.rows(group));
+      finish(b, part.data(), splits);
+    };
+    for (int i = 0; i < blocks; ++i) merge(i);
+  }
 }
 
 }  // namespace ropescale

@@ -1,12 +1,13 @@
 #include "ropescale/kernels/attention.h"
 
 #include <cmath>
+#include <iterator>
 #include <random>
 #include <vector>
 
 #include <gtest/gtest.h>
 
-#include "ropescale/kernels/rotary.h"
+#include "ropescale/kernels/dtype.h"
 
 namespace ropescale {
 namespace {
@@ -28,20 +29,31 @@ TEST(Attention, TwoKeysByHand) {
   EXPECT_NEAR(out2[1], 7.0f, 1e-5);
 }
 
-void compare(int n_queries, int H, int KV, int hd, int64_t keys_before, uint32_t seed) {
+// The optimized kernel against the double-precision twin on one shape, with
+// 1 and 2 threads (2 threads exercise the key splits of short problems).
+void compare(int n_queries, int H, int KV, int hd, int64_t keys_before, uint32_t seed, KvType type = KvType::F32) {
   std::mt19937 rng(seed);
   std::normal_distribution<float> n(0, 1);
   const int64_t keys = keys_before + n_queries;
   std::vector<float> q(size_t(n_queries) * H * hd), k(size_t(keys) * KV * hd), v(k.size()), a(q.size()), b(q.size());
   for (auto* x : {&q, &k, &v})
     for (auto& e : *x) e = n(rng);
-  AttentionProblem p{n_queries, H, KV, hd, keys_before, q.data(), k.data(), v.data(), KvType::F32, KvType::F32, 1.0f / std::sqrt(float(hd)), a.data()};
-  attention_scalar(p);
-  p.out = b.data();
-  attention(p, 2);
-  // Outputs are convex combinations of N(0,1) values; float accumulation over
-  // up to 16K keys vs the double twin: 1e-4 absolute.
-  for (size_t i = 0; i < a.size(); ++i) ASSERT_NEAR(b[i], a[i], 1e-4) << "element " << i << " keys " << keys;
+  std::vector<uint16_t> k16(k.size()), v16(v.size());
+  for (size_t i = 0; i < k.size(); ++i) k16[i] = float_to_f16(k[i]), v16[i] = float_to_f16(v[i]);
+  const bool f16 = type == KvType::F16;
+  AttentionProblem p{n_queries, H, KV, hd, keys_before, q.data(), f16 ? static_cast<const void*>(k16.data()) : k.data(),
+                     f16 ? static_cast<const void*>(v16.data()) : v.data(), type, type, 1.0f / std::sqrt(float(hd)), a.data()};
+  attention_scalar(p);  // the twin reads the same stored values
+  for (int threads : {1, 2}) {
+    std::fill(b.begin(), b.end(), std::nanf(""));
+    p.out = b.data();
+    attention(p, threads);
+    // Outputs are convex combinations of N(0,1) values; float accumulation over
+    // up to 17K keys vs the double twin: 1e-4 absolute.
+    for (size_t i = 0; i < a.size(); ++i)
+      ASSERT_NEAR(b[i], a[i], 1e-4) << "element " << i << " of " << n_queries << "q H" << H << " KV" << KV << " hd" << hd
+                                   << " keys " << keys << " threads " << threads;
+  }
 }
 
 TEST(Attention, TiledMatchesScalarTwin) {
@@ -50,6 +62,41 @@ TEST(Attention, TiledMatchesScalarTwin) {
   compare(33, 6, 2, 64, 63, 3);       // GQA ×3, tile boundary
   compare(5, 4, 1, 128, 1000, 4);     // MQA
   compare(3, 4, 2, 16, 17000, 5);     // positions beyond 16K
+}
+
+TEST(Attention, WideAndNarrowBlocksOnRandomShapes) {
+  // head_dim 8 … 256 (and odd ones), GQA 1 … 8, chunks from decode (1 query:
+  // narrow blocks, keys split across threads) to prefill (wide blocks), key
+  // counts on and across the 64-key tile edges, positions past 16K.
+  std::mt19937 rng(20261202);
+  const int dims[] = {8, 16, 32, 64, 80, 128, 256, 12, 5};
+  const int ratios[] = {1, 2, 3, 4, 8};
+  const int queries[] = {1, 2, 3, 17, 64, 65, 130};
+  const int64_t before[] = {0, 1, 63, 64, 127, 500, 16500};
+  for (int trial = 0; trial < 40; ++trial) {
+    const int hd = dims[rng() % std::size(dims)], ratio = ratios[rng() % std::size(ratios)];
+    const int KV = 1 + int(rng() % 2), Q = queries[rng() % std::size(queries)];
+    int64_t b = before[rng() % std::size(before)];
+    if (int64_t(Q) * ratio * KV * hd * (b + Q) > (int64_t{1} << 27)) b = 63;  // keep the double twin quick
+    compare(Q, KV * ratio, KV, hd, b, 100 + trial, trial % 3 == 0 ? KvType::F16 : KvType::F32);
+  }
+}
+
+TEST(Attention, ExtremeScoresStayFinite) {
+  // Scores of ±640 (exp overflows float without the running max) and one key
+  // that dominates: the result must be that key's value.
+  const int hd = 8, keys = 200;
+  std::vector<float> q(hd, 0.0f), k(size_t(keys) * hd, 0.0f), v(size_t(keys) * hd), out(hd);
+  q[0] = 1;
+  for (int i = 0; i < keys; ++i) {
+    k[size_t(i) * hd] = i == 150 ? 640.0f : (i % 2 ? -640.0f : 480.0f);
+    for (int c = 0; c < hd; ++c) v[size_t(i) * hd + c] = float(i);
+  }
+  AttentionProblem p{1, 1, 1, hd, keys - 1, q.data(), k.data(), v.data(), KvType::F32, KvType::F32, 1.0f, out.data()};
+  for (int threads : {1, 2}) {
+    attention(p, threads);
+    for (int c = 0; c < hd; ++c) EXPECT_NEAR(out[c], 150.0f, 1e-3) << threads;
+  }
 }
 
 TEST(Attention, F16CacheMatchesTwin) {

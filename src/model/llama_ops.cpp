@@ -24,6 +24,10 @@ void matmul(const float* x, const std::vector<float>& w, float* y, int n, int in
   const int parts = (t > 1 && work >= (int64_t{1} << 20) && out >= 64) ? t : 1;
   pool.parallel_for(parts, [&](int i) {
     const int o0 = out * i / parts, o1 = out * (i + 1) / parts;
+    if (n == 1) {  // one token (decode): a matrix-vector product, no packing of W
+      cblas_sgemv(CblasRowMajor, CblasNoTrans, o1 - o0, in, 1.0f, w.data() + int64_t(o0) * in, in, x, 1, 0.0f, y + o0, 1);
+      return;
+    }
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, o1 - o0, in, 1.0f, x, in, w.data() + int64_t(o0) * in, in,
                 0.0f, y + o0, out);
   });

@@ -7,6 +7,7 @@
 #pragma once
 
 #include <cstdint>
+#include <string>
 
 namespace ropescale {
 
@@ -27,7 +28,12 @@ struct AttentionProblem {
 
 // Plain twin: all scores of one query, max, exp, normalize, weighted sum — in double.
 void attention_scalar(const AttentionProblem& p);
-// Tiled online softmax, threads over (query, head) (0 = the pool's size).
+// Optimized: Highway SIMD blocks (all query heads of a KV group × a run of
+// queries against 64-key tiles, online softmax), threads over blocks, and over
+// key ranges with a merge of the partial softmax sums when blocks are fewer
+// than threads (decode). threads: 0 = the pool's size.
 void attention(const AttentionProblem& p, int threads = 0);
+// The SIMD target the dispatcher chose on this CPU ("AVX2", "AVX3", …).
+std::string attention_simd_target();
 
 }  // namespace ropescale

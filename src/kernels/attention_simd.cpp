@@ -1,0 +1,380 @@
+// The optimized attention block kernel: Highway SIMD compiled for several
+// targets, the best chosen at run time (HWY_DYNAMIC_DISPATCH).
+//
+// A block is every query head of one KV group for a run of queries (rows),
+// against tiles of kKeyTile keys; one online-softmax state per row. Two
+// shapes of the same arithmetic:
+//
+// - Wide (rows ≥ 2 vectors; prefill): everything is vectorized over ROWS.
+//   Q is transposed once per block into Qᵀ[c][r] (scale folded in), so
+//       Sᵀ[j][r] = Σ_c K[j][c] · Qᵀ[c][r]      (K elements broadcast)
+//       Oᵀ[c][r] = α[r] · Oᵀ[c][r] + Σ_j V[j][c] · Pᵀ[j][r]
+//   are register-blocked 4 keys (or 4 channels) × 2 row vectors: each K or V
+//   element is loaded once per tile and used by every row of the block, no
+//   horizontal sums, and the softmax (max, exp, sum, rescale) runs on whole
+//   vectors of rows. K and V are read straight from the cache in f32, or a
+//   tile converted from f16 into L1. Tiles past the block's last query are
+//   never touched; only tiles crossing the diagonal are masked.
+// - Narrow (a few rows; decode): vectorized over CHANNELS for the dot
+//   products and over KEYS for the softmax, so a single query does not pay
+//   for a padded vector of rows.
+#undef HWY_TARGET_INCLUDE
+#define HWY_TARGET_INCLUDE "src/kernels/attention_simd.cpp"
+#include "hwy/foreach_target.h"  // IWYU pragma: keep
+#include "hwy/highway.h"
+#include "hwy/contrib/math/math-inl.h"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <stdexcept>
+#include <vector>
+
+#include "attention_block.h"
+#include "ropescale/kernels/dtype.h"
+
+HWY_BEFORE_NAMESPACE();
+namespace ropescale {
+namespace HWY_NAMESPACE {
+namespace hn = hwy::HWY_NAMESPACE;
+
+namespace attention_impl {  // per-target helpers, apart from the other kernels' in this namespace
+
+using DF = hn::ScalableTag<float>;
+using detail::kKeyTile;
+using detail::kNoScore;
+constexpr float kMasked = -std::numeric_limits<float>::max();  // exp(kMasked − m) = 0 for any m ≥ kNoScore
+
+struct Scratch {
+  std::vector<float> qt, ot, st, m, l, alpha, kbuf, vbuf;
+  std::vector<int32_t> pos;
+};
+Scratch& scratch() {
+  thread_local Scratch s;
+  return s;
+}
+
+// Rows [j0, j0 + n) of one KV head as f32 with a row stride: a pointer into
+// an f32 cache, or the tile converted from f16 into `buf`.
+struct TileRows {
+  const float* p;
+  int64_t stride;
+  const float* row(int j) const { return p + j * stride; }
+};
+TileRows tile_rows(const void* base, KvType type, int64_t j0, int n, int64_t kv_stride, int64_t offset, int hd,
+                   std::vector<float>& buf) {
+  if (type == KvType::F32) return {static_cast<const float*>(base) + j0 * kv_stride + offset, kv_stride};
+  const DF d;
+  const hn::Rebind<hwy::float16_t, DF> dh;
+  const int N = static_cast<int>(hn::Lanes(d));
+  buf.resize(size_t(n) * hd);
+  for (int j = 0; j < n; ++j) {
+    const uint16_t* src = static_cast<const uint16_t*>(base) + (j0 + j) * kv_stride + offset;
+    float* dst = buf.data() + size_t(j) * hd;
+    int c = 0;
+    for (; c + N <= hd; c += N)
+      hn::StoreU(hn::PromoteTo(d, hn::LoadU(dh, reinterpret_cast<const hwy::float16_t*>(src) + c)), d, dst + c);
+    for (; c < hd; ++c) dst[c] = f16_to_float(src[c]);
+  }
+  return {buf.data(), hd};
+}
+
+// ---- wide blocks: vectorized over rows ------------------------------------
+
+// Sᵀ[jj][·] for keys jj … jj+NK−1 and row vectors rv, rv+1.
+template <int NK>
+HWY_INLINE void ScoreKeys(DF d, const TileRows& k, int jj, const float* qt, int rp, int rv, int hd, float* st) {
+  const size_t N = hn::Lanes(d);
+  hn::Vec<DF> acc[NK][2];
+  for (int i = 0; i < NK; ++i) acc[i][0] = acc[i][1] = hn::Zero(d);
+  const float* kr[NK];
+  for (int i = 0; i < NK; ++i) kr[i] = k.row(jj + i);
+  for (int c = 0; c < hd; ++c) {
+    const float* qc = qt + size_t(c) * rp + rv * N;
+    const auto q0 = hn::LoadU(d, qc), q1 = hn::LoadU(d, qc + N);
+    for (int i = 0; i < NK; ++i) {
+      const auto kc = hn::Set(d, kr[i][c]);
+      acc[i][0] = hn::MulAdd(kc, q0, acc[i][0]);
+      acc[i][1] = hn::MulAdd(kc, q1, acc[i][1]);
+    }
+  }
+  for (int i = 0; i < NK; ++i) {
+    float* s = st + size_t(jj + i) * rp + rv * N;
+    hn::StoreU(acc[i][0], d, s);
+    hn::StoreU(acc[i][1], d, s + N);
+  }
+}
+
+// Oᵀ[c … c+NC−1][rv, rv+1] = α · Oᵀ + Σ_jj V[jj][c] · Pᵀ[jj].
+template <int NC>
+HWY_INLINE void AccumulateValues(DF d, const TileRows& v, int n, int c, const float* st, const float* alpha, int rp,
+                                 int rv, float* ot) {
+  const size_t N = hn::Lanes(d);
+  const auto a0 = hn::LoadU(d, alpha + rv * N), a1 = hn::LoadU(d, alpha + rv * N + N);
+  hn::Vec<DF> acc[NC][2];
+  for (int i = 0; i < NC; ++i) {
+    const float* o = ot + size_t(c + i) * rp + rv * N;
+    acc[i][0] = hn::Mul(hn::LoadU(d, o), a0);
+    acc[i][1] = hn::Mul(hn::LoadU(d, o + N), a1);
+  }
+  for (int jj = 0; jj < n; ++jj) {
+    const float* pr = st + size_t(jj) * rp + rv * N;
+    const auto p0 = hn::LoadU(d, pr), p1 = hn::LoadU(d, pr + N);
+    const float* vr = v.row(jj) + c;
+    for (int i = 0; i < NC; ++i) {
+      const auto vc = hn::Set(d, vr[i]);
+      acc[i][0] = hn::MulAdd(vc, p0, acc[i][0]);
+      acc[i][1] = hn::MulAdd(vc, p1, acc[i][1]);
+    }
+  }
+  for (int i = 0; i < NC; ++i) {
+    float* o = ot + size_t(c + i) * rp + rv * N;
+    hn::StoreU(acc[i][0], d, o);
+    hn::StoreU(acc[i][1], d, o + N);
+  }
+}
+
+void AttendWide(const AttentionProblem& p, const detail::AttentionBlock& b, const detail::AttentionPartial& out) {
+  const DF d;
+  const hn::RebindToSigned<DF> di;
+  const int N = static_cast<int>(hn::Lanes(d));
+  const int group = p.n_heads / p.n_kv_heads, hd = p.head_dim, rows = b.rows(group);
+  const int rv_count = (rows + 2 * N - 1) / (2 * N) * 2, rp = rv_count * N;  // padded rows
+  const int64_t kv_stride = int64_t(p.n_kv_heads) * hd, kv_offset = int64_t(b.kv_head) * hd;
+  Scratch& s = scratch();
+  s.qt.assign(size_t(hd) * rp, 0.0f);
+  s.ot.assign(size_t(hd) * rp, 0.0f);
+  s.st.resize(size_t(kKeyTile) * rp);
+  s.m.assign(rp, kNoScore);
+  s.l.assign(rp, 0.0f);
+  s.alpha.resize(rp);
+  s.pos.assign(rp, -1);  // padding rows see no key
+  for (int r = 0; r < rows; ++r) {
+    const int t = b.t0 + r / group, h = b.kv_head * group + r % group;
+    const float* q = p.q + (int64_t(t) * p.n_heads + h) * hd;
+    for (int c = 0; c < hd; ++c) s.qt[size_t(c) * rp + r] = q[c] * p.scale;
+    s.pos[r] = static_cast<int32_t>(p.keys_before + t);
+  }
+  const int64_t first_pos = p.keys_before + b.t0, last_pos = p.keys_before + b.t1 - 1;
+  const int64_t key_end = std::min(b.key_end, last_pos + 1);
+  for (int64_t j0 = b.key_begin; j0 < key_end; j0 += kKeyTile) {
+    const int n = static_cast<int>(std::min<int64_t>(kKeyTile, key_end - j0));
+    const TileRows k = tile_rows(p.k, p.k_type, j0, n, kv_stride, kv_offset, hd, s.kbuf);
+    const TileRows v = tile_rows(p.v, p.v_type, j0, n, kv_stride, kv_offset, hd, s.vbuf);
+    for (int rv = 0; rv < rv_count; rv += 2) {
+      int jj = 0;
+      for (; jj + 4 <= n; jj += 4) ScoreKeys<4>(d, k, jj, s.qt.data(), rp, rv, hd, s.st.data());
+      for (; jj < n; ++jj) ScoreKeys<1>(d, k, jj, s.qt.data(), rp, rv, hd, s.st.data());
+    }
+    // Causal mask, only on the tile that crosses the diagonal.
+    for (int jj = std::max<int64_t>(0, first_pos + 1 - j0); jj < n; ++jj) {
+      const auto key = hn::Set(di, static_cast<int32_t>(j0 + jj));
+      for (int rv = 0; rv < rv_count; ++rv) {
+        float* sp = s.st.data() + size_t(jj) * rp + rv * N;
+        const auto beyond = hn::RebindMask(d, hn::Lt(hn::LoadU(di, s.pos.data() + rv * N), key));
+        hn::StoreU(hn::IfThenElse(beyond, hn::Set(d, kMasked), hn::LoadU(d, sp)), d, sp);
+      }
+    }
+    // Online softmax, a vector of rows at a time.
+    for (int rv = 0; rv < rv_count; ++rv) {
+      float* col = s.st.data() + rv * N;
+      auto mx = hn::LoadU(d, col);
+      for (int jj = 1; jj < n; ++jj) mx = hn::Max(mx, hn::LoadU(d, col + size_t(jj) * rp));
+      const auto m_old = hn::LoadU(d, s.m.data() + rv * N);
+      const auto m_new = hn::Max(m_old, mx);
+      auto sum = hn::Zero(d);
+      for (int jj = 0; jj < n; ++jj) {
+        const auto e = hn::Exp(d, hn::Sub(hn::LoadU(d, col + size_t(jj) * rp), m_new));
+        hn::StoreU(e, d, col + size_t(jj) * rp);
+        sum = hn::Add(sum, e);
+      }
+      const auto alpha = hn::Exp(d, hn::Sub(m_old, m_new));
+      hn::StoreU(alpha, d, s.alpha.data() + rv * N);
+      hn::StoreU(hn::MulAdd(hn::LoadU(d, s.l.data() + rv * N), alpha, sum), d, s.l.data() + rv * N);
+      hn::StoreU(m_new, d, s.m.data() + rv * N);
+    }
+    for (int rv = 0; rv < rv_count; rv += 2) {
+      int c = 0;
+      for (; c + 4 <= hd; c += 4) AccumulateValues<4>(d, v, n, c, s.st.data(), s.alpha.data(), rp, rv, s.ot.data());
+      for (; c < hd; ++c) AccumulateValues<1>(d, v, n, c, s.st.data(), s.alpha.data(), rp, rv, s.ot.data());
+    }
+  }
+  for (int r = 0; r < rows; ++r) {
+    for (int c = 0; c < hd; ++c) out.o[size_t(r) * hd + c] = s.ot[size_t(c) * rp + r];
+    out.m[r] = s.m[r];
+    out.l[r] = s.l[r];
+  }
+}
+
+// ---- narrow blocks: vectorized over channels and keys -----------------------
+
+template <class D>
+HWY_INLINE hn::Vec<D> LoadKV(D d, const float* p) {
+  return hn::LoadU(d, p);
+}
+template <class D>
+HWY_INLINE hn::Vec<D> LoadKV(D d, const hwy::float16_t* p) {
+  return hn::PromoteTo(d, hn::LoadU(hn::Rebind<hwy::float16_t, D>(), p));
+}
+
+#if HWY_TARGET != HWY_SCALAR  // one-lane vectors have no blocks to interleave
+// The lanes of each 128-bit block summed across blocks: 4 lanes left.
+template <class D>
+HWY_INLINE hn::Vec<hn::CappedTag<float, 4>> SumBlocks(D, hn::Vec<D> v) {
+  if constexpr (hn::MaxLanes(D()) <= 4) {
+    return v;
+  } else {
+    const hn::Half<D> dh;
+    return SumBlocks(dh, hn::Add(hn::LowerHalf(dh, v), hn::UpperHalf(dh, v)));
+  }
+}
+
+// Four dot products' accumulators → their four sums, lane i = Σ lanes of a_i
+// (a 4 × 4 transpose by interleaving, instead of four horizontal reductions).
+template <class D>
+HWY_INLINE hn::Vec<hn::CappedTag<float, 4>> Sum4(D d, hn::Vec<D> a0, hn::Vec<D> a1, hn::Vec<D> a2, hn::Vec<D> a3) {
+  const hn::Repartition<uint64_t, D> du;
+  const auto ab = hn::Add(hn::InterleaveLower(d, a0, a1), hn::InterleaveUpper(d, a0, a1));  // a0₀+a0₂ a1₀+a1₂ a0₁+a0₃ a1₁+a1₃
+  const auto cd = hn::Add(hn::InterleaveLower(d, a2, a3), hn::InterleaveUpper(d, a2, a3));
+  const auto lo = hn::InterleaveLower(du, hn::BitCast(du, ab), hn::BitCast(du, cd));
+  const auto hi = hn::InterleaveUpper(du, hn::BitCast(du, ab), hn::BitCast(du, cd));
+  return SumBlocks(d, hn::Add(hn::BitCast(d, lo), hn::BitCast(d, hi)));
+}
+#endif
+
+// D: the channel vectors (a capped tag when head_dim is not a multiple of the
+// full vector), T: the cache's storage (float or float16_t).
+template <class D, typename T>
+void AttendNarrow(D dc, const AttentionProblem& p, const detail::AttentionBlock& b, const detail::AttentionPartial& out) {
+  const DF d;
+  const int N = static_cast<int>(hn::Lanes(d)), NC = static_cast<int>(hn::Lanes(dc));
+  const int group = p.n_heads / p.n_kv_heads, hd = p.head_dim, rows = b.rows(group);
+  const int64_t kv_stride = int64_t(p.n_kv_heads) * hd, kv_offset = int64_t(b.kv_head) * hd;
+  const T* kbase = static_cast<const T*>(p.k) + kv_offset;
+  const T* vbase = static_cast<const T*>(p.v) + kv_offset;
+  Scratch& s = scratch();
+  s.qt.resize(size_t(rows) * hd);  // row-major here: scaled query rows
+  s.st.resize(size_t(rows) * kKeyTile);
+  for (int r = 0; r < rows; ++r) {
+    const int t = b.t0 + r / group, h = b.kv_head * group + r % group;
+    const float* q = p.q + (int64_t(t) * p.n_heads + h) * hd;
+    for (int c = 0; c < hd; ++c) s.qt[size_t(r) * hd + c] = q[c] * p.scale;
+    std::fill(out.o + size_t(r) * hd, out.o + size_t(r + 1) * hd, 0.0f);
+    out.m[r] = kNoScore;
+    out.l[r] = 0.0f;
+  }
+  const int64_t last_pos = p.keys_before + b.t1 - 1;
+  const int64_t key_end = std::min(b.key_end, last_pos + 1);
+  for (int64_t j0 = b.key_begin; j0 < key_end; j0 += kKeyTile) {
+    const int n = static_cast<int>(std::min<int64_t>(kKeyTile, key_end - j0));
+    const T* k = kbase + j0 * kv_stride;
+    const T* v = vbase + j0 * kv_stride;
+    for (int r = 0; r < rows; ++r) {
+      const int64_t pos = p.keys_before + b.t0 + r / group;
+      const float* q = s.qt.data() + size_t(r) * hd;
+      float* sr = s.st.data() + size_t(r) * kKeyTile;
+      int jj = 0;
+#if HWY_TARGET != HWY_SCALAR
+      if constexpr (hn::MaxLanes(D()) >= 4) {
+        for (; jj + 4 <= n; jj += 4) {
+          auto a0 = hn::Zero(dc), a1 = a0, a2 = a0, a3 = a0;
+          const T* kr = k + jj * kv_stride;
+          for (int c = 0; c < hd; c += NC) {
+            const auto qv = hn::LoadU(dc, q + c);
+            a0 = hn::MulAdd(qv, LoadKV(dc, kr + c), a0);
+            a1 = hn::MulAdd(qv, LoadKV(dc, kr + kv_stride + c), a1);
+            a2 = hn::MulAdd(qv, LoadKV(dc, kr + 2 * kv_stride + c), a2);
+            a3 = hn::MulAdd(qv, LoadKV(dc, kr + 3 * kv_stride + c), a3);
+          }
+          hn::StoreU(Sum4(dc, a0, a1, a2, a3), hn::CappedTag<float, 4>(), sr + jj);
+        }
+      }
+#endif
+      for (; jj < n; ++jj) {
+        auto acc = hn::Zero(dc);
+        for (int c = 0; c < hd; c += NC) acc = hn::MulAdd(hn::LoadU(dc, q + c), LoadKV(dc, k + jj * kv_stride + c), acc);
+        sr[jj] = hn::GetLane(hn::SumOfLanes(dc, acc));
+      }
+      for (jj = static_cast<int>(std::max<int64_t>(0, pos + 1 - j0)); jj < kKeyTile; ++jj) sr[jj] = kMasked;
+      auto mxv = hn::LoadU(d, sr);
+      for (jj = N; jj < kKeyTile; jj += N) mxv = hn::Max(mxv, hn::LoadU(d, sr + jj));
+      const float m_new = std::max(out.m[r], hn::GetLane(hn::MaxOfLanes(d, mxv)));
+      const auto mv = hn::Set(d, m_new);
+      auto sum = hn::Zero(d);
+      for (jj = 0; jj < kKeyTile; jj += N) {
+        const auto e = hn::Exp(d, hn::Sub(hn::LoadU(d, sr + jj), mv));
+        hn::StoreU(e, d, sr + jj);
+        sum = hn::Add(sum, e);
+      }
+      const float alpha = std::exp(out.m[r] - m_new);
+      out.l[r] = out.l[r] * alpha + hn::GetLane(hn::SumOfLanes(d, sum));
+      out.m[r] = m_new;
+      float* o = out.o + size_t(r) * hd;
+      const auto av = hn::Set(dc, alpha);
+      int c = 0;
+      for (; c + 4 * NC <= hd; c += 4 * NC) {  // four channel vectors per pass over the keys
+        auto a0 = hn::Mul(hn::LoadU(dc, o + c), av), a1 = hn::Mul(hn::LoadU(dc, o + c + NC), av);
+        auto a2 = hn::Mul(hn::LoadU(dc, o + c + 2 * NC), av), a3 = hn::Mul(hn::LoadU(dc, o + c + 3 * NC), av);
+        for (jj = 0; jj < n; ++jj) {
+          const auto w = hn::Set(dc, sr[jj]);
+          const T* vr = v + jj * kv_stride + c;
+          a0 = hn::MulAdd(w, LoadKV(dc, vr), a0);
+          a1 = hn::MulAdd(w, LoadKV(dc, vr + NC), a1);
+          a2 = hn::MulAdd(w, LoadKV(dc, vr + 2 * NC), a2);
+          a3 = hn::MulAdd(w, LoadKV(dc, vr + 3 * NC), a3);
+        }
+        hn::StoreU(a0, dc, o + c);
+        hn::StoreU(a1, dc, o + c + NC);
+        hn::StoreU(a2, dc, o + c + 2 * NC);
+        hn::StoreU(a3, dc, o + c + 3 * NC);
+      }
+      for (; c < hd; c += NC) {
+        auto a = hn::Mul(hn::LoadU(dc, o + c), av);
+        for (jj = 0; jj < n; ++jj) a = hn::MulAdd(hn::Set(dc, sr[jj]), LoadKV(dc, v + jj * kv_stride + c), a);
+        hn::StoreU(a, dc, o + c);
+      }
+    }
+  }
+}
+
+template <typename T>
+void AttendNarrowAs(const AttentionProblem& p, const detail::AttentionBlock& b, const detail::AttentionPartial& out) {
+  // Channel vectors as wide as head_dim allows (head dims are multiples of 8 in practice).
+  const DF d;
+  const int N = static_cast<int>(hn::Lanes(d)), hd = p.head_dim;
+  if (hd % N == 0) return AttendNarrow<DF, T>(d, p, b, out);
+  if (N >= 8 && hd % 8 == 0) return AttendNarrow<hn::CappedTag<float, 8>, T>(hn::CappedTag<float, 8>(), p, b, out);
+  if (N >= 4 && hd % 4 == 0) return AttendNarrow<hn::CappedTag<float, 4>, T>(hn::CappedTag<float, 4>(), p, b, out);
+  return AttendNarrow<hn::CappedTag<float, 1>, T>(hn::CappedTag<float, 1>(), p, b, out);
+}
+
+}  // namespace attention_impl
+
+void AttendBlock(const AttentionProblem& p, const detail::AttentionBlock& b, const detail::AttentionPartial& out) {
+  using namespace attention_impl;
+  const DF d;
+  const int N = static_cast<int>(hn::Lanes(d));
+  if (b.rows(p.n_heads / p.n_kv_heads) >= 2 * N) return AttendWide(p, b, out);
+  if (p.k_type != p.v_type) throw std::invalid_argument("attention: keys and values must share a storage type");
+  if (p.k_type == KvType::F16) return AttendNarrowAs<hwy::float16_t>(p, b, out);
+  return AttendNarrowAs<float>(p, b, out);
+}
+
+const char* AttentionTargetName() { return hwy::TargetName(HWY_TARGET); }
+
+}  // namespace HWY_NAMESPACE
+}  // namespace ropescale
+HWY_AFTER_NAMESPACE();
+
+#if HWY_ONCE
+namespace ropescale::detail {
+HWY_EXPORT(AttendBlock);
+HWY_EXPORT(AttentionTargetName);
+void attend_block(const AttentionProblem& p, const AttentionBlock& b, const AttentionPartial& out) {
+  HWY_DYNAMIC_DISPATCH(AttendBlock)(p, b, out);
+}
+}  // namespace ropescale::detail
+namespace ropescale {
+std::string attention_simd_target() { return HWY_DYNAMIC_DISPATCH(detail::AttentionTargetName)(); }
+}  // namespace ropescale
+#endif
