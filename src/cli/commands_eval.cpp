@@ -1,5 +1,6 @@
 // eval ppl | passkey | suite: perplexity against context length, passkey
 // retrieval, and both in one report — several rope settings side by side.
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <fstream>
@@ -96,7 +97,9 @@ void run_eval(const EvalOptions& o, bool ppl, bool passkey) {
   for (int64_t c : (ppl ? r.ppl_options.ctxs : po.lengths)) longest = std::max(longest, c);
   // Each method resolved once, before any work: a bad setting fails here, naming its key.
   r.methods = resolve_eval_methods(model, o.methods.empty() ? default_eval_methods(L, longest) : parse_eval_methods(o.methods, L));
-  if (!baseline_method(r)) {
+  // The short-context table compares each method with plain RoPE; add it when that table will exist.
+  const bool short_table = ppl && std::any_of(r.ppl_options.ctxs.begin(), r.ppl_options.ctxs.end(), [&](int64_t c) { return c <= L; });
+  if (short_table && !baseline_method(r)) {
     r.methods.insert(r.methods.begin(), resolve_eval_methods(model, {parse_eval_method(std::string(rope_type_info(RopeType::Default).shorthand), L)})[0]);
     std::fprintf(stderr, "ropescale: added 'none' (plain RoPE) as the baseline of the short-context table\n");
   }

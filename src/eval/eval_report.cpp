@@ -123,6 +123,8 @@ json eval_json(const EvalReport& r, const LlamaModel& model) {
                          {"tokens", x.tokens},
                          {"nll", x.nll},
                          {"ppl", x.ppl},
+                         {"seconds", x.seconds},
+                         {"tokens_per_second", x.seconds > 0 ? json(double(x.window_tokens) / x.seconds) : json(nullptr)},
                          {"buckets", buckets}});
     }
     j["results"] = results;

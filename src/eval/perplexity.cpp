@@ -1,6 +1,7 @@
 #include "ropescale/eval/perplexity.h"
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <limits>
 #include <stdexcept>
@@ -99,6 +100,7 @@ std::vector<PerplexityResult> evaluate_perplexity(const LlamaModel& model, std::
   for (size_t c = 0; c < opt.ctxs.size(); ++c) {
     const int64_t ctx = opt.ctxs[c];
     for (const auto& m : methods) {
+      const auto t0 = std::chrono::steady_clock::now();
       InferenceSession session(model, session_options_for(m, opt.run, ctx));
       PerplexityResult r;
       r.setting = m;
@@ -109,6 +111,7 @@ std::vector<PerplexityResult> evaluate_perplexity(const LlamaModel& model, std::
         r.tokens += score_window(session, ids.subspan(w.begin, w.end - w.begin), w.score_from, r.position_nll,
                                  r.position_tokens);
         ++r.windows;
+        r.window_tokens += w.end - w.begin;
         done += w.end - w.begin;
         if (progress) progress(done, total);
       }
@@ -116,6 +119,7 @@ std::vector<PerplexityResult> evaluate_perplexity(const LlamaModel& model, std::
       for (double x : r.position_nll) sum += x;
       r.nll = r.tokens ? sum / double(r.tokens) : std::numeric_limits<double>::quiet_NaN();
       r.ppl = std::exp(r.nll);
+      r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
       results.push_back(std::move(r));
     }
   }

@@ -91,4 +91,17 @@ void ThreadPool::parallel_for(int n, const std::function<void(int)>& fn) {
   while (remaining_.load(std::memory_order_acquire) > 0) cpu_relax();
 }
 
+void ThreadPool::parallel_for(int n, int threads, const std::function<void(int)>& fn) {
+  const int t = std::min(threads_for(threads), n);
+  if (t >= size()) return parallel_for(n, fn);
+  if (t <= 1) {
+    for (int i = 0; i < n; ++i) fn(i);
+    return;
+  }
+  std::atomic<int> next{0};
+  parallel_for(t, [&](int) {
+    for (int i; (i = next.fetch_add(1, std::memory_order_relaxed)) < n;) fn(i);
+  });
+}
+
 }  // namespace ropescale

@@ -65,34 +65,41 @@ void linear_backward(const float* x, const std::vector<float>& w, const float* d
 }
 
 void attention_backward(const float* q, const float* k, const float* v, const float* probs, const float* dout, float* dq,
-                        float* dk, float* dv, int n, int heads, int kv_heads, int hd) {
+                        float* dk, float* dv, int n, int heads, int kv_heads, int hd, int threads) {
   single_threaded_blas();
   const int qd = heads * hd, kvd = kv_heads * hd, group = heads / kv_heads;
+  const int blocks = (n + kAttentionRowBlock - 1) / kAttentionRowBlock;
   const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
   std::fill(dk, dk + int64_t(n) * kvd, 0.0f);
   std::fill(dv, dv + int64_t(n) * kvd, 0.0f);
-  // One KV head per task: its query heads write disjoint dq columns and share its dk, dv.
-  ThreadPool::global().parallel_for(kv_heads, [&](int g) {
-    std::vector<float> ds(size_t(n) * n);
-    for (int h = g * group; h < (g + 1) * group; ++h) {
-      const float* p = probs + int64_t(h) * n * n;
-      // dP = dO Vᵀ; dV += Pᵀ dO; dS = P ∘ (dP − rowsum(P ∘ dP)) · scale.
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, n, hd, 1.0f, dout + h * hd, qd, v + g * hd, kvd, 0.0f,
-                  ds.data(), n);
-      cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, n, hd, n, 1.0f, p, n, dout + h * hd, qd, 1.0f, dv + g * hd, kvd);
-      for (int i = 0; i < n; ++i) {
-        const float* pr = p + int64_t(i) * n;
-        float* dr = ds.data() + int64_t(i) * n;
-        double dot = 0;
-        for (int j = 0; j <= i; ++j) dot += double(pr[j]) * dr[j];
-        for (int j = 0; j <= i; ++j) dr[j] = pr[j] * (dr[j] - static_cast<float>(dot)) * scale;
-        std::fill(dr + i + 1, dr + n, 0.0f);
+  // One KV head per task: its query heads write disjoint dq columns and share
+  // its dk, dv. Blocks of query rows [i0, i1) as in the forward, reading and
+  // writing only keys 0 … i1−1.
+  ThreadPool::global().parallel_for(kv_heads, threads, [&](int g) {
+    std::vector<float> ds(size_t(kAttentionRowBlock) * n);
+    for (int h = g * group; h < (g + 1) * group; ++h)
+      for (int b = 0; b < blocks; ++b) {
+        const int i0 = b * kAttentionRowBlock, i1 = std::min(n, i0 + kAttentionRowBlock), rows = i1 - i0;
+        const float* p = probs + (int64_t(h) * n + i0) * n;
+        const float* dout_b = dout + int64_t(i0) * qd + h * hd;
+        // dP = dO Vᵀ; dV += Pᵀ dO; dS = P ∘ (dP − rowsum(P ∘ dP)) · scale.
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, i1, hd, 1.0f, dout_b, qd, v + g * hd, kvd, 0.0f,
+                    ds.data(), n);
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, i1, hd, rows, 1.0f, p, n, dout_b, qd, 1.0f, dv + g * hd, kvd);
+        for (int r = 0; r < rows; ++r) {
+          const int i = i0 + r;
+          const float* pr = p + int64_t(r) * n;
+          float* dr = ds.data() + int64_t(r) * n;
+          double dot = 0;
+          for (int j = 0; j <= i; ++j) dot += double(pr[j]) * dr[j];
+          for (int j = 0; j <= i; ++j) dr[j] = pr[j] * (dr[j] - static_cast<float>(dot)) * scale;
+          std::fill(dr + i + 1, dr + i1, 0.0f);
+        }
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, hd, i1, 1.0f, ds.data(), n, k + g * hd, kvd, 0.0f,
+                    dq + int64_t(i0) * qd + h * hd, qd);
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, i1, hd, rows, 1.0f, ds.data(), n, q + int64_t(i0) * qd + h * hd,
+                    qd, 1.0f, dk + g * hd, kvd);
       }
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, hd, n, 1.0f, ds.data(), n, k + g * hd, kvd, 0.0f,
-                  dq + h * hd, qd);
-      cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, n, hd, n, 1.0f, ds.data(), n, q + h * hd, qd, 1.0f,
-                  dk + g * hd, kvd);
-    }
   });
 }
 
@@ -165,7 +172,7 @@ double llama_loss_and_gradients(const LlamaModel& m, const RopeSpec& rope, std::
     // Attention: x_mid = x_in + Wo · attention(rope(Wq xn1), rope(Wk xn1), Wv xn1).
     linear_backward(a.att.data(), w.wo, dx.data(), datt.data(), gw.wo.data(), n, qd, dim, threads);
     attention_backward(a.q.data(), a.k.data(), a.v.data(), a.probs.data(), datt.data(), dq.data(), dk.data(), dv.data(), n,
-                       H, KV, hd);
+                       H, KV, hd, threads);
     rotary_backward(dq.data(), n, H, hd, rope.rotary_dim, hp.layout, f.table, threads);
     rotary_backward(dk.data(), n, KV, hd, rope.rotary_dim, hp.layout, f.table, threads);
     linear_backward(a.xn1.data(), w.wq, dq.data(), dxn.data(), gw.wq.data(), n, dim, qd, threads);

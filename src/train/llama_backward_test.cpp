@@ -144,6 +144,70 @@ TEST(Backward, CausalGqaAttention) {
   expect_gradient(v, dv, twin, 1e-4, "attention dv");
 }
 
+// The blocked kernels (row blocks of kAttentionRowBlock reading only the keys
+// they see) against a plain double twin of the forward and of the analytic
+// backward, at lengths that cross block edges, one and two threads.
+TEST(Backward, BlockedAttentionMatchesDoubleTwinAcrossRowBlocks) {
+  for (int n : {1, 63, 64, 65, 150}) {
+    const int H = 4, KV = 2, hd = 8, group = H / KV;
+    const auto q = random_vector(n * H * hd, 20 + n), k = random_vector(n * KV * hd, 21 + n),
+               v = random_vector(n * KV * hd, 22 + n), dout = random_vector(n * H * hd, 23 + n);
+    // Twin: P = softmax(q kᵀ / √hd) causal, O = P V; dP = dO Vᵀ, dS = P ∘ (dP − Σ P∘dP) / √hd,
+    // dQ = dS K, dK = dSᵀ Q, dV = Pᵀ dO.
+    std::vector<double> o(q.size(), 0.0), dq(q.size(), 0.0), dk(k.size(), 0.0), dv(v.size(), 0.0);
+    const double scale = 1.0 / std::sqrt(double(hd));
+    for (int h = 0; h < H; ++h) {
+      const int g = h / group;
+      for (int i = 0; i < n; ++i) {
+        std::vector<double> p(i + 1), dp(i + 1);
+        double z = 0, mx = -1e300;
+        for (int j = 0; j <= i; ++j) {
+          double d = 0;
+          for (int c = 0; c < hd; ++c) d += double(q[(i * H + h) * hd + c]) * k[(j * KV + g) * hd + c];
+          mx = std::max(mx, p[j] = d * scale);
+        }
+        for (int j = 0; j <= i; ++j) z += p[j] = std::exp(p[j] - mx);
+        double pdp = 0;
+        for (int j = 0; j <= i; ++j) {
+          p[j] /= z;
+          double d = 0;
+          for (int c = 0; c < hd; ++c) {
+            o[(i * H + h) * hd + c] += p[j] * v[(j * KV + g) * hd + c];
+            d += double(dout[(i * H + h) * hd + c]) * v[(j * KV + g) * hd + c];
+            dv[(j * KV + g) * hd + c] += p[j] * dout[(i * H + h) * hd + c];
+          }
+          pdp += p[j] * (dp[j] = d);
+        }
+        for (int j = 0; j <= i; ++j) {
+          const double ds = p[j] * (dp[j] - pdp) * scale;
+          for (int c = 0; c < hd; ++c) {
+            dq[(i * H + h) * hd + c] += ds * k[(j * KV + g) * hd + c];
+            dk[(j * KV + g) * hd + c] += ds * q[(i * H + h) * hd + c];
+          }
+        }
+      }
+    }
+    for (int threads : {1, 2}) {
+      std::vector<float> probs(size_t(H) * n * n, 7.0f), out(q.size()), gq(q.size()), gk(k.size(), 5.0f), gv(v.size(), 5.0f);
+      attention_forward(q.data(), k.data(), v.data(), probs.data(), out.data(), n, H, KV, hd, threads);
+      attention_backward(q.data(), k.data(), v.data(), probs.data(), dout.data(), gq.data(), gk.data(), gv.data(), n, H, KV,
+                         hd, threads);
+      const auto expect_close = [&](const std::vector<float>& got, const std::vector<double>& want, const char* what) {
+        double worst = 0;
+        for (size_t i = 0; i < got.size(); ++i) worst = std::max(worst, std::abs(got[i] - want[i]) / (1.0 + std::abs(want[i])));
+        EXPECT_LT(worst, 2e-5) << what << ", n " << n << ", threads " << threads;
+      };
+      expect_close(out, o, "output");
+      expect_close(gq, dq, "dq");
+      expect_close(gk, dk, "dk");
+      expect_close(gv, dv, "dv");
+      for (int h = 0; h < H; ++h)  // the saved probabilities are zero above the diagonal
+        for (int i = 0; i < n; ++i)
+          for (int j = i + 1; j < n; ++j) ASSERT_EQ(probs[(size_t(h) * n + i) * n + j], 0.0f) << h << " " << i << " " << j;
+    }
+  }
+}
+
 TEST(Backward, RotaryBothLayoutsPartialWithAttentionFactor) {
   for (PairLayout layout : {PairLayout::HalfSplit, PairLayout::Interleaved}) {
     const int n = 6, heads = 3, hd = 10, d = 6;

@@ -10,6 +10,7 @@
 #include <numeric>
 #include <stdexcept>
 
+#include "ropescale/kernels/convert.h"
 #include "ropescale/kernels/rotary.h"
 #include "ropescale/kernels/thread_pool.h"
 #include "ropescale/model/llama_ops.h"
@@ -18,24 +19,32 @@
 namespace ropescale {
 
 void attention_forward(const float* q, const float* k, const float* v, float* probs, float* out, int n, int heads,
-                       int kv_heads, int hd) {
+                       int kv_heads, int hd, int threads) {
   single_threaded_blas();
   const int qd = heads * hd, kvd = kv_heads * hd, group = heads / kv_heads;
+  const int blocks = (n + kAttentionRowBlock - 1) / kAttentionRowBlock;
   const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
-  ThreadPool::global().parallel_for(heads, [&](int h) {
-    const int g = h / group;
-    float* p = probs + int64_t(h) * n * n;
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, n, hd, scale, q + h * hd, qd, k + g * hd, kvd, 0.0f, p, n);
-    for (int i = 0; i < n; ++i) {
-      float* row = p + int64_t(i) * n;
-      const float mx = *std::max_element(row, row + i + 1);
+  // One task per (head, block of query rows), the longest rows first. A block
+  // [i0, i1) only reads keys 0 … i1−1: the causal upper triangle past the
+  // block is never computed.
+  ThreadPool::global().parallel_for(heads * blocks, threads, [&](int task) {
+    const int h = task % heads, b = blocks - 1 - task / heads, g = h / group;
+    const int i0 = b * kAttentionRowBlock, i1 = std::min(n, i0 + kAttentionRowBlock), rows = i1 - i0;
+    float* p = probs + (int64_t(h) * n + i0) * n;
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, i1, hd, scale, q + int64_t(i0) * qd + h * hd, qd,
+                k + g * hd, kvd, 0.0f, p, n);
+    for (int r = 0; r < rows; ++r) {
+      const int i = i0 + r;
+      float* row = p + int64_t(r) * n;
+      exp_shifted(row, size_t(i) + 1, *std::max_element(row, row + i + 1));
       double sum = 0;
-      for (int j = 0; j <= i; ++j) sum += row[j] = std::exp(row[j] - mx);
+      for (int j = 0; j <= i; ++j) sum += row[j];
       const float inv = static_cast<float>(1.0 / sum);
       for (int j = 0; j <= i; ++j) row[j] *= inv;
       std::fill(row + i + 1, row + n, 0.0f);  // causal
     }
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, hd, n, 1.0f, p, n, v + g * hd, kvd, 0.0f, out + h * hd, qd);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, hd, i1, 1.0f, p, n, v + g * hd, kvd, 0.0f,
+                out + int64_t(i0) * qd + h * hd, qd);
   });
 }
 
@@ -83,7 +92,7 @@ TrainingForward training_forward(const LlamaModel& m, const RopeSpec& rope, std:
     rotary_forward(a.q.data(), n, H, hd, rope.rotary_dim, hp.layout, f.table, threads);
     rotary_forward(a.k.data(), n, KV, hd, rope.rotary_dim, hp.layout, f.table, threads);
     a.probs.resize(size_t(H) * n * n), a.att.resize(size_t(n) * qd);
-    attention_forward(a.q.data(), a.k.data(), a.v.data(), a.probs.data(), a.att.data(), n, H, KV, hd);
+    attention_forward(a.q.data(), a.k.data(), a.v.data(), a.probs.data(), a.att.data(), n, H, KV, hd, threads);
     matmul(a.att.data(), w.wo, tmp.data(), n, qd, dim, threads);
     for (size_t i = 0; i < x.size(); ++i) x[i] += tmp[i];
     a.x_mid = x;

@@ -9,6 +9,7 @@
 #include <stdexcept>
 
 #include "ropescale/config/error.h"
+#include "ropescale/kernels/thread_pool.h"
 #include "ropescale/config/llama2c_header.h"
 #include "ropescale/config/mapped_file.h"
 #include "ropescale/model/gguf_model.h"
@@ -123,9 +124,8 @@ LlamaModel new_llama_model(const LlamaHParams& hp_in, uint64_t seed) {
 
 double validation_loss(const LlamaModel& model, const RopeSpec& rope, const Tokenizer& tok, const TrainingCorpus& corpus,
                        int64_t ctx, int count, uint64_t seed, int threads) {
-  double sum = 0;
-  int n = 0;
   const auto& stream = corpus.valid.size() > size_t(ctx) + 1 ? corpus.valid : corpus.train;
+  std::vector<std::vector<int>> seqs;
   for (int i = 0; i < count; ++i) {
     const auto kind = i % 4 == 1 ? SequenceKind::Passkey : i % 4 == 3 ? SequenceKind::KeyValue : SequenceKind::Text;
     std::vector<int> seq;
@@ -137,9 +137,17 @@ double validation_loss(const LlamaModel& model, const RopeSpec& rope, const Toke
       seq = synthetic_document(tok, stream, ctx + 1, kind, seed * 1000003ull + uint64_t(i));
       if (seq.empty()) continue;  // the context is too short for synthetic documents
     }
-    sum += llama_loss_and_gradients(model, rope, seq, nullptr, 1.0f, threads);
-    ++n;
+    seqs.push_back(std::move(seq));
   }
+  // One sequence per task (single-threaded each) when there are enough of them.
+  const int n = static_cast<int>(seqs.size());
+  const bool per_sequence = n >= ThreadPool::global().threads_for(threads);
+  std::vector<double> losses(n);
+  ThreadPool::global().parallel_for(n, per_sequence ? threads : 1, [&](int i) {
+    losses[i] = llama_loss_and_gradients(model, rope, seqs[i], nullptr, 1.0f, per_sequence ? 1 : threads);
+  });
+  double sum = 0;
+  for (double l : losses) sum += l;
   return n ? sum / n : 0.0;
 }
 
@@ -156,6 +164,14 @@ TrainLogRow train_llama(LlamaModel& model, const Llama2cTokenizer& vocab, const 
   int64_t step = 0;
   if (o.resume) step = load_state(o.out + ".adam", opt);
   LlamaModel grad = zero_gradients(model);
+  // Data parallel: with T threads and a batch of at least T, T runners each
+  // take sequences b ≡ w (mod T) single-threaded into their own gradient, then
+  // the gradients are summed in runner order — whole sequences per core
+  // instead of small matrix products split in two. Deterministic for a given
+  // T; T = 1 is the sequential loop.
+  const int runners = std::min(ThreadPool::global().threads_for(o.threads), o.batch);
+  std::vector<LlamaModel> runner_grads(runners > 1 ? runners : 0, runners > 1 ? zero_gradients(model) : LlamaModel{});
+  const auto grad_tensors = weight_tensors(grad);
   json history = json::array();
   TrainLogRow row;
   using clock = std::chrono::steady_clock;
@@ -163,13 +179,31 @@ TrainLogRow train_llama(LlamaModel& model, const Llama2cTokenizer& vocab, const 
   int64_t tokens = 0;
   const int64_t first = step;
   for (; step < o.steps; ++step) {
-    for (const auto& t : weight_tensors(grad)) std::fill(t.values->begin(), t.values->end(), 0.0f);
-    double loss = 0;
-    for (int b = 0; b < o.batch; ++b) {
+    for (const auto& t : grad_tensors) std::fill(t.values->begin(), t.values->end(), 0.0f);
+    std::vector<double> losses(o.batch);
+    const auto run_sequence = [&](int b, LlamaModel& into, int threads) {
       const auto seq = training_sequence(vocab, corpus.train, o.ctx + 1, o.mix, o.seed, step, b);
-      loss += llama_loss_and_gradients(model, rope, seq, &grad, 1.0f / float(o.batch), o.threads) / o.batch;
-      tokens += o.ctx;
+      losses[b] = llama_loss_and_gradients(model, rope, seq, &into, 1.0f / float(o.batch), threads);
+    };
+    if (runners <= 1) {
+      for (int b = 0; b < o.batch; ++b) run_sequence(b, grad, o.threads);
+    } else {
+      ThreadPool::global().parallel_for(runners, runners, [&](int w) {
+        for (const auto& t : weight_tensors(runner_grads[w])) std::fill(t.values->begin(), t.values->end(), 0.0f);
+        for (int b = w; b < o.batch; b += runners) run_sequence(b, runner_grads[w], 1);
+      });
+      for (auto& g : runner_grads) {
+        const auto from = weight_tensors(g);
+        for (size_t i = 0; i < from.size(); ++i) {
+          float* dst = grad_tensors[i].values->data();
+          const float* src = from[i].values->data();
+          for (size_t j = 0; j < from[i].values->size(); ++j) dst[j] += src[j];
+        }
+      }
     }
+    double loss = 0;
+    for (double l : losses) loss += l / o.batch;
+    tokens += int64_t(o.batch) * o.ctx;
     const double norm = clip_gradients(grad, o.clip);
     const double lr = schedule.at(step);
     opt.step(model, grad, lr);

@@ -10,6 +10,8 @@
 
 #include <gtest/gtest.h>
 
+#include "ropescale/kernels/thread_pool.h"
+
 #include "ropescale/eval/passkey.h"
 #include "ropescale/model/gguf_model.h"
 #include "ropescale/model/session.h"
@@ -95,6 +97,36 @@ TEST(Trainer, DeterministicAndResumable) {
   EXPECT_EQ(resumed, a) << "10 steps + resume for 10 more = 20 steps in one go";
 }
 
+// Two threads train whole sequences of the batch side by side (each its own
+// gradient, summed in runner order): deterministic run to run, and the same
+// training as one thread up to float summation order.
+TEST(Trainer, DataParallelBatchIsDeterministicAndMatchesOneThread) {
+  const auto vocab = Llama2cTokenizer::byte_level();
+  const TrainingCorpus corpus = build_corpus(vocab, {kjv()});
+  auto run = [&](int threads, int batch) {
+    LlamaModel m = new_llama_model(small_shape(48), 3);
+    TrainOptions o = small_options(test::write_temp("dp.gguf", ""));
+    o.steps = 6, o.batch = batch, o.threads = threads, o.schedule.warmup = 2;
+    const auto row = train_llama(m, vocab, corpus, o, {});
+    return std::make_pair(flatten(m), row);
+  };
+  for (int batch : {3, 4}) {
+    const auto [one, one_row] = run(1, batch);
+    const auto [two, two_row] = run(2, batch);
+    const auto [again, again_row] = run(2, batch);
+    EXPECT_EQ(two, again) << "same threads: bit-identical weights";
+    ASSERT_EQ(one.size(), two.size());
+    double worst = 0;
+    for (size_t i = 0; i < one.size(); ++i) worst = std::max(worst, double(std::abs(one[i] - two[i])));
+    EXPECT_LT(worst, 1e-4) << "batch " << batch;
+    if (ThreadPool::global().size() >= 2) {
+      EXPECT_GT(worst, 0.0) << "batch " << batch << ": two threads should have run the data-parallel path";
+    }
+    EXPECT_NEAR(one_row.loss, two_row.loss, 1e-5);
+    EXPECT_NEAR(one_row.valid_loss, two_row.valid_loss, 1e-5);
+  }
+}
+
 TEST(Trainer, ScheduleAndAdamWByHand) {
   const Schedule s{1.0, 0.1, 10, 110};
   EXPECT_DOUBLE_EQ(s.at(0), 0.1);   // warm-up: lr · (step + 1) / warmup
@@ -135,8 +167,12 @@ TEST(TrainingData, SyntheticDocumentsAreExactAndAnswerable) {
         // "Keys: " and distinct characters, then copies of them, back to back or each after text and " Again: ".
         ASSERT_EQ(text.substr(0, 6), "Keys: ") << text;
         const size_t again = text.find(" Again: ");
-        if (copy_gap == 0) EXPECT_EQ(again, std::string::npos) << text;
-        if (copy_gap == 1) EXPECT_NE(again, std::string::npos) << text;
+        if (copy_gap == 0) {
+          EXPECT_EQ(again, std::string::npos) << text;
+        }
+        if (copy_gap == 1) {
+          EXPECT_NE(again, std::string::npos) << text;
+        }
         const std::string copies = again == std::string::npos ? text.substr(6) : text.substr(6, again - 6);
         const size_t end = again == std::string::npos ? copies.find(copies[0], 1) : copies.find_first_of(" ,.;:");
         ASSERT_NE(end, std::string::npos) << text;

@@ -62,6 +62,8 @@ struct PerplexityResult {
   int64_t tokens = 0;        // scored tokens
   double nll = 0;            // mean negative log-likelihood (nats / token)
   double ppl = 0;            // exp(nll)
+  double seconds = 0;        // compute time of this method × context (session set-up and all windows)
+  int64_t window_tokens = 0; // tokens run through the model (scored or not): the speed's numerator
   // Per window position t: summed NLL and count of scored tokens.
   std::vector<double> position_nll;
   std::vector<int64_t> position_tokens;

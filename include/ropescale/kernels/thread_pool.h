@@ -37,6 +37,10 @@ class ThreadPool {
   // Runs fn(i) for every i in [0, n) across the pool and the caller; returns
   // when all are done.
   void parallel_for(int n, const std::function<void(int)>& fn);
+  // The same on at most threads_for(threads) threads: that many runners claim
+  // the indices in order from a shared counter (dynamic balance, honours a
+  // caller's --threads on a larger pool). threads == 1 runs inline.
+  void parallel_for(int n, int threads, const std::function<void(int)>& fn);
 
  private:
   void worker_loop();

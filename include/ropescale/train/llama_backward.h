@@ -29,7 +29,7 @@ void linear_backward(const float* x, const std::vector<float>& w, const float* d
                      int out, int threads);
 // The backward of attention_forward (llama_forward.h), from the probabilities it saved.
 void attention_backward(const float* q, const float* k, const float* v, const float* probs, const float* dout, float* dq,
-                        float* dk, float* dv, int n, int heads, int kv_heads, int head_dim);
+                        float* dk, float* dv, int n, int heads, int kv_heads, int head_dim, int threads = 0);
 // The adjoint of rotary_forward: the transpose rotation (the same cos, negated sin).
 void rotary_backward(float* dx, int n, int heads, int head_dim, int rotary_dim, PairLayout layout,
                      const CosSinTable& table, int threads);

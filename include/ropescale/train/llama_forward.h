@@ -15,9 +15,13 @@
 namespace ropescale {
 
 // Causal softmax attention, GQA (head h reads KV head h / (H / KV)); q, k, v
-// rotated already; probs [H × n × n] saved by the forward.
+// rotated already; probs [H × n × n] saved by the forward (zero above the
+// diagonal). Computed in blocks of kAttentionRowBlock query rows, each reading
+// only the keys it can see (sgemm, then a SIMD exponential), on up to
+// `threads` threads.
+inline constexpr int kAttentionRowBlock = 64;
 void attention_forward(const float* q, const float* k, const float* v, float* probs, float* out, int n, int heads,
-                       int kv_heads, int head_dim);
+                       int kv_heads, int head_dim, int threads = 0);
 // The rotary step for positions 0 … n−1 with `table`, in place on [n × heads × hd]
 // (its adjoint is rotary_backward, llama_backward.h).
 void rotary_forward(float* x, int n, int heads, int head_dim, int rotary_dim, PairLayout layout, const CosSinTable& table,
