@@ -1,5 +1,7 @@
 // train: a new Llama model from text (+ synthetic retrieval documents);
 // finetune: continue training a model at an extended length with a scaling in place.
+#include <malloc.h>
+
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
@@ -36,6 +38,11 @@ struct TrainCliOptions {
 };
 
 void run_training(const TrainCliOptions& o, bool finetune) {
+  // Every training sequence allocates and frees the same activation buffers
+  // (MBs each): keep freed memory in the heap rather than returning it to the
+  // kernel and faulting fresh zeroed pages back in for the next sequence.
+  mallopt(M_MMAP_THRESHOLD, 256 << 20);
+  mallopt(M_TRIM_THRESHOLD, 1 << 30);
   if (o.texts.empty()) throw_unreadable("--text", "give at least one training text file");
   TrainOptions t;
   t.ctx = o.ctx, t.steps = o.steps, t.batch = o.batch, t.threads = o.threads, t.seed = o.seed;

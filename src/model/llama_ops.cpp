@@ -45,11 +45,4 @@ void rmsnorm(const float* x, const std::vector<float>& w, float* y, int n, int d
   }
 }
 
-void swiglu(float* h1, const float* h3, size_t n) {
-  for (size_t i = 0; i < n; ++i) {
-    const float a = h1[i];
-    h1[i] = a / (1.0f + std::exp(-a)) * h3[i];
-  }
-}
-
 }  // namespace ropescale

@@ -9,6 +9,7 @@
 #include <numeric>
 #include <stdexcept>
 
+#include "ropescale/kernels/convert.h"
 #include "ropescale/kernels/rotary.h"
 #include "ropescale/kernels/thread_pool.h"
 #include "ropescale/model/llama_ops.h"
@@ -31,14 +32,6 @@ void rmsnorm_backward(const float* x, const float* inv_rms, const std::vector<fl
       dx[int64_t(t) * dim + i] = static_cast<float>(r * g[i] * w[i] - c * xr[i]);
       dw[i] += static_cast<float>(g[i] * xr[i] * r);
     }
-  }
-}
-
-void swiglu_backward(const float* h1, const float* h3, const float* dg, float* dh1, float* dh3, size_t n) {
-  for (size_t i = 0; i < n; ++i) {
-    const float a = h1[i], sig = 1.0f / (1.0f + std::exp(-a)), silu = a * sig;
-    dh3[i] = dg[i] * silu;
-    dh1[i] = dg[i] * h3[i] * sig * (1.0f + a * (1.0f - sig));  // silu'(a) = σ(a)(1 + a(1 − σ(a)))
   }
 }
 
@@ -112,17 +105,21 @@ void rotary_backward(float* dx, int n, int heads, int hd, int rotary_dim, PairLa
 
 double cross_entropy(const float* logits, std::span<const int> targets, int vocab, float* dlogits) {
   const int n = static_cast<int>(targets.size());
+  std::vector<float> own(dlogits ? 0 : size_t(vocab));
   double loss = 0;
   for (int t = 0; t < n; ++t) {
     const float* row = logits + int64_t(t) * vocab;
-    float* d = dlogits ? dlogits + int64_t(t) * vocab : nullptr;
+    float* e = dlogits ? dlogits + int64_t(t) * vocab : own.data();  // e^(row − max), then the gradient
     const float mx = *std::max_element(row, row + vocab);
+    std::copy(row, row + vocab, e);
+    exp_shifted(e, size_t(vocab), mx);
     double sum = 0;
-    for (int v = 0; v < vocab; ++v) sum += std::exp(double(row[v]) - mx);
+    for (int v = 0; v < vocab; ++v) sum += e[v];
     loss += std::log(sum) + mx - row[targets[t]];
-    if (d) {
-      for (int v = 0; v < vocab; ++v) d[v] = static_cast<float>(std::exp(double(row[v]) - mx) / sum / n);
-      d[targets[t]] -= 1.0f / n;
+    if (dlogits) {
+      const float inv = static_cast<float>(1.0 / (sum * n));
+      for (int v = 0; v < vocab; ++v) e[v] *= inv;
+      e[targets[t]] -= 1.0f / n;
     }
   }
   return loss / n;

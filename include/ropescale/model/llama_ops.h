@@ -5,6 +5,8 @@
 #include <cstddef>
 #include <vector>
 
+#include "ropescale/kernels/activation.h"
+
 namespace ropescale {
 
 // OpenBLAS runs single-threaded inside ropescale's pool (called by matmul; call
@@ -19,7 +21,6 @@ void matmul(const float* x, const std::vector<float>& w, float* y, int n, int in
 // y = x / rms(x) · w per row of `dim`; `inv_rms` (n values, optional) receives 1 / rms.
 void rmsnorm(const float* x, const std::vector<float>& w, float* y, int n, int dim, float eps, float* inv_rms = nullptr);
 
-// SwiGLU in place: h1 ← silu(h1) · h3.
-void swiglu(float* h1, const float* h3, size_t n);
+// SwiGLU in place, h1 ← silu(h1) · h3: swiglu() in kernels/activation.h.
 
 }  // namespace ropescale

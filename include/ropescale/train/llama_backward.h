@@ -11,6 +11,7 @@
 #include <span>
 #include <vector>
 
+#include "ropescale/kernels/activation.h"
 #include "ropescale/model/llama_model.h"
 #include "ropescale/train/llama_forward.h"
 #include "ropescale/rope/cos_sin_table.h"
@@ -22,8 +23,7 @@ namespace ropescale {
 // y = x · inv_rms · w per row; inv_rms from the forward.
 void rmsnorm_backward(const float* x, const float* inv_rms, const std::vector<float>& w, const float* dy, float* dx,
                       float* dw, int n, int dim);
-// g = silu(h1) · h3 → dh1, dh3.
-void swiglu_backward(const float* h1, const float* h3, const float* dg, float* dh1, float* dh3, size_t n);
+// g = silu(h1) · h3 → dh1, dh3: swiglu_backward() in kernels/activation.h.
 // Y = X Wᵀ: dX = dY W (when dx is non-null), dW += dYᵀ X.
 void linear_backward(const float* x, const std::vector<float>& w, const float* dy, float* dx, float* dw, int n, int in,
                      int out, int threads);
