@@ -22,7 +22,7 @@
 #define HWY_TARGET_INCLUDE "src/kernels/attention_simd.cpp"
 #include "hwy/foreach_target.h"  // IWYU pragma: keep
 #include "hwy/highway.h"
-#include "hwy/contrib/math/math-inl.h"
+#include "softmax_exp-inl.h"
 
 #include <algorithm>
 #include <cmath>
@@ -184,11 +184,11 @@ void AttendWide(const AttentionProblem& p, const detail::AttentionBlock& b, cons
       const auto m_new = hn::Max(m_old, mx);
       auto sum = hn::Zero(d);
       for (int jj = 0; jj < n; ++jj) {
-        const auto e = hn::Exp(d, hn::Sub(hn::LoadU(d, col + size_t(jj) * rp), m_new));
+        const auto e = softmax::SoftmaxExp(d, hn::Sub(hn::LoadU(d, col + size_t(jj) * rp), m_new));
         hn::StoreU(e, d, col + size_t(jj) * rp);
         sum = hn::Add(sum, e);
       }
-      const auto alpha = hn::Exp(d, hn::Sub(m_old, m_new));
+      const auto alpha = softmax::SoftmaxExp(d, hn::Sub(m_old, m_new));
       hn::StoreU(alpha, d, s.alpha.data() + rv * N);
       hn::StoreU(hn::MulAdd(hn::LoadU(d, s.l.data() + rv * N), alpha, sum), d, s.l.data() + rv * N);
       hn::StoreU(m_new, d, s.m.data() + rv * N);
@@ -302,7 +302,7 @@ void AttendNarrow(D dc, const AttentionProblem& p, const detail::AttentionBlock&
       const auto mv = hn::Set(d, m_new);
       auto sum = hn::Zero(d);
       for (jj = 0; jj < kKeyTile; jj += N) {
-        const auto e = hn::Exp(d, hn::Sub(hn::LoadU(d, sr + jj), mv));
+        const auto e = softmax::SoftmaxExp(d, hn::Sub(hn::LoadU(d, sr + jj), mv));
         hn::StoreU(e, d, sr + jj);
         sum = hn::Add(sum, e);
       }

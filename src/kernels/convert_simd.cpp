@@ -2,7 +2,7 @@
 #define HWY_TARGET_INCLUDE "src/kernels/convert_simd.cpp"
 #include "hwy/foreach_target.h"  // IWYU pragma: keep
 #include "hwy/highway.h"
-#include "hwy/contrib/math/math-inl.h"
+#include "softmax_exp-inl.h"
 
 #include <cmath>
 
@@ -43,8 +43,8 @@ void ExpShifted(float* x, size_t n, float shift) {
   const size_t N = hn::Lanes(d);
   const auto vs = hn::Set(d, shift);
   size_t i = 0;
-  for (; i + N <= n; i += N) hn::StoreU(hn::Exp(d, hn::Sub(hn::LoadU(d, x + i), vs)), d, x + i);
-  for (; i < n; ++i) x[i] = std::exp(x[i] - shift);
+  for (; i + N <= n; i += N) hn::StoreU(softmax::SoftmaxExp(d, hn::Sub(hn::LoadU(d, x + i), vs)), d, x + i);
+  for (; i < n; ++i) x[i] = x[i] - shift < -87.0f ? 0.0f : std::exp(x[i] - shift);
 }
 
 }  // namespace HWY_NAMESPACE
