@@ -21,7 +21,10 @@ void matmul(const float* x, const std::vector<float>& w, float* y, int n, int in
   ThreadPool& pool = ThreadPool::global();
   const int t = pool.threads_for(threads);
   const int64_t work = int64_t(n) * in * out;
-  const int parts = (t > 1 && work >= (int64_t{1} << 20) && out >= 64) ? t : 1;
+  // A single token (decode) streams the weights once: splitting the rows lets
+  // each core stream its half from its own cache, worth it from ~32 K weights.
+  const int64_t min_work = n == 1 ? int64_t{1} << 15 : int64_t{1} << 20;
+  const int parts = (t > 1 && work >= min_work && out >= 64) ? t : 1;
   pool.parallel_for(parts, [&](int i) {
     const int o0 = out * i / parts, o1 = out * (i + 1) / parts;
     if (n == 1) {  // one token (decode): a matrix-vector product, no packing of W
