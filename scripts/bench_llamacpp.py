@@ -76,10 +76,10 @@ def yarn_flags(factor, trained):
     return f"yarn:{factor:g}", ["--rope-scaling", "yarn", "--rope-scale", f"{factor:g}", "--yarn-orig-ctx", str(trained)]
 
 
-def llama_perplexity(args, gguf, text, window, chunks, threads, fa, rope_flags):
+def llama_perplexity(args, gguf, text, window, chunks, threads, fa, rope_flags, kv="f16"):
     cmd = [os.path.join(args.llamacpp_bin, "llama-perplexity"), "-m", gguf, "-f", text, "-c", str(window),
            "-b", str(window), "-ub", str(window), "-t", str(threads), "-tb", str(threads), "-fa", fa,
-           "--chunks", str(chunks), "-ngl", "0"] + rope_flags
+           "--chunks", str(chunks), "-ngl", "0", "-ctk", kv, "-ctv", kv] + rope_flags
     p = run(cmd)
     out = p.stdout + p.stderr
     # Compute time: from the log's time stamp (minutes.seconds.ms.µs) on "calculating perplexity" to the one on
@@ -96,9 +96,9 @@ def llama_perplexity(args, gguf, text, window, chunks, threads, fa, rope_flags):
     return {"ppl": float(end.group(5)), "seconds": seconds(end) - seconds(start), "tokens": int(start.group(5)) * window}
 
 
-def ropescale_perplexity(args, gguf, ids_file, window, n_tokens, threads, method):
+def ropescale_perplexity(args, gguf, ids_file, window, n_tokens, threads, method, kv="f16"):
     cmd = [args.ropescale, "eval", "ppl", "--model", gguf, "--ids", ids_file, "--ctx", str(window), "--tokens",
-           str(n_tokens), "--methods", method, "--threads", str(threads), "--kv-cache", "f16", "--bucket", "1",
+           str(n_tokens), "--methods", method, "--threads", str(threads), "--kv-cache", kv, "--bucket", "1",
            "--json", "-", "--quiet"]
     r = json.loads(run(cmd).stdout)["results"][0]
     # llama.cpp scores the tokens at window positions n_ctx/2+1 … n_ctx-1.
@@ -125,6 +125,13 @@ def perplexity_suite(args, work, results):
             with open(ids_file, "w") as f:
                 f.write(" ".join(map(str, ids)) + "\n")
             method, rope_flags = yarn_flags(window / trained, trained)
+            # Agreement with f32 caches on both sides: llama.cpp's f16 path also rounds Q to f16 for K·Q, a
+            # difference of precision rather than of method that grows with the length.
+            log(f"  ppl {name} window {window} ({method}): agreement run, f32 KV caches")
+            agreement = {"llama.cpp": llama_perplexity(args, gguf, text, window, chunks, max(args.threads), "off",
+                                                       rope_flags, "f32")["ppl"],
+                         "ropescale": ropescale_perplexity(args, gguf, ids_file, window, n, max(args.threads), method,
+                                                           "f32")["ppl"]}
             for threads in args.threads:
                 runs = {"llama.cpp fa off": [], "llama.cpp fa on": [], "ropescale": []}
                 for rep in range(args.repeats):
@@ -133,7 +140,7 @@ def perplexity_suite(args, work, results):
                     runs["llama.cpp fa on"].append(llama_perplexity(args, gguf, text, window, chunks, threads, "on", rope_flags))
                     runs["ropescale"].append(ropescale_perplexity(args, gguf, ids_file, window, n, threads, method))
                 row = {"work": "perplexity", "model": name, "window": window, "method": method, "threads": threads,
-                       "tokens": n}
+                       "tokens": n, "ppl_f32_kv": agreement}
                 for k, v in runs.items():
                     row[k] = {"tokens_per_s": statistics.median(x["tokens"] / x["seconds"] for x in v),
                               "ppl": v[0]["ppl"]}
@@ -194,12 +201,14 @@ def ratio(row, key):
 def report_row(row):
     what = f"{row['work']:<10} {row['model']:<11} {row['window']:>5} {row.get('method', ''):<8} {row['threads']}t"
     speeds = "  ".join(f"{k.replace('llama.cpp ', '')} {v['tokens_per_s']:8.0f}" for k, v in row.items()
-                       if isinstance(v, dict))
+                       if isinstance(v, dict) and "tokens_per_s" in v)
     r = f"ratio vs fa off {ratio(row, 'llama.cpp fa off'):5.2f}, fa on {ratio(row, 'llama.cpp fa on'):5.2f}"
     agree = ""
-    if "ppl" in row["ropescale"]:
-        a, b = row["ropescale"]["ppl"], row["llama.cpp fa off"]["ppl"]
-        agree = f"  ppl {a:.4f} vs {b:.4f} ({'agree' if abs(a - b) <= 1e-4 * b + 6e-5 else 'DIFFER'})"
+    if "ppl_f32_kv" in row:
+        a, b = row["ppl_f32_kv"]["ropescale"], row["ppl_f32_kv"]["llama.cpp"]
+        # llama.cpp prints 4 decimals: agreement means within its rounding plus 2e-5 relative.
+        agree = f"  ppl (f32 KV) {a:.4f} vs {b:.4f} ({'agree' if abs(a - b) <= 5e-5 + 2e-5 * b else 'DIFFER'})"
+        agree += f"; f16 KV {row['ropescale']['ppl']:.4f} vs {row['llama.cpp fa off']['ppl']:.4f}"
     print(f"{what}  tok/s: {speeds}  {r}{agree}", flush=True)
 
 
@@ -213,7 +222,7 @@ def main():
     ap.add_argument("--windows", default="2048,8192", help="window / context lengths")
     ap.add_argument("--threads", default="1,2")
     ap.add_argument("--tokens", type=int, default=16384, help="tokens per perplexity run (at least 2 windows)")
-    ap.add_argument("--decode-tokens", type=int, default=32)
+    ap.add_argument("--decode-tokens", type=int, default=128)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--quick", action="store_true", help="one repeat, 2048 only, 2 threads only")
     ap.add_argument("--skip-ppl", action="store_true")

@@ -16,24 +16,33 @@ void single_threaded_blas() {
   std::call_once(once, [] { openblas_set_num_threads(1); });
 }
 
-void matmul(const float* x, const std::vector<float>& w, float* y, int n, int in, int out, int threads) {
+void matmul_shared_input(const float* x, std::initializer_list<MatmulTarget> targets, int n, int in, int threads) {
   single_threaded_blas();
   ThreadPool& pool = ThreadPool::global();
   const int t = pool.threads_for(threads);
-  const int64_t work = int64_t(n) * in * out;
+  int total_out = 0;
+  for (const auto& g : targets) total_out += g.out;
+  const int64_t work = int64_t(n) * in * total_out;
   // A single token (decode) streams the weights once: splitting the rows lets
-  // each core stream its half from its own cache, worth it from ~32 K weights.
+  // each core stream its share from its own cache, worth it from ~32 K weights.
   const int64_t min_work = n == 1 ? int64_t{1} << 15 : int64_t{1} << 20;
-  const int parts = (t > 1 && work >= min_work && out >= 64) ? t : 1;
+  const int parts = (t > 1 && work >= min_work && total_out >= 64) ? t : 1;
   pool.parallel_for(parts, [&](int i) {
-    const int o0 = out * i / parts, o1 = out * (i + 1) / parts;
-    if (n == 1) {  // one token (decode): a matrix-vector product, no packing of W
-      cblas_sgemv(CblasRowMajor, CblasNoTrans, o1 - o0, in, 1.0f, w.data() + int64_t(o0) * in, in, x, 1, 0.0f, y + o0, 1);
-      return;
+    for (const auto& g : targets) {
+      const int o0 = g.out * i / parts, o1 = g.out * (i + 1) / parts;
+      if (o1 == o0) continue;
+      const float* w = g.w->data() + int64_t(o0) * in;
+      if (n == 1) {  // one token (decode): a matrix-vector product, no packing of W
+        cblas_sgemv(CblasRowMajor, CblasNoTrans, o1 - o0, in, 1.0f, w, in, x, 1, 0.0f, g.y + o0, 1);
+        continue;
+      }
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, o1 - o0, in, 1.0f, x, in, w, in, 0.0f, g.y + o0, g.out);
     }
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, o1 - o0, in, 1.0f, x, in, w.data() + int64_t(o0) * in, in,
-                0.0f, y + o0, out);
   });
+}
+
+void matmul(const float* x, const std::vector<float>& w, float* y, int n, int in, int out, int threads) {
+  matmul_shared_input(x, {MatmulTarget{&w, y, out}}, n, in, threads);
 }
 
 void rmsnorm(const float* x, const std::vector<float>& w, float* y, int n, int dim, float eps, float* inv_rms) {

@@ -123,9 +123,8 @@ void InferenceSession::forward_chunk(const int* tokens, int n, float* logits_out
   for (int l = 0; l < hp.n_layers; ++l) {
     const auto& w = m_.layers[l];
     rmsnorm(x_.data(), w.attn_norm, xb_.data(), n, dim, hp.norm_eps);
-    matmul(xb_.data(), w.wq, q_.data(), n, dim, qd, opt_.threads);
-    matmul(xb_.data(), w.wk, k_.data(), n, dim, kvd, opt_.threads);
-    matmul(xb_.data(), w.wv, v_.data(), n, dim, kvd, opt_.threads);
+    matmul_shared_input(xb_.data(), {{&w.wq, q_.data(), qd}, {&w.wk, k_.data(), kvd}, {&w.wv, v_.data(), kvd}}, n, dim,
+                        opt_.threads);
 
     RotaryProblem rp = rotary_problem(n, positions.data(), table);
     rp.q = {q_.data(), DType::F32, H, qd, hd};
@@ -175,8 +174,7 @@ void InferenceSession::forward_chunk(const int* tokens, int n, float* logits_out
     for (size_t i = 0; i < x_.size(); ++i) x_[i] += xb_[i];
 
     rmsnorm(x_.data(), w.ffn_norm, xb_.data(), n, dim, hp.norm_eps);
-    matmul(xb_.data(), w.w1, h1_.data(), n, dim, hid, opt_.threads);
-    matmul(xb_.data(), w.w3, h3_.data(), n, dim, hid, opt_.threads);
+    matmul_shared_input(xb_.data(), {{&w.w1, h1_.data(), hid}, {&w.w3, h3_.data(), hid}}, n, dim, opt_.threads);
     swiglu(h1_.data(), h3_.data(), h1_.size());  // silu(w1 x) · w3 x
     matmul(h1_.data(), w.w2, xb_.data(), n, hid, dim, opt_.threads);
     for (size_t i = 0; i < x_.size(); ++i) x_[i] += xb_[i];
