@@ -95,6 +95,7 @@ def perplexity_suite(args, work, ids, results):
                 log(f"  perplexity window {window} ({method}) threads {threads}, repeat {rep + 1}/{args.repeats}")
                 for k, m in models.items():
                     runs[k].append(torch_perplexity(m, ids[:n_tokens], window))
+                time.sleep(0.5)  # let PyTorch's worker threads stop spinning before ropescale starts
                 runs["ropescale"].append(ropescale_perplexity(args, ids_file, window, n_tokens, method, threads))
             row = {"work": "perplexity", "window": window, "method": method, "threads": threads, "tokens": n_tokens}
             for k, v in runs.items():
@@ -157,6 +158,7 @@ def training_suite(args, work, ids, results):
             log(f"  training threads {threads}, repeat {rep + 1}/{args.repeats}")
             for k in kinds:
                 runs[k].append(torch_training(args, work, ids, threads, k == "torch.compile"))
+            time.sleep(0.5)
             runs["ropescale"].append(ropescale_training(args, work, threads))
         row = {"work": "training", "window": args.trained, "method": "", "threads": threads}
         for k, v in runs.items():
