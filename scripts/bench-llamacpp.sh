@@ -10,6 +10,7 @@
 #   scripts/bench-llamacpp.sh                 the full comparison (~15 minutes)
 #   scripts/bench-llamacpp.sh --quick         one repeat, fewer shapes (a smoke run)
 #   scripts/bench-llamacpp.sh --json FILE     also write every measurement as JSON
+#   scripts/bench-llamacpp.sh --no-build …    skip (loudly) instead of building llama.cpp when it is absent
 # Any other flag is passed to scripts/bench_llamacpp.py (see its --help).
 #
 # Not part of the tests: when llama.cpp cannot be built (no network for PyPI,
@@ -25,9 +26,16 @@ if [[ ! -x build/ropescale ]]; then
   exit 1
 fi
 
+no_build=0
+if [[ "${1:-}" == "--no-build" ]]; then no_build=1; shift; fi
+
 tools=(llama-perplexity llama-bench llama-tokenize)
 have_tools() { for t in "${tools[@]}"; do [[ -x "$bin/$t" ]] || return 1; done; }
 
+if ! have_tools && [[ $no_build == 1 ]]; then
+  echo "bench-llamacpp: SKIPPED — no llama.cpp build in $bin (scripts/bench-llamacpp.sh without --no-build makes one)" >&2
+  exit 0
+fi
 if ! have_tools; then
   echo "bench-llamacpp: building llama.cpp (llama-cpp-python $LLAMA_CPP_PYTHON sdist from PyPI) in $dir/ (~8 minutes)" >&2
   mkdir -p "$dir"

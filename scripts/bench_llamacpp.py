@@ -34,6 +34,9 @@ MODELS = {
 }
 
 
+DISAGREEMENTS = []  # perplexities that do not agree: the run fails
+
+
 def log(msg):
     print(msg, file=sys.stderr, flush=True)
 
@@ -207,7 +210,10 @@ def report_row(row):
     if "ppl_f32_kv" in row:
         a, b = row["ppl_f32_kv"]["ropescale"], row["ppl_f32_kv"]["llama.cpp"]
         # llama.cpp prints 4 decimals: agreement means within its rounding plus 2e-5 relative.
-        agree = f"  ppl (f32 KV) {a:.4f} vs {b:.4f} ({'agree' if abs(a - b) <= 5e-5 + 2e-5 * b else 'DIFFER'})"
+        ok = abs(a - b) <= 5e-5 + 2e-5 * b
+        if not ok:
+            DISAGREEMENTS.append(f"{row['model']} window {row['window']}: {a} vs {b}")
+        agree = f"  ppl (f32 KV) {a:.4f} vs {b:.4f} ({'agree' if ok else 'DIFFER'})"
         agree += f"; f16 KV {row['ropescale']['ppl']:.4f} vs {row['llama.cpp fa off']['ppl']:.4f}"
     print(f"{what}  tok/s: {speeds}  {r}{agree}", flush=True)
 
@@ -253,7 +259,11 @@ def main():
     worst = min((min(ratio(r, "llama.cpp fa off"), ratio(r, "llama.cpp fa on")) for r in results), default=None)
     if worst is not None:
         print(f"slowest ratio over every shape (against llama.cpp's faster flash-attention setting): {worst:.2f}")
+    if DISAGREEMENTS:
+        print("bench-llamacpp: FAILED — perplexities differ: " + "; ".join(DISAGREEMENTS), file=sys.stderr)
+        return 1
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

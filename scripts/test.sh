@@ -13,6 +13,9 @@ scripts/install-deps.sh
 echo "== Release build and tests" >&2
 scripts/build.sh
 ctest --test-dir build --output-on-failure -j 2
+# Speed beside llama.cpp is a benchmark, not a test: a one-repeat smoke run when llama.cpp has been
+# built here (scripts/bench-llamacpp.sh builds it), checking that both perplexities still agree.
+scripts/bench-llamacpp.sh --no-build --quick
 
 if [[ "${ROPESCALE_SKIP_SANITIZE:-0}" != 1 ]]; then
   echo "== ASan+UBSan build, tests and fuzzers" >&2
