@@ -238,7 +238,9 @@ void run_convert(const ConvertOptions& o) {
                model.hp.trained_context, tok_path);
     return;
   }
-  const auto bytes = serialize_gguf_model(model, tok, *wt, rope);
+  // A ropescale GGUF keeps its training record (how the weights were made) through a conversion.
+  const nlohmann::json training = std::filesystem::is_directory(o.model) ? nlohmann::json() : load_gguf_training_record(o.model);
+  const auto bytes = serialize_gguf_model(model, tok, *wt, rope, training);
   write_file(o.out, bytes);
   fmt::print("{} → {} ({}, {:.1f} KiB, rope {})\n", o.model, o.out, o.dtype, bytes.size() / 1024.0, t);
   if (info.gguf == GgufEncoding::NotExpressible)

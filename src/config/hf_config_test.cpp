@@ -2,6 +2,8 @@
 
 #include <cmath>
 
+#include <limits>
+
 #include <gtest/gtest.h>
 
 #include "ropescale/config/error.h"
@@ -96,6 +98,11 @@ TEST(HfConfig, HeadDimPartialRotaryAndMla) {
   EXPECT_EQ(ds.rotary_head_dim, 64);
   EXPECT_TRUE(ds.uses_mla);
   EXPECT_EQ(rope_spec_for(ds).rotary_dim, 64);
+  // An absurd factor saturates (the fuzzer found 128 × 3.3e7 converted to int) and validation names it.
+  auto huge = parse(R"({"hidden_size":3072,"num_attention_heads":24,"partial_rotary_factor":3.3e7,"max_position_embeddings":4096})");
+  EXPECT_EQ(huge.rotary_dim(), std::numeric_limits<int>::max());
+  auto negative = parse(R"({"hidden_size":3072,"num_attention_heads":24,"partial_rotary_factor":-1e30,"max_position_embeddings":4096})");
+  EXPECT_EQ(negative.rotary_dim(), -1);
 }
 
 TEST(HfConfig, SlidingWindowAndAlibi) {

@@ -2,6 +2,7 @@
 
 #include <cstring>
 #include <filesystem>
+#include <limits>
 
 #include "ropescale/config/error.h"
 #include "ropescale/config/json_text.h"
@@ -40,7 +41,13 @@ int ModelConfig::rotary_dim() const {
   double prf = partial_rotary_factor;
   if (rope_parameters.contains("partial_rotary_factor") && rope_parameters["partial_rotary_factor"].is_number())
     prf = rope_parameters["partial_rotary_factor"].get<double>();
-  return static_cast<int>(rotary_head_dim * prf);
+  // A file can claim any factor or rotary count: out of int's range the value saturates and
+  // RopeSpec validation names it (negative or NaN → −1, "must be an even number >= 2"; huge →
+  // INT_MAX, "absurd"), never an undefined conversion.
+  const double d = rotary_head_dim * prf;
+  if (!(d >= 0)) return -1;
+  if (d >= static_cast<double>(std::numeric_limits<int>::max())) return std::numeric_limits<int>::max();
+  return static_cast<int>(d);
 }
 
 ModelConfig load_model_config(const std::string& path_in, GgufRopeSource gguf_rope) {

@@ -46,6 +46,23 @@ std::string sp_to_spaces(const std::string& s) {
   return out;
 }
 
+// GPT-2's byte → character map (the "byte-level BPE" convention of
+// llama.cpp's gpt2 tokenizer and HF's ByteLevel): printable Latin-1 bytes
+// stand for themselves, the other 68 for U+0100 onwards, in byte order.
+std::string byte_level_char(int b) {
+  const bool printable = (b >= 0x21 && b <= 0x7E) || (b >= 0xA1 && b <= 0xAC) || (b >= 0xAE && b <= 0xFF);
+  int cp = b;
+  if (!printable) {
+    cp = 256;
+    for (int x = 0; x < b; ++x)
+      if (!((x >= 0x21 && x <= 0x7E) || (x >= 0xA1 && x <= 0xAC) || (x >= 0xAE && x <= 0xFF))) ++cp;
+  }
+  std::string out;
+  if (cp < 0x80) out += char(cp);
+  else out += char(0xC0 | (cp >> 6)), out += char(0x80 | (cp & 0x3F));  // cp < 0x800 here
+  return out;
+}
+
 GgufTensorData encode_tensor(const std::string& name, const std::vector<float>& w, std::vector<uint64_t> dims, WeightType wt) {
   GgufTensorData t;
   t.name = name;
@@ -178,28 +195,47 @@ std::vector<uint8_t> serialize_gguf_model(const LlamaModel& m, const Llama2cToke
   kv("ropescale.trained_context", T::Uint32, hp.trained_context);
   if (!training.is_null()) kv("ropescale.training", T::String, training.dump());
 
-  // Vocabulary: llama.cpp's SPM tokenizer (spaces as U+2581, <s>/</s> control tokens, byte tokens).
-  json tokens = json::array(), scores = json::array(), types = json::array();
-  for (int i = 0; i < tok.vocab_size(); ++i) {
-    std::string p = tok.piece(i);
-    int ty = 1;  // normal
-    if (i == 0) ty = 2, p = "<unk>";
-    else if (i == Llama2cTokenizer::kBos) ty = 3, p = "<s>";
-    else if (i == Llama2cTokenizer::kEos) ty = 3, p = "</s>";
-    else if (p.size() == 6 && p.rfind("<0x", 0) == 0) ty = 6;
-    else p = spaces_to_sp(p);
-    tokens.push_back(p);
-    scores.push_back(tok.score(i));
-    types.push_back(ty);
+  // Vocabulary. A byte-level one (ropescale's own models: <unk> <s> </s>, then one token per byte)
+  // is written as GPT-2 byte-level BPE with no merges: llama.cpp's BPE tokenizer then maps every
+  // byte of any text to exactly the token ropescale gives it. As SentencePiece ("llama") it is
+  // never exact: llama.cpp turns spaces into U+2581 and adds a leading one (three byte tokens
+  // each), and even with the space token spelled U+2581 a literal U+2581 in the text would
+  // become a space.
+  if (tok.is_byte_level()) {
+    json tokens = json::array({"<unk>", "<s>", "</s>"}), scores = json::array(), types = json::array({2, 3, 3});
+    for (int b = 0; b < 256; ++b) tokens.push_back(byte_level_char(b)), types.push_back(1);
+    for (int i = 0; i < tok.vocab_size(); ++i) scores.push_back(0.0f);
+    kv("tokenizer.ggml.model", T::String, "gpt2");
+    kv("tokenizer.ggml.pre", T::String, "default");
+    kv("tokenizer.ggml.tokens", T::Array, tokens, T::String);
+    kv("tokenizer.ggml.scores", T::Array, scores, T::Float32);
+    kv("tokenizer.ggml.token_type", T::Array, types, T::Int32);
+    kv("tokenizer.ggml.merges", T::Array, json::array(), T::String);
+  } else {  // SentencePiece (llama.cpp "llama"): spaces as U+2581, <s>/</s> control tokens, byte tokens
+    json tokens = json::array(), scores = json::array(), types = json::array();
+    for (int i = 0; i < tok.vocab_size(); ++i) {
+      std::string p = tok.piece(i);
+      int ty = 1;  // normal
+      if (i == 0) ty = 2, p = "<unk>";
+      else if (i == Llama2cTokenizer::kBos) ty = 3, p = "<s>";
+      else if (i == Llama2cTokenizer::kEos) ty = 3, p = "</s>";
+      else if (p.size() == 6 && p.rfind("<0x", 0) == 0) ty = 6;
+      else p = spaces_to_sp(p);
+      tokens.push_back(p);
+      scores.push_back(tok.score(i));
+      types.push_back(ty);
+    }
+    kv("tokenizer.ggml.model", T::String, "llama");
+    kv("tokenizer.ggml.tokens", T::Array, tokens, T::String);
+    kv("tokenizer.ggml.scores", T::Array, scores, T::Float32);
+    kv("tokenizer.ggml.token_type", T::Array, types, T::Int32);
   }
-  kv("tokenizer.ggml.model", T::String, "llama");
-  kv("tokenizer.ggml.tokens", T::Array, tokens, T::String);
-  kv("tokenizer.ggml.scores", T::Array, scores, T::Float32);
-  kv("tokenizer.ggml.token_type", T::Array, types, T::Int32);
   kv("tokenizer.ggml.unknown_token_id", T::Uint32, 0);
   kv("tokenizer.ggml.bos_token_id", T::Uint32, Llama2cTokenizer::kBos);
   kv("tokenizer.ggml.eos_token_id", T::Uint32, Llama2cTokenizer::kEos);
   kv("tokenizer.ggml.add_bos_token", T::Bool, true);
+  kv("tokenizer.ggml.add_eos_token", T::Bool, false);
+
 
   const uint64_t d = hp.dim, V = hp.vocab_size;
   const bool half_split = hp.layout == PairLayout::HalfSplit;
@@ -220,6 +256,22 @@ std::vector<uint8_t> serialize_gguf_model(const LlamaModel& m, const Llama2cToke
 Llama2cTokenizer gguf_tokenizer(const GgufFile& f, const std::string& path) {
   const auto* toks = f.find("tokenizer.ggml.tokens");
   if (!toks || !toks->value.is_array()) throw_invalid(path, "tokenizer.ggml.tokens", "(missing)", "the GGUF has no vocabulary");
+  const auto* model = f.find("tokenizer.ggml.model");
+  if (model && model->value.is_string() && model->value.get<std::string>() == "gpt2") {
+    // Byte-level BPE: read only as ropescale writes it — 3 specials, the 256 byte characters, no merges.
+    const auto* merges = f.find("tokenizer.ggml.merges");
+    if (merges && merges->value.is_array() && !merges->value.empty())
+      throw_invalid(path, "tokenizer.ggml.merges", std::to_string(merges->value.size()) + " merges",
+                    "ropescale reads byte-level BPE vocabularies without merges only");
+    if (toks->value.size() != 259)
+      throw_invalid(path, "tokenizer.ggml.tokens", std::to_string(toks->value.size()) + " tokens",
+                    "a byte-level BPE vocabulary has 259 (<unk> <s> </s> and one per byte)");
+    for (int b = 0; b < 256; ++b)
+      if (!toks->value[3 + b].is_string() || toks->value[3 + b].get<std::string>() != byte_level_char(b))
+        throw_invalid(path, "tokenizer.ggml.tokens[" + std::to_string(3 + b) + "]", toks->value[3 + b].dump(),
+                      "must be byte " + std::to_string(b) + "'s GPT-2 character");
+    return Llama2cTokenizer::byte_level();
+  }
   const auto* sc = f.find("tokenizer.ggml.scores");
   std::vector<std::string> pieces;
   std::vector<float> scores;
@@ -233,6 +285,17 @@ Llama2cTokenizer gguf_tokenizer(const GgufFile& f, const std::string& path) {
     scores.push_back(sc && sc->value.is_array() && i < sc->value.size() && sc->value[i].is_number() ? sc->value[i].get<float>() : 0.0f);
   }
   return Llama2cTokenizer::from_pieces(std::move(pieces), std::move(scores));
+}
+
+nlohmann::json load_gguf_training_record(const std::string& path) {
+  MappedFile file(path);
+  const auto b = file.bytes();
+  if (b.size() < 4 || std::memcmp(b.data(), "GGUF", 4) != 0) return nullptr;
+  const GgufFile f = parse_gguf(b, path);
+  const auto* t = f.find("ropescale.training");
+  if (!t || !t->value.is_string()) return nullptr;
+  json j = json::parse(t->value.get<std::string>(), nullptr, false);
+  return j.is_discarded() ? json() : j;
 }
 
 Llama2cTokenizer load_gguf_tokenizer(const std::string& path) {

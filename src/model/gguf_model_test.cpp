@@ -16,6 +16,7 @@
 #include "ropescale/model/hf_model.h"
 #include "ropescale/model/session.h"
 #include "test_support.h"
+#include "tiny_model.h"
 
 namespace ropescale {
 namespace {
@@ -164,6 +165,43 @@ TEST(ModelFormats, GoldenGreedySequenceFromEveryFormat) {
                      &LlamaLayerWeights::w1, &LlamaLayerWeights::w2, &LlamaLayerWeights::w3})
     for (const auto& l : orig.layers) put(l.*field);
   EXPECT_EQ(greedy(load_model(test::write_temp("v1.bin", v1)), 41), want);
+}
+
+// A byte-level vocabulary (ropescale's own models) is written as GPT-2 byte-level BPE without
+// merges, which llama.cpp tokenizes byte for byte like ropescale (issue 20), and read back as
+// the same byte-level tokenizer. Anything else claiming to be gpt2 is refused by name.
+TEST(GgufModel, ByteLevelVocabularyIsWrittenAsByteLevelBpeAndReadBack) {
+  const LlamaModel m = test::tiny_llama(16, 32, 1, 2, 1, 259, 64, 3);
+  const auto tok = Llama2cTokenizer::byte_level();
+  const auto bytes = serialize_gguf_model(m, tok, WeightType::F32);
+  const auto path = test::write_temp("bytes.gguf", bytes);
+  const GgufFile f = parse_gguf(bytes, path);
+  EXPECT_EQ(f.find("tokenizer.ggml.model")->value, "gpt2");
+  const auto& toks = f.find("tokenizer.ggml.tokens")->value;
+  ASSERT_EQ(toks.size(), 259u);
+  EXPECT_EQ(toks[3 + 'a'], "a");
+  EXPECT_EQ(toks[3 + ' '], "\xc4\xa0");   // GPT-2's stand-in for the space byte, U+0120
+  EXPECT_EQ(toks[3 + '\n'], "\xc4\x8a");  // newline, U+010A
+  EXPECT_EQ(toks[3 + 0xFF], "\xc3\xbf");   // ÿ stands for itself
+  EXPECT_EQ(toks[3 + 0xAD], "\xc5\x83");   // the soft hyphen is the last of the remapped bytes, U+0143
+  EXPECT_TRUE(f.find("tokenizer.ggml.merges")->value.empty());
+  const auto back = load_gguf_tokenizer(path);
+  ASSERT_TRUE(back.is_byte_level());
+  const std::string text = "In the beginning\n\tGod\xe2\x96\x81 caf\xc3\xa9 1234!";
+  std::vector<int> want{Llama2cTokenizer::kBos};
+  for (unsigned char c : text) want.push_back(3 + c);
+  EXPECT_EQ(back.encode(text, true, false), want);
+
+  // A gpt2 vocabulary with merges (a real BPE model) is refused, naming the key.
+  GgufFile g = f;
+  for (auto& kv : g.metadata)
+    if (kv.key == "tokenizer.ggml.merges") kv.value = nlohmann::json::array({"a b"});
+  try {
+    gguf_tokenizer(g, path);
+    FAIL() << "merges accepted";
+  } catch (const ConfigError& e) {
+    EXPECT_NE(std::string(e.what()).find("tokenizer.ggml.merges"), std::string::npos) << e.what();
+  }
 }
 
 TEST(GgufModel, RejectsBrokenModels) {

@@ -70,6 +70,12 @@ Llama2cTokenizer Llama2cTokenizer::byte_level() {
   return from_pieces(std::move(pieces), std::vector<float>(259, 0.0f));
 }
 
+bool Llama2cTokenizer::is_byte_level() const {
+  // The specials' spellings vary (llama2.c writes "\n<s>\n"); what matters is one token per byte.
+  static const Llama2cTokenizer bytes = byte_level();
+  return pieces_.size() == bytes.pieces_.size() && std::equal(pieces_.begin() + 3, pieces_.end(), bytes.pieces_.begin() + 3);
+}
+
 Llama2cTokenizer Llama2cTokenizer::from_pieces(std::vector<std::string> pieces, std::vector<float> scores) {
   Llama2cTokenizer t;
   t.pieces_ = std::move(pieces);

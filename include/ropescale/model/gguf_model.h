@@ -27,6 +27,10 @@ std::optional<WeightType> parse_weight_type(std::string_view s);
 std::vector<uint8_t> serialize_gguf_model(const LlamaModel& m, const Llama2cTokenizer& tok, WeightType wt,
                                           const nlohmann::json& rope = nullptr, const nlohmann::json& training = nullptr);
 
+// The training record (ropescale.training) of a file ropescale wrote; null
+// when the file is not a GGUF or has none (convert carries it over).
+nlohmann::json load_gguf_training_record(const std::string& path);
+
 // The vocabulary of a GGUF (tokenizer.ggml.tokens / scores), spaces restored.
 Llama2cTokenizer gguf_tokenizer(const GgufFile& f, const std::string& path);
 Llama2cTokenizer load_gguf_tokenizer(const std::string& path);

@@ -42,6 +42,8 @@ class Llama2cTokenizer : public Tokenizer {
   // Byte level: <unk>, <s>, </s>, then <0x00> … <0xFF> (ids 3 … 258) and no
   // merges, so every byte is one token (and no dummy leading space is added).
   static Llama2cTokenizer byte_level();
+  // True for byte_level()'s vocabulary: 259 tokens, ids 3 … 258 the bytes <0x00> … <0xFF>.
+  bool is_byte_level() const;
   // From a vocabulary in memory (e.g. a GGUF's tokenizer.ggml.* arrays).
   static Llama2cTokenizer from_pieces(std::vector<std::string> pieces, std::vector<float> scores);
 
