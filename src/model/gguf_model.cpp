@@ -12,6 +12,7 @@
 #include "ropescale/kernels/rotary.h"
 #include "ropescale/rope/frequencies.h"
 #include "ropescale/rope/rope_types.h"
+#include "byte_level_bpe.h"
 #include "llama_tensors.h"
 #include "qk_permutation.h"
 
@@ -43,23 +44,6 @@ std::string sp_to_spaces(const std::string& s) {
     if (s.compare(i, 3, kSpace) == 0) out += ' ', i += 3;
     else out += s[i++];
   }
-  return out;
-}
-
-// GPT-2's byte → character map (the "byte-level BPE" convention of
-// llama.cpp's gpt2 tokenizer and HF's ByteLevel): printable Latin-1 bytes
-// stand for themselves, the other 68 for U+0100 onwards, in byte order.
-std::string byte_level_char(int b) {
-  const bool printable = (b >= 0x21 && b <= 0x7E) || (b >= 0xA1 && b <= 0xAC) || (b >= 0xAE && b <= 0xFF);
-  int cp = b;
-  if (!printable) {
-    cp = 256;
-    for (int x = 0; x < b; ++x)
-      if (!((x >= 0x21 && x <= 0x7E) || (x >= 0xA1 && x <= 0xAC) || (x >= 0xAE && x <= 0xFF))) ++cp;
-  }
-  std::string out;
-  if (cp < 0x80) out += char(cp);
-  else out += char(0xC0 | (cp >> 6)), out += char(0x80 | (cp & 0x3F));  // cp < 0x800 here
   return out;
 }
 
@@ -203,7 +187,7 @@ std::vector<uint8_t> serialize_gguf_model(const LlamaModel& m, const Llama2cToke
   // become a space.
   if (tok.is_byte_level()) {
     json tokens = json::array({"<unk>", "<s>", "</s>"}), scores = json::array(), types = json::array({2, 3, 3});
-    for (int b = 0; b < 256; ++b) tokens.push_back(byte_level_char(b)), types.push_back(1);
+    for (int b = 0; b < 256; ++b) tokens.push_back(detail::byte_level_char(b)), types.push_back(1);
     for (int i = 0; i < tok.vocab_size(); ++i) scores.push_back(0.0f);
     kv("tokenizer.ggml.model", T::String, "gpt2");
     kv("tokenizer.ggml.pre", T::String, "default");
@@ -267,7 +251,7 @@ Llama2cTokenizer gguf_tokenizer(const GgufFile& f, const std::string& path) {
       throw_invalid(path, "tokenizer.ggml.tokens", std::to_string(toks->value.size()) + " tokens",
                     "a byte-level BPE vocabulary has 259 (<unk> <s> </s> and one per byte)");
     for (int b = 0; b < 256; ++b)
-      if (!toks->value[3 + b].is_string() || toks->value[3 + b].get<std::string>() != byte_level_char(b))
+      if (!toks->value[3 + b].is_string() || toks->value[3 + b].get<std::string>() != detail::byte_level_char(b))
         throw_invalid(path, "tokenizer.ggml.tokens[" + std::to_string(3 + b) + "]", toks->value[3 + b].dump(),
                       "must be byte " + std::to_string(b) + "'s GPT-2 character");
     return Llama2cTokenizer::byte_level();

@@ -13,6 +13,7 @@
 #include "ropescale/advice/check.h"
 #include "ropescale/config/llama2c_header.h"
 #include "ropescale/config/error.h"
+#include "ropescale/config/mapped_file.h"
 #include "ropescale/model/hf_model.h"
 #include "ropescale/model/session.h"
 #include "test_support.h"
@@ -191,6 +192,17 @@ TEST(GgufModel, ByteLevelVocabularyIsWrittenAsByteLevelBpeAndReadBack) {
   std::vector<int> want{Llama2cTokenizer::kBos};
   for (unsigned char c : text) want.push_back(3 + c);
   EXPECT_EQ(back.encode(text, true, false), want);
+
+  // The HF export carries the same vocabulary as tokenizer.json (the HF oracle checks transformers' ids).
+  const auto hf_dir = std::filesystem::path(path).parent_path() / "bytes-hf";
+  write_hf_model(m, tok, WeightType::F32, hf_dir.string());
+  const auto tj = nlohmann::json::parse(read_file_text((hf_dir / "tokenizer.json").string()));
+  EXPECT_EQ(tj["model"]["type"], "BPE");
+  EXPECT_EQ(tj["model"]["vocab"].size(), 259u);
+  EXPECT_EQ(tj["model"]["vocab"]["\xc4\xa0"], 3 + ' ');
+  EXPECT_TRUE(tj["model"]["merges"].empty());
+  EXPECT_EQ(tj["pre_tokenizer"]["use_regex"], false);
+  EXPECT_TRUE(std::filesystem::exists(hf_dir / "tokenizer_config.json"));
 
   // A gpt2 vocabulary with merges (a real BPE model) is refused, naming the key.
   GgufFile g = f;

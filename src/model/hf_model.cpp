@@ -17,6 +17,7 @@
 #include "ropescale/config/safetensors.h"
 #include "ropescale/kernels/rotary.h"
 #include "ropescale/rope/rope_types.h"
+#include "byte_level_bpe.h"
 #include "llama_tensors.h"
 #include "qk_permutation.h"
 
@@ -41,6 +42,48 @@ SafetensorsTensorData encode(const std::string& name, const std::vector<float>& 
     }
   }
   return t;
+}
+
+}  // namespace
+
+namespace {
+
+// tokenizer.json + tokenizer_config.json for a byte-level vocabulary: BPE over
+// GPT-2's byte characters with no merges and no regex split, BOS prepended —
+// transformers then gives every text ropescale's ids (one per byte).
+void write_byte_level_tokenizer_json(const std::string& dir) {
+  const json specials = json::array({"<unk>", "<s>", "</s>"});
+  json added = json::array(), vocab = json::object();
+  for (int i = 0; i < 3; ++i) {
+    added.push_back({{"id", i}, {"content", specials[i]}, {"single_word", false}, {"lstrip", false}, {"rstrip", false},
+                     {"normalized", false}, {"special", true}});
+    vocab[specials[i].get<std::string>()] = i;
+  }
+  for (int b = 0; b < 256; ++b) vocab[detail::byte_level_char(b)] = 3 + b;
+  const json byte_level = {{"type", "ByteLevel"}, {"add_prefix_space", false}, {"trim_offsets", false}, {"use_regex", false}};
+  const json bos = {{"SpecialToken", {{"id", "<s>"}, {"type_id", 0}}}};
+  const json tokenizer = {
+      {"version", "1.0"},
+      {"truncation", nullptr},
+      {"padding", nullptr},
+      {"added_tokens", added},
+      {"normalizer", nullptr},
+      {"pre_tokenizer", byte_level},
+      {"post_processor",
+       {{"type", "TemplateProcessing"},
+        {"single", json::array({bos, {{"Sequence", {{"id", "A"}, {"type_id", 0}}}}})},
+        {"pair", json::array({bos, {{"Sequence", {{"id", "A"}, {"type_id", 0}}}}, {{"Sequence", {{"id", "B"}, {"type_id", 1}}}}})},
+        {"special_tokens", {{"<s>", {{"id", "<s>"}, {"ids", json::array({1})}, {"tokens", json::array({"<s>"})}}}}}}},
+      {"decoder", byte_level},
+      {"model",
+       {{"type", "BPE"}, {"dropout", nullptr}, {"unk_token", nullptr}, {"continuing_subword_prefix", nullptr},
+        {"end_of_word_suffix", nullptr}, {"fuse_unk", false}, {"byte_fallback", false}, {"ignore_merges", false},
+        {"vocab", vocab}, {"merges", json::array()}}}};
+  const json config = {{"tokenizer_class", "PreTrainedTokenizerFast"}, {"bos_token", "<s>"}, {"eos_token", "</s>"},
+                       {"unk_token", "<unk>"}, {"add_bos_token", true}, {"add_eos_token", false},
+                       {"clean_up_tokenization_spaces", false}};  // no model_max_length: contexts get extended
+  write_file((fs::path(dir) / "tokenizer.json").string(), tokenizer.dump(2) + "\n");
+  write_file((fs::path(dir) / "tokenizer_config.json").string(), config.dump(2) + "\n");
 }
 
 }  // namespace
@@ -103,6 +146,7 @@ void write_hf_model(const LlamaModel& m, const Llama2cTokenizer& tok, WeightType
   const auto st = serialize_safetensors(ts, {{"format", "pt"}});
   write_file((fs::path(dir) / "model.safetensors").string(), st);
   tok.save((fs::path(dir) / "tokenizer.bin").string());
+  if (tok.is_byte_level()) write_byte_level_tokenizer_json(dir);
 }
 
 LlamaModel load_hf_model(const std::string& path_in) {

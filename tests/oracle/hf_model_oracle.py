@@ -10,6 +10,7 @@ Exit 0 = all agree, 1 = a mismatch, 77 = skipped.
 """
 import os
 import random
+import subprocess
 import sys
 import tempfile
 
@@ -56,6 +57,36 @@ def main():
             ours = ropescale_logits(binary, out, ids, LAST)
             worst = max(abs(a - b) for row_a, row_b in zip(ours, hf.tolist()) for a, b in zip(row_a, row_b))
             failures += not report(label, worst, ABS_TOL, LAST, 40)
+        # The default model (byte-level vocabulary): transformers loads its tokenizer.json and must give
+        # ropescale's ids on real text, then the same logits.
+        from transformers import AutoTokenizer
+        default = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "models", "ropescale-kjv-256.gguf")
+        out = os.path.join(tmp, "default")
+        convert(binary, default, out, None, "--to", "safetensors")
+        tok = AutoTokenizer.from_pretrained(out)
+        texts = ["In the beginning God created the heaven and the earth.\n\tAnd the earth was without form;  void.",
+                 "Caf\u00e9 na\u00efve \u2581 1234 \U0001F600 end\r\n\"quoted\" (x) [y] {z} 3.14%"]
+        for i, text in enumerate(texts):
+            path = os.path.join(tmp, f"text{i}.txt")
+            with open(path, "w", encoding="utf-8", newline="") as f:
+                f.write(text)
+            ours = [int(x) for x in subprocess.run([binary, "tokenize", "--model", out, "--text", path], check=True,
+                                                   capture_output=True, text=True).stdout.split()]
+            theirs = tok(text)["input_ids"]
+            ok = ours == theirs and tok.decode(theirs[1:]) == text
+            print(f"{'ok  ' if ok else 'FAIL'} default model token ids (transformers tokenizer.json), text {i + 1}: "
+                  f"{len(ours)} ids" + ("" if ok else f"\n  ropescale {ours[:24]}\n  transformers {theirs[:24]}"), flush=True)
+            failures += not ok
+            cases.append(None)
+        ids = tok(" ".join(texts * 2))["input_ids"]
+        model = LlamaForCausalLM.from_pretrained(out, torch_dtype=torch.float32, attn_implementation="eager")
+        model.eval()
+        with torch.no_grad():
+            hf = model(torch.tensor([ids])).logits[0, -LAST:].numpy()
+        ours = ropescale_logits(binary, out, ids, LAST)
+        worst = max(abs(a - b) for row_a, row_b in zip(ours, hf.tolist()) for a, b in zip(row_a, row_b))
+        failures += not report(f"default model @ {len(ids)}", worst, ABS_TOL, LAST, 40)
+        cases.append(None)
     print(f"HF model oracle: {len(cases) - failures} passed, {failures} failed", flush=True)
     return 1 if failures else 0
 

@@ -17,7 +17,8 @@ namespace ropescale {
 LlamaModel load_hf_model(const std::string& path);
 
 // Writes config.json, model.safetensors and tokenizer.bin (llama2.c format)
-// into `dir` (created). `rope`: HF-style dict or null for the model's own.
+// into `dir` (created); for a byte-level vocabulary also tokenizer.json and
+// tokenizer_config.json, which transformers loads to the same ids. `rope`: HF-style dict or null for the model's own.
 // Q8_0 is not a safetensors type: F32, F16, BF16 only. Throws ConfigError.
 void write_hf_model(const LlamaModel& m, const Llama2cTokenizer& tok, WeightType wt, const std::string& dir,
                     const nlohmann::json& rope = nullptr);
