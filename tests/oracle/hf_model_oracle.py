@@ -27,6 +27,16 @@ LAST = 8          # positions compared at the end of each sequence
 ABS_TOL = 2e-3    # float32 forward passes, different summation orders; logits are O(10)
 
 
+def worst_logit_difference(binary, hf_dir, ids):
+    """Largest |logit difference| of transformers (eager, f32) and ropescale over the last LAST positions."""
+    model = LlamaForCausalLM.from_pretrained(hf_dir, torch_dtype=torch.float32, attn_implementation="eager")
+    model.eval()
+    with torch.no_grad():
+        hf = model(torch.tensor([ids])).logits[0, -LAST:].numpy()
+    ours = ropescale_logits(binary, hf_dir, ids, LAST)
+    return max(abs(a - b) for row_a, row_b in zip(ours, hf.tolist()) for a, b in zip(row_a, row_b))
+
+
 def main():
     binary, model_dir = sys.argv[1], sys.argv[2]
     src = stories260k(model_dir)
@@ -50,13 +60,7 @@ def main():
             out = os.path.join(tmp, label.split()[0] + str(n))
             convert(binary, src, out, rope, "--to", "safetensors")
             ids = random_ids(rng, n)
-            model = LlamaForCausalLM.from_pretrained(out, torch_dtype=torch.float32, attn_implementation="eager")
-            model.eval()
-            with torch.no_grad():
-                hf = model(torch.tensor([ids])).logits[0, -LAST:].numpy()
-            ours = ropescale_logits(binary, out, ids, LAST)
-            worst = max(abs(a - b) for row_a, row_b in zip(ours, hf.tolist()) for a, b in zip(row_a, row_b))
-            failures += not report(label, worst, ABS_TOL, LAST, 40)
+            failures += not report(label, worst_logit_difference(binary, out, ids), ABS_TOL, LAST, 40)
         # The default model (byte-level vocabulary): transformers loads its tokenizer.json and must give
         # ropescale's ids on real text, then the same logits.
         from transformers import AutoTokenizer
@@ -79,13 +83,7 @@ def main():
             failures += not ok
             cases.append(None)
         ids = tok(" ".join(texts * 2))["input_ids"]
-        model = LlamaForCausalLM.from_pretrained(out, torch_dtype=torch.float32, attn_implementation="eager")
-        model.eval()
-        with torch.no_grad():
-            hf = model(torch.tensor([ids])).logits[0, -LAST:].numpy()
-        ours = ropescale_logits(binary, out, ids, LAST)
-        worst = max(abs(a - b) for row_a, row_b in zip(ours, hf.tolist()) for a, b in zip(row_a, row_b))
-        failures += not report(f"default model @ {len(ids)}", worst, ABS_TOL, LAST, 40)
+        failures += not report(f"default model @ {len(ids)}", worst_logit_difference(binary, out, ids), ABS_TOL, LAST, 40)
         cases.append(None)
     print(f"HF model oracle: {len(cases) - failures} passed, {failures} failed", flush=True)
     return 1 if failures else 0
