@@ -25,6 +25,18 @@ struct BenchOptions {
   bool json = false;
 };
 
+// --threads and --min-time, read the same way by every bench subcommand.
+std::vector<int> parse_threads(const std::string& list) {
+  return parse_list<int>(list, "--threads", [](const std::string& s) {
+    const int v = std::stoi(s);
+    if (v < 1 || v > 1024) throw std::out_of_range("threads");
+    return v;
+  });
+}
+void check_min_time(double seconds) {
+  if (!(seconds > 0 && seconds < 100)) throw_unreadable("--min-time", "must be in (0, 100) seconds");
+}
+
 void print_row(const RotaryBenchResult& r) {
   fmt::print("{:<18} {:<5} {:>6} {:>3}  {:>10}  {:>8.2f} {:>8.2f} {:>8.2f}  {:>6.0f}%  {:>6.2f}x  {:>10.3f}\n", r.shape,
              to_string(r.dtype), r.tokens, r.threads, human_bytes(r.bytes), r.bytes / r.memcpy_s / 1e9,
@@ -46,12 +58,8 @@ void run_bench_rope(const BenchOptions& o) {
     if (s == "f16") return DType::F16;
     throw std::invalid_argument(s);
   });
-  bo.threads = parse_list<int>(o.threads, "--threads", [](const std::string& s) {
-    const int v = std::stoi(s);
-    if (v < 1 || v > 1024) throw std::out_of_range("threads");
-    return v;
-  });
-  if (!(o.min_time > 0 && o.min_time < 100)) throw_unreadable("--min-time", "must be in (0, 100) seconds");
+  bo.threads = parse_threads(o.threads);
+  check_min_time(o.min_time);
   bo.min_seconds = o.min_time;
   const bool tty = isatty(STDERR_FILENO);
   const bool human = !o.json;
@@ -107,17 +115,13 @@ void run_bench_attention(const AttentionBenchOptions& o) {
     if (h < 1 || kv < 1 || h > 256 || h % kv != 0) throw std::out_of_range(s);
     return std::make_pair(h, kv);
   });
-  const auto threads = parse_list<int>(o.threads, "--threads", [](const std::string& s) {
-    const int v = std::stoi(s);
-    if (v < 1 || v > 1024) throw std::out_of_range("threads");
-    return v;
-  });
+  const auto threads = parse_threads(o.threads);
   const auto kvs = parse_list<KvType>(o.kv, "--kv-cache", [](const std::string& s) {
     if (s == "f32") return KvType::F32;
     if (s == "f16") return KvType::F16;
     throw std::invalid_argument(s);
   });
-  if (!(o.min_time > 0 && o.min_time < 100)) throw_unreadable("--min-time", "must be in (0, 100) seconds");
+  check_min_time(o.min_time);
   std::vector<AttentionBenchCase> cases;
   for (int t : threads)
     for (auto [h, kv] : heads)

@@ -126,10 +126,7 @@ void attention(const AttentionProblem& p, int threads) {
       detail::attend_block(p, b, partial_at(parts.data() + size_t(task) * part_floats, b.rows(group)));
     }
   };
-  if (n_threads == 1)
-    for (int t = 0; t < tasks; ++t) run(t);
-  else
-    pool.parallel_for(tasks, run);
+  pool.parallel_for(tasks, n_threads, run);
   if (splits > 1) {
     const auto merge = [&](int i) {
       const detail::AttentionBlock b = block_of(i);
