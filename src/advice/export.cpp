@@ -237,7 +237,10 @@ ExportResult to_llama_cpp(const Setting& s) {
       if (std::abs(want - builtin) > 1e-12 * builtin) {
         add("--yarn-attn-factor", num(want / builtin));
         r.notes.push_back("HF's attention factor is " + num(want) + "; ggml multiplies --yarn-attn-factor by its built-in " +
-                          num(builtin) + " (llama.cpp before PR #17945). Newer llama.cpp derives the magnitude itself and may ignore this flag: verify the logged attn_factor");
+                          num(builtin) + " (llama.cpp before PR #17945). Newer llama.cpp ignores this flag for YaRN (measured with llama-cpp-python 0.3.36's "
+                          "llama.cpp: perplexity unchanged) and multiplies its own magnitude by the GGUF key <arch>.rope.scaling.attn_factor "
+                          "instead: pass --override-kv llama.rope.scaling.attn_factor=float:" + num(want / builtin) +
+                          " (for a file without rope.scaling.yarn_log_multiplier), or use a GGUF from `ropescale convert`, which carries it");
       }
       if (!sp.truncate) {
         r.exact = false;

@@ -13,6 +13,7 @@
 #include "ropescale/config/error.h"
 #include "ropescale/config/json_text.h"
 #include "ropescale/config/model_config.h"
+#include "ropescale/model/tokenizer_report.h"
 #include "ropescale/rope/alibi.h"
 #include "ropescale/rope/frequencies.h"
 
@@ -110,6 +111,18 @@ void run_inspect(const CommonOptions& o) {
       j["error"] = spec_error;
     }
   }
+  // The tokenizer, when the file carries one or sits beside one, and how each engine will read it.
+  std::optional<TokenizerReport> tokens;
+  try {
+    tokens = report_model_tokenizer(c, o.file);
+    json engines = json::array();
+    for (const auto& e : tokens->engines)
+      engines.push_back({{"engine", e.engine}, {"how", e.how}, {"exact", e.exact}, {"caveats", e.caveats}});
+    j["tokenizer"] = {{"kind", tokens->kind}, {"source", tokens->source}, {"vocab_size", tokens->vocab_size},
+                      {"ropescale", tokens->ropescale}, {"engines", engines}};
+  } catch (const ConfigError& e) {
+    j["tokenizer"] = {{"error", e.what()}};
+  }
   if (o.json) {
     print_json(j);
   } else {
@@ -139,6 +152,15 @@ void run_inspect(const CommonOptions& o) {
     }
     for (const auto& [k, v] : c.rope_parameters_by_layer_type) fmt::print("  layer type {:<12} {}\n", k, safe_dump(v).substr(0, 200));
     for (const auto& n : c.notes) fmt::print("  note: {}\n", n);
+    if (tokens) {
+      fmt::print("  tokenizer             {}, {} tokens, from {}\n", tokens->kind, tokens->vocab_size, tokens->source);
+      fmt::print("    {:<18}  {}\n", "ropescale", tokens->ropescale);
+      for (const auto& e : tokens->engines)
+        fmt::print("    {:<18}  {} · {}\n", e.engine, e.exact ? "same ids" : "DIFFERENT ids", e.how);
+      for (const auto& w : tokens->warnings()) fmt::print("  warning: {}\n", w);
+    } else {
+      fmt::print("  tokenizer             {}\n", j["tokenizer"]["error"].get<std::string>());
+    }
   }
 }
 

@@ -22,6 +22,7 @@
 #include "ropescale/model/hf_model.h"
 #include "ropescale/model/session.h"
 #include "ropescale/model/tokenizer.h"
+#include "ropescale/model/tokenizer_report.h"
 #include "ropescale/config/rope_params.h"
 #include "ropescale/rope/rope_types.h"
 
@@ -218,9 +219,13 @@ void run_convert(const ConvertOptions& o) {
   const RopeSpec spec = rope_setting_for_model(model, rope, "").spec;  // validates the setting
   const RopeTypeInfo& info = rope_type_info(spec.type);
   const std::string t(info.name);
+  // Vocabularies llama.cpp or transformers would tokenize differently from ropescale: said, not silent.
+  if (o.to != "llama2c")
+    for (const auto& w : report_written_vocabulary(tok).warnings(o.to == "gguf" ? "llama.cpp" : "transformers"))
+      fmt::print(stderr, "warning: {}\n", w);
   if (o.to == "safetensors") {
     write_hf_model(model, tok, *wt, o.out, rope);
-    fmt::print("{} → {}/{{config.json, model.safetensors, tokenizer.bin}} ({}, rope {})\n", o.model, o.out, o.dtype, t);
+    fmt::print("{} → {}/{{config.json, model.safetensors, tokenizer.bin, tokenizer.json}} ({}, rope {})\n", o.model, o.out, o.dtype, t);
     if (!info.hf_has_type)
       fmt::print("note: transformers has no '{}' rope_type; only ropescale reads this config.json as written\n", t);
     return;

@@ -157,12 +157,25 @@ ModelConfig model_config_from_gguf_keys(std::span<const uint8_t> bytes, const Gg
     if (auto v = m.number("rope.scaling.yarn_beta_fast")) p["beta_fast"] = *v;
     if (auto v = m.number("rope.scaling.yarn_beta_slow")) p["beta_slow"] = *v;
     if (auto v = m.number("rope.scaling.yarn_attn_factor")) p["attention_factor"] = *v;
+    // llama.cpp multiplies its YaRN magnitude (0.1·ln(factor) + 1) by rope.scaling.attn_factor: in
+    // the ggml convention that is what attention_factor means.
+    if (auto v = m.number("rope.scaling.attn_factor"); v && by_ggml->type == RopeType::Yarn) p["attention_factor"] = *v;
     if (auto v = m.number("rope.scaling.yarn_log_multiplier"); v && *v != 0) {
       p["mscale"] = *v / 0.1;  // DeepSeek: yarn_log_multiplier = 0.1·mscale_all_dim
       p["mscale_all_dim"] = *v / 0.1;
     }
   }
-  if (t_freqs) {
+  const auto attn_factor = m.number("rope.scaling.attn_factor");
+  if (t_freqs && !t_long && !type && attn_factor) {
+    // Per-pair divisors with a magnitude: LongRoPE as ropescale writes it for the llama architecture,
+    // which llama.cpp runs with these factors at every length.
+    const auto div = f32_tensor_as_double(bytes, f, *t_freqs, path);
+    p["rope_type"] = std::string(to_string(RopeType::LongRope));
+    p["long_factor"] = div;
+    p["short_factor"] = div;
+    p["attention_factor"] = *attn_factor;
+    c.notes.push_back("LongRoPE long factors from tensor rope_freqs.weight (llama.cpp uses them at every length)");
+  } else if (t_freqs) {
     const auto div = f32_tensor_as_double(bytes, f, *t_freqs, path);
     c.freq_divisors = div;
     c.notes.push_back("per-pair divisors from tensor rope_freqs.weight (llama3-style, " +
@@ -209,16 +222,25 @@ std::string rope_disagreement(const ModelConfig& record, const ModelConfig& keys
     plain.theta = want.theta, plain.head_dim = want.head_dim, plain.rotary_dim = want.rotary_dim;
     want = plain;
   }
+  const RopeSpec want_own = want;  // its attention factor in its own (HF) meaning
   want.convention = Convention::GGML;
   if (seen.rotary_dim != want.rotary_dim)
     return "rotary dimension " + std::to_string(seen.rotary_dim) + " vs " + std::to_string(want.rotary_dim);
   const int64_t L = std::max<int64_t>(1, record.trained_context());
+  // LongRoPE: llama.cpp's llama architecture keeps the long factors below the trained length too.
+  const bool long_only = rope_type_info(want.type).gguf == GgufEncoding::LongRopeFreqs;
   for (int64_t len : {L, 8 * L}) {
-    const auto a = compute_frequencies(seen, len).inv_freq, b = compute_frequencies(want, len).inv_freq;
+    if (long_only && len <= L) continue;
+    const auto fa = compute_frequencies(seen, len), fb = compute_frequencies(want, len);
+    const double attention = compute_frequencies(want_own, len).attention_factor;
+    const auto &a = fa.inv_freq, &b = fb.inv_freq;
     for (size_t j = 0; j < a.size(); ++j)
       if (!(std::abs(a[j] - b[j]) <= 1e-5 * std::abs(b[j])))
         return "at " + std::to_string(len) + " tokens pair " + std::to_string(j) + " turns at inv_freq " + json(a[j]).dump() +
                " by the llama.cpp keys but " + json(b[j]).dump() + " by the record";
+    if (!(std::abs(fa.attention_factor - attention) <= 1e-5 * attention))
+      return "at " + std::to_string(len) + " tokens the attention factor is " + json(fa.attention_factor).dump() +
+             " by the llama.cpp keys but " + json(attention).dump() + " by the record";
   }
   return {};
 }

@@ -13,6 +13,7 @@
 #include "ropescale/rope/frequencies.h"
 #include "ropescale/rope/rope_types.h"
 #include "byte_level_bpe.h"
+#include "space_mark.h"
 #include "llama_tensors.h"
 #include "qk_permutation.h"
 
@@ -30,22 +31,6 @@ std::optional<WeightType> parse_weight_type(std::string_view s) {
 }
 
 namespace {
-
-const std::string kSpace = "\xe2\x96\x81";  // U+2581, SentencePiece's space
-
-std::string spaces_to_sp(const std::string& s) {
-  std::string out;
-  for (char c : s) out += c == ' ' ? kSpace : std::string(1, c);
-  return out;
-}
-std::string sp_to_spaces(const std::string& s) {
-  std::string out;
-  for (size_t i = 0; i < s.size();) {
-    if (s.compare(i, 3, kSpace) == 0) out += ' ', i += 3;
-    else out += s[i++];
-  }
-  return out;
-}
 
 GgufTensorData encode_tensor(const std::string& name, const std::vector<float>& w, std::vector<uint64_t> dims, WeightType wt) {
   GgufTensorData t;
@@ -155,6 +140,10 @@ std::vector<uint8_t> serialize_gguf_model(const LlamaModel& m, const Llama2cToke
       if (spec.type == RopeType::Yarn) {
         if (spec.beta_fast != 32) kv(a + "rope.scaling.yarn_beta_fast", T::Float32, spec.beta_fast);
         if (spec.beta_slow != 1) kv(a + "rope.scaling.yarn_beta_slow", T::Float32, spec.beta_slow);
+        // llama.cpp scales YaRN's cos/sin by 0.1·ln(factor) + 1, then by rope.scaling.attn_factor:
+        // any other attention factor (an explicit one, DeepSeek's mscale pair) goes there as the ratio.
+        const double extra = compute_frequencies(spec).attention_factor / yarn_mscale(spec.factor);
+        if (std::abs(extra - 1.0) > 1e-7) kv(a + "rope.scaling.attn_factor", T::Float32, extra);
       }
       break;
     case GgufEncoding::FreqsTensor: {  // llama.cpp PR #8676: per-pair divisors as a tensor
@@ -163,12 +152,15 @@ std::vector<uint8_t> serialize_gguf_model(const LlamaModel& m, const Llama2cToke
       kv(a + "rope.scaling.original_context_length", T::Uint32, hp.trained_context);
       break;
     }
-    case GgufEncoding::LongRopeTensors: {
-      const auto f = compute_frequencies(spec);
-      tensors.push_back(encode_tensor("rope_factors_long.weight", std::vector<float>(spec.long_factor.begin(), spec.long_factor.end()),
-                                      {spec.long_factor.size()}, WeightType::F32));
-      tensors.push_back(encode_tensor("rope_factors_short.weight", std::vector<float>(spec.short_factor.begin(), spec.short_factor.end()),
-                                      {spec.short_factor.size()}, WeightType::F32));
+    case GgufEncoding::LongRopeFreqs: {
+      // llama.cpp's llama architecture loads no rope_factors_long/short tensors (a file holding them
+      // fails to load: "wrong number of tensors"); it takes per-pair divisors from rope_freqs.weight
+      // and scales cos/sin by rope.scaling.attn_factor. So the long factors go there, as HF uses them
+      // past the trained length; below it llama.cpp keeps the long factors where HF switches to the
+      // short ones (ropescale reads the exact setting from ropescale.rope_parameters).
+      const auto f = compute_frequencies(spec, int64_t(hp.trained_context) + 1);
+      const auto div = divisors_against_default(spec, f);
+      tensors.push_back(encode_tensor("rope_freqs.weight", std::vector<float>(div.begin(), div.end()), {div.size()}, WeightType::F32));
       kv(a + "rope.scaling.attn_factor", T::Float32, f.attention_factor);
       kv(a + "rope.scaling.original_context_length", T::Uint32, hp.trained_context);
       break;
@@ -204,7 +196,7 @@ std::vector<uint8_t> serialize_gguf_model(const LlamaModel& m, const Llama2cToke
       else if (i == Llama2cTokenizer::kBos) ty = 3, p = "<s>";
       else if (i == Llama2cTokenizer::kEos) ty = 3, p = "</s>";
       else if (p.size() == 6 && p.rfind("<0x", 0) == 0) ty = 6;
-      else p = spaces_to_sp(p);
+      else p = detail::spaces_to_mark(p);
       tokens.push_back(p);
       scores.push_back(tok.score(i));
       types.push_back(ty);
@@ -262,7 +254,7 @@ Llama2cTokenizer gguf_tokenizer(const GgufFile& f, const std::string& path) {
   for (size_t i = 0; i < toks->value.size(); ++i) {
     const auto& v = toks->value[i];
     if (!v.is_string()) throw_invalid(path, "tokenizer.ggml.tokens[" + std::to_string(i) + "]", "", "must be a string");
-    std::string p = sp_to_spaces(v.get<std::string>());
+    std::string p = detail::mark_to_spaces(v.get<std::string>());
     if (i == size_t(Llama2cTokenizer::kBos)) p = "\n<s>\n";   // llama2.c's spellings
     if (i == size_t(Llama2cTokenizer::kEos)) p = "\n</s>\n";
     pieces.push_back(p);

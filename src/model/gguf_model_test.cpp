@@ -87,6 +87,24 @@ TEST(GgufModel, CarriesItsRopeSetting) {
   EXPECT_EQ(f.find("llama.rope.scaling.original_context_length")->value, 512);
   EXPECT_EQ(f.find("llama.context_length")->value, 4096);
   EXPECT_NE(f.find_tensor("blk.4.ffn_down.weight"), nullptr);
+
+  // An attention factor other than YaRN's own 0.1·ln(s) + 1 reaches llama.cpp as rope.scaling.attn_factor
+  // (the ratio), and LongRoPE as rope_freqs.weight (long factors) + attn_factor — no
+  // rope_factors_long/short tensors, which llama.cpp's llama architecture refuses to load.
+  const std::pair<const char*, double> magnitudes[] = {
+      {R"({"rope_type":"yarn","factor":8,"attention_factor":1.0})", 1.0 / (0.1 * std::log(8.0) + 1)},
+      {R"({"rope_type":"yarn","factor":8,"mscale":1.0,"mscale_all_dim":0.5})", 1.0 / (0.05 * std::log(8.0) + 1)},
+      {R"({"rope_type":"longrope","factor":8,"short_factor":[1,1.1,1.5,2],"long_factor":[1,2,4,8]})", std::sqrt(1 + std::log(8.0) / std::log(512.0))}};
+  for (auto [rope, attn] : magnitudes) {
+    SCOPED_TRACE(rope);
+    const auto b = serialize_gguf_model(orig, tok, WeightType::F32, nlohmann::json::parse(rope));
+    const auto g = parse_gguf(b, "x.gguf");
+    ASSERT_NE(g.find("llama.rope.scaling.attn_factor"), nullptr);
+    EXPECT_NEAR(g.find("llama.rope.scaling.attn_factor")->value.get<double>(), attn, 1e-6);
+    EXPECT_EQ(g.find_tensor("rope_factors_long.weight"), nullptr);
+    // Both rope records agree (the default --gguf-rope agree would refuse the file otherwise).
+    EXPECT_NO_THROW(load_model(test::write_temp("magnitude.gguf", b)));
+  }
 }
 
 TEST(ModelFormats, LogitsAgreeAcrossLlama2cGgufAndSafetensors) {

@@ -18,6 +18,7 @@
 #include "ropescale/kernels/rotary.h"
 #include "ropescale/rope/rope_types.h"
 #include "byte_level_bpe.h"
+#include "space_mark.h"
 #include "llama_tensors.h"
 #include "qk_permutation.h"
 
@@ -48,40 +49,98 @@ SafetensorsTensorData encode(const std::string& name, const std::vector<float>& 
 
 namespace {
 
-// tokenizer.json + tokenizer_config.json for a byte-level vocabulary: BPE over
-// GPT-2's byte characters with no merges and no regex split, BOS prepended —
-// transformers then gives every text ropescale's ids (one per byte).
-void write_byte_level_tokenizer_json(const std::string& dir) {
-  const json specials = json::array({"<unk>", "<s>", "</s>"});
-  json added = json::array(), vocab = json::object();
-  for (int i = 0; i < 3; ++i) {
-    added.push_back({{"id", i}, {"content", specials[i]}, {"single_word", false}, {"lstrip", false}, {"rstrip", false},
+const std::string kSpecials[3] = {"<unk>", "<s>", "</s>"};
+
+// tokenizer.json (tokenizers' format) around a model and its text pipeline, with
+// what every ropescale vocabulary shares: <unk> <s> </s> as ids 0-2 and BOS
+// prepended to every text.
+json tokenizer_json(json normalizer, json pre_tokenizer, json decoder, json model) {
+  json added = json::array();
+  for (int i = 0; i < 3; ++i)
+    added.push_back({{"id", i}, {"content", kSpecials[i]}, {"single_word", false}, {"lstrip", false}, {"rstrip", false},
                      {"normalized", false}, {"special", true}});
-    vocab[specials[i].get<std::string>()] = i;
-  }
+  const json bos = {{"SpecialToken", {{"id", "<s>"}, {"type_id", 0}}}};
+  const json a = {{"Sequence", {{"id", "A"}, {"type_id", 0}}}}, b = {{"Sequence", {{"id", "B"}, {"type_id", 1}}}};
+  return {{"version", "1.0"},
+          {"truncation", nullptr},
+          {"padding", nullptr},
+          {"added_tokens", added},
+          {"normalizer", std::move(normalizer)},
+          {"pre_tokenizer", std::move(pre_tokenizer)},
+          {"post_processor",
+           {{"type", "TemplateProcessing"},
+            {"single", json::array({bos, a})},
+            {"pair", json::array({bos, a, b})},
+            {"special_tokens", {{"<s>", {{"id", "<s>"}, {"ids", json::array({1})}, {"tokens", json::array({"<s>"})}}}}}}},
+          {"decoder", std::move(decoder)},
+          {"model", std::move(model)}};
+}
+
+json bpe_model(json vocab, json merges, bool byte_fallback) {
+  return {{"type", "BPE"}, {"dropout", nullptr}, {"unk_token", byte_fallback ? json("<unk>") : json()},
+          {"continuing_subword_prefix", nullptr}, {"end_of_word_suffix", nullptr}, {"fuse_unk", byte_fallback},
+          {"byte_fallback", byte_fallback}, {"ignore_merges", false}, {"vocab", std::move(vocab)}, {"merges", std::move(merges)}};
+}
+
+// Byte level: BPE over GPT-2's byte characters with no merges and no regex
+// split — one token per byte, as ropescale encodes.
+json byte_level_tokenizer_json() {
+  json vocab = json::object();
+  for (int i = 0; i < 3; ++i) vocab[kSpecials[i]] = i;
   for (int b = 0; b < 256; ++b) vocab[detail::byte_level_char(b)] = 3 + b;
   const json byte_level = {{"type", "ByteLevel"}, {"add_prefix_space", false}, {"trim_offsets", false}, {"use_regex", false}};
-  const json bos = {{"SpecialToken", {{"id", "<s>"}, {"type_id", 0}}}};
-  const json tokenizer = {
-      {"version", "1.0"},
-      {"truncation", nullptr},
-      {"padding", nullptr},
-      {"added_tokens", added},
-      {"normalizer", nullptr},
-      {"pre_tokenizer", byte_level},
-      {"post_processor",
-       {{"type", "TemplateProcessing"},
-        {"single", json::array({bos, {{"Sequence", {{"id", "A"}, {"type_id", 0}}}}})},
-        {"pair", json::array({bos, {{"Sequence", {{"id", "A"}, {"type_id", 0}}}}, {{"Sequence", {{"id", "B"}, {"type_id", 1}}}}})},
-        {"special_tokens", {{"<s>", {{"id", "<s>"}, {"ids", json::array({1})}, {"tokens", json::array({"<s>"})}}}}}}},
-      {"decoder", byte_level},
-      {"model",
-       {{"type", "BPE"}, {"dropout", nullptr}, {"unk_token", nullptr}, {"continuing_subword_prefix", nullptr},
-        {"end_of_word_suffix", nullptr}, {"fuse_unk", false}, {"byte_fallback", false}, {"ignore_merges", false},
-        {"vocab", vocab}, {"merges", json::array()}}}};
+  return tokenizer_json(nullptr, byte_level, byte_level, bpe_model(vocab, json::array(), false));
+}
+
+// SentencePiece-style (llama2.c scores, byte fallback): the text gets a leading
+// space and spaces become U+2581 (so a U+2581 in the text is a space, as in
+// ropescale's encoder); the merges are every (left, right) whose concatenation
+// is a piece, highest-scoring merged piece first — the order llama2.c and
+// SentencePiece merge in. Ties between different merged pieces go to the lower
+// id (ropescale takes the leftmost pair; `inspect` reports vocabularies with such ties).
+json sentencepiece_tokenizer_json(const Llama2cTokenizer& tok) {
+  std::vector<std::string> pieces(tok.vocab_size());
+  json vocab = json::object();
+  for (int i = 0; i < tok.vocab_size(); ++i) {
+    pieces[i] = i < 3 ? kSpecials[i] : detail::spaces_to_mark(tok.piece(i));
+    if (!vocab.contains(pieces[i])) vocab[pieces[i]] = i;  // first occurrence wins, as in ropescale
+  }
+  struct Merge {
+    float score;
+    int merged, left, right;
+  };
+  std::vector<Merge> merges;
+  for (int m = 3; m < tok.vocab_size(); ++m) {
+    if (vocab[pieces[m]].get<int>() != m) continue;
+    for (size_t k = 1; k < pieces[m].size(); ++k) {
+      const auto l = vocab.find(pieces[m].substr(0, k)), r = vocab.find(pieces[m].substr(k));
+      if (l != vocab.end() && r != vocab.end() && l->get<int>() >= 3 && r->get<int>() >= 3)
+        merges.push_back({tok.score(m), m, l->get<int>(), r->get<int>()});
+    }
+  }
+  std::stable_sort(merges.begin(), merges.end(), [](const Merge& a, const Merge& b) {
+    return a.score != b.score ? a.score > b.score : a.merged < b.merged;
+  });
+  json merge_list = json::array();
+  for (const auto& m : merges) merge_list.push_back(json::array({pieces[m.left], pieces[m.right]}));
+  const json normalizer = {{"type", "Sequence"},
+                           {"normalizers", json::array({{{"type", "Prepend"}, {"prepend", detail::kSpaceMark}},
+                                                        {{"type", "Replace"}, {"pattern", {{"String", " "}}}, {"content", detail::kSpaceMark}}})}};
+  const json decoder = {{"type", "Sequence"},
+                        {"decoders", json::array({{{"type", "Replace"}, {"pattern", {{"String", detail::kSpaceMark}}}, {"content", " "}},
+                                                  {{"type", "ByteFallback"}},
+                                                  {{"type", "Fuse"}},
+                                                  {{"type", "Strip"}, {"content", " "}, {"start", 1}, {"stop", 0}}})}};
+  return tokenizer_json(normalizer, nullptr, decoder, bpe_model(vocab, merge_list, true));
+}
+
+// tokenizer.json + tokenizer_config.json, so transformers (AutoTokenizer) gives
+// every text ropescale's ids.
+void write_tokenizer_json(const Llama2cTokenizer& tok, const std::string& dir) {
+  const json tokenizer = tok.is_byte_level() ? byte_level_tokenizer_json() : sentencepiece_tokenizer_json(tok);
   const json config = {{"tokenizer_class", "PreTrainedTokenizerFast"}, {"bos_token", "<s>"}, {"eos_token", "</s>"},
                        {"unk_token", "<unk>"}, {"add_bos_token", true}, {"add_eos_token", false},
-                       {"clean_up_tokenization_spaces", false}};  // no model_max_length: contexts get extended
+                       {"clean_up_tokenization_spaces", false}, {"split_special_tokens", true}};  // no model_max_length: contexts get extended
   write_file((fs::path(dir) / "tokenizer.json").string(), tokenizer.dump(2) + "\n");
   write_file((fs::path(dir) / "tokenizer_config.json").string(), config.dump(2) + "\n");
 }
@@ -146,7 +205,7 @@ void write_hf_model(const LlamaModel& m, const Llama2cTokenizer& tok, WeightType
   const auto st = serialize_safetensors(ts, {{"format", "pt"}});
   write_file((fs::path(dir) / "model.safetensors").string(), st);
   tok.save((fs::path(dir) / "tokenizer.bin").string());
-  if (tok.is_byte_level()) write_byte_level_tokenizer_json(dir);
+  write_tokenizer_json(tok, dir);
 }
 
 LlamaModel load_hf_model(const std::string& path_in) {

@@ -8,6 +8,7 @@
 #include "ropescale/config/error.h"
 #include "ropescale/config/mapped_file.h"
 #include "ropescale/model/tokenizer.h"
+#include "space_mark.h"
 
 namespace ropescale {
 
@@ -85,14 +86,18 @@ Llama2cTokenizer Llama2cTokenizer::from_pieces(std::vector<std::string> pieces, 
   return t;
 }
 
-std::vector<int> Llama2cTokenizer::encode(const std::string& text, bool bos, bool eos) const {
+std::vector<int> Llama2cTokenizer::encode(const std::string& text_in, bool bos, bool eos) const {
   std::vector<int> ids;
   if (bos) ids.push_back(kBos);
   std::vector<int> toks;
-  if (!text.empty()) {
-    auto it = index_.find(" ");
-    if (it != index_.end()) toks.push_back(it->second);
-  }
+  const auto space = index_.find(" ");
+  // A SentencePiece-style vocabulary (one with a space piece) reads U+2581 in the text as a space,
+  // as SentencePiece itself, llama.cpp and transformers do (they spell spaces U+2581); llama2.c's
+  // run.c would byte-fall it back instead. Byte-level vocabularies keep its three bytes.
+  const std::string mapped = space != index_.end() && text_in.find(detail::kSpaceMark) != std::string::npos
+                                 ? detail::mark_to_spaces(text_in) : std::string();
+  const std::string& text = mapped.empty() ? text_in : mapped;
+  if (!text.empty() && space != index_.end()) toks.push_back(space->second);
   // One piece per UTF-8 character, byte fallback otherwise.
   for (size_t i = 0; i < text.size();) {
     size_t n = 1;

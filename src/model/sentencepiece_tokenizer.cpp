@@ -3,9 +3,11 @@
 #include <filesystem>
 
 #include "ropescale/config/error.h"
+#include "ropescale/config/model_config.h"
 #include "ropescale/model/gguf_model.h"
 #include "ropescale/model/llama_model.h"
 #include "ropescale/model/tokenizer.h"
+#include "space_mark.h"
 
 namespace ropescale {
 
@@ -43,12 +45,7 @@ std::string SentencePieceTokenizer::decode(int previous, int token) const {
     const std::string p = impl_->sp.IdToPiece(token);  // "<0xAB>"
     return std::string(1, static_cast<char>(std::stoi(p.substr(3, 2), nullptr, 16)));
   }
-  std::string p = impl_->sp.IdToPiece(token);
-  std::string out;
-  for (size_t i = 0; i < p.size();) {
-    if (p.compare(i, 3, "\xe2\x96\x81") == 0) out += ' ', i += 3;
-    else out += p[i++];
-  }
+  std::string out = detail::mark_to_spaces(impl_->sp.IdToPiece(token));
   if (previous == bos() && !out.empty() && out[0] == ' ') out.erase(0, 1);
   return out;
 }
@@ -61,12 +58,7 @@ Llama2cTokenizer SentencePieceTokenizer::to_llama2c() const {
   std::vector<std::string> pieces;
   std::vector<float> scores;
   for (int i = 0; i < vocab_size(); ++i) {
-    std::string p = impl_->sp.IdToPiece(i), out;
-    for (size_t k = 0; k < p.size();) {
-      if (p.compare(k, 3, "\xe2\x96\x81") == 0) out += ' ', k += 3;
-      else out += p[k++];
-    }
-    pieces.push_back(out);
+    pieces.push_back(detail::mark_to_spaces(impl_->sp.IdToPiece(i)));
     scores.push_back(impl_->sp.GetScore(i));
   }
   return Llama2cTokenizer::from_pieces(std::move(pieces), std::move(scores));
@@ -79,47 +71,56 @@ fs::path model_dir(const std::string& model_path) {
   return fs::is_directory(model_path) ? fs::path(model_path) : fs::path(model_path).parent_path();
 }
 
-enum class Source { SentencePiece, Llama2c, Gguf };
+}  // namespace
 
-std::pair<Source, std::string> locate(const LlamaModel& model, const std::string& model_path, const std::string& explicit_path) {
+TokenizerFile locate_tokenizer(const ModelConfig& c, const std::string& model_path, const std::string& explicit_path) {
+  using K = TokenizerFile::Kind;
   if (!explicit_path.empty())
-    return {fs::path(explicit_path).extension() == ".model" ? Source::SentencePiece : Source::Llama2c, explicit_path};
-  if (model.position.format == SourceFormat::Gguf) return {Source::Gguf, model_path};
+    return {fs::path(explicit_path).extension() == ".model" ? K::SentencePiece : K::Llama2c, explicit_path};
+  if (c.format == SourceFormat::Gguf) return {K::Gguf, model_path};
   const fs::path dir = model_dir(model_path);
-  if (fs::exists(dir / "tokenizer.model")) return {Source::SentencePiece, (dir / "tokenizer.model").string()};
-  for (const auto& name : {std::string("tokenizer.bin"), "tok" + std::to_string(model.hp.vocab_size) + ".bin"})
-    if (fs::exists(dir / name)) return {Source::Llama2c, (dir / name).string()};
+  if (fs::exists(dir / "tokenizer.model")) return {K::SentencePiece, (dir / "tokenizer.model").string()};
+  for (const auto& name : {std::string("tokenizer.bin"), "tok" + std::to_string(c.vocab_size) + ".bin"})
+    if (fs::exists(dir / name)) return {K::Llama2c, (dir / name).string()};
   throw_unreadable(model_path, "no tokenizer found beside the model (tokenizer.model, tokenizer.bin or tok" +
-                                   std::to_string(model.hp.vocab_size) + ".bin): pass --tokenizer");
+                                   std::to_string(c.vocab_size) + ".bin): pass --tokenizer");
 }
 
-void check_size(int got, const LlamaModel& model, const std::string& path) {
-  if (got != model.hp.vocab_size)
-    throw_unreadable(path, "tokenizer has " + std::to_string(got) + " tokens, the model " + std::to_string(model.hp.vocab_size));
+namespace {
+
+void check_size(int got, int64_t expected, const std::string& path) {
+  if (got != expected)
+    throw_unreadable(path, "tokenizer has " + std::to_string(got) + " tokens, the model " + std::to_string(expected));
 }
 
 }  // namespace
 
 std::unique_ptr<Tokenizer> tokenizer_for_model(const LlamaModel& model, const std::string& model_path,
                                                const std::string& explicit_path) {
-  const auto [source, path] = locate(model, model_path, explicit_path);
+  using K = TokenizerFile::Kind;
+  const auto [kind, path] = locate_tokenizer(model.position, model_path, explicit_path);
   std::unique_ptr<Tokenizer> t;
-  switch (source) {
-    case Source::SentencePiece: t = SentencePieceTokenizer::load(path); break;
-    case Source::Llama2c: t = std::make_unique<Llama2cTokenizer>(Llama2cTokenizer::load(path, model.hp.vocab_size)); break;
-    case Source::Gguf: t = std::make_unique<Llama2cTokenizer>(load_gguf_tokenizer(path)); break;
+  switch (kind) {
+    case K::SentencePiece: t = SentencePieceTokenizer::load(path); break;
+    case K::Llama2c: t = std::make_unique<Llama2cTokenizer>(Llama2cTokenizer::load(path, model.hp.vocab_size)); break;
+    case K::Gguf: t = std::make_unique<Llama2cTokenizer>(load_gguf_tokenizer(path)); break;
   }
-  check_size(t->vocab_size(), model, path);
+  check_size(t->vocab_size(), model.hp.vocab_size, path);
+  return t;
+}
+
+Llama2cTokenizer vocabulary_for_config(const ModelConfig& c, const std::string& model_path, const std::string& explicit_path) {
+  using K = TokenizerFile::Kind;
+  const auto [kind, path] = locate_tokenizer(c, model_path, explicit_path);
+  Llama2cTokenizer t = kind == K::SentencePiece ? SentencePieceTokenizer::load(path)->to_llama2c()
+                       : kind == K::Gguf        ? load_gguf_tokenizer(path)
+                                                : Llama2cTokenizer::load(path, static_cast<int>(c.vocab_size));
+  check_size(t.vocab_size(), c.vocab_size, path);
   return t;
 }
 
 Llama2cTokenizer vocabulary_for_model(const LlamaModel& model, const std::string& model_path, const std::string& explicit_path) {
-  const auto [source, path] = locate(model, model_path, explicit_path);
-  Llama2cTokenizer t = source == Source::SentencePiece ? SentencePieceTokenizer::load(path)->to_llama2c()
-                       : source == Source::Gguf        ? load_gguf_tokenizer(path)
-                                                       : Llama2cTokenizer::load(path, model.hp.vocab_size);
-  check_size(t.vocab_size(), model, path);
-  return t;
+  return vocabulary_for_config(model.position, model_path, explicit_path);
 }
 
 }  // namespace ropescale

@@ -31,7 +31,8 @@ TEST(Tokenizer, Llama2cEncoderMatchesSentencePiece) {
   // A long text in one piece (the heap encoder is O(n log n)): 200 KB.
   const std::string long_text = text.substr(0, 200000);
   EXPECT_EQ(l2.encode(long_text, true, false), sp->encode(long_text, true, false));
-  for (const char* s : {"Once upon a time", "Hello, world! 1234", "naïve café — “quotes”", "tabs\tand\nnewlines"})
+  for (const char* s : {"Once upon a time", "Hello, world! 1234", "naïve café — “quotes”", "tabs\tand\nnewlines",
+                        "a\u2581b \u2581\u2581x\u2581"})  // SentencePiece reads U+2581 as a space
     EXPECT_EQ(l2.encode(s, true, false), sp->encode(s, true, false)) << s;
   // Decoding token by token gives the text back.
   const auto ids = sp->encode("Once upon a time, Lily smiled.", true, false);

@@ -187,7 +187,7 @@ const RopeTypeInfo kRows[] = {
    E::Approximate, E::Approximate, E::Approximate, G::NotExpressible, "", validate_yarn, dynamic_yarn_freqs},
   {RopeType::LongRope, "longrope", kLongRopeAliases, "longrope", "LongRoPE: per-pair divisors, short list within L, long list beyond",
    true, kLongRopeParams, true, true, true, std::nullopt, S::File, false, "#8c564b",
-   E::Exact, E::Approximate, E::Approximate, G::LongRopeTensors, "", validate_longrope, longrope_freqs},
+   E::Exact, E::Approximate, E::Approximate, G::LongRopeFreqs, "", validate_longrope, longrope_freqs},
   {RopeType::Llama3, "llama3", {}, "llama3", "Llama 3.1: low frequencies divided by the factor, high kept, a smooth band between",
    true, kLlama3Params, true, false, true, std::nullopt, S::Factor, false, "#17a2b8",
    E::Exact, E::Exact, E::Exact, G::FreqsTensor, "", validate_llama3, llama3_freqs},

@@ -12,6 +12,7 @@
 namespace ropescale {
 
 struct LlamaModel;
+struct ModelConfig;
 
 class Tokenizer {
  public:
@@ -31,7 +32,9 @@ class Llama2cTokenizer : public Tokenizer {
 
   // llama2.c's encode: dummy leading space, one piece per UTF-8 character
   // (byte fallback when absent), then repeatedly merge the adjacent pair with
-  // the highest-scoring merged piece.
+  // the highest-scoring merged piece. A U+2581 in the text counts as a space
+  // when the vocabulary has a space piece, as in SentencePiece, llama.cpp and
+  // transformers (llama2.c's run.c would byte-fall it back).
   std::vector<int> encode(const std::string& text, bool bos, bool eos) const override;
   // The text of `token` following `previous` (drops the space after BOS,
   // turns <0xXX> into its byte).
@@ -78,14 +81,25 @@ class SentencePieceTokenizer : public Tokenizer {
   std::unique_ptr<Impl> impl_;
 };
 
-// The tokenizer that goes with a model: `explicit_path` if given (.model =
-// SentencePiece, else llama2.c format); else the GGUF's own vocabulary; else
+// Where a model's vocabulary comes from: `explicit_path` if given (.model =
+// SentencePiece, else llama2.c format); else the GGUF itself; else
 // tokenizer.model, tokenizer.bin or tok<vocab>.bin beside the model (or inside
-// its directory). Throws ConfigError when none is found or sizes disagree.
+// its directory). Throws ConfigError when none is found.
+struct TokenizerFile {
+  enum class Kind { SentencePiece, Llama2c, Gguf } kind;
+  std::string path;
+};
+TokenizerFile locate_tokenizer(const ModelConfig& config, const std::string& model_path, const std::string& explicit_path = "");
+
+// The tokenizer that goes with a model (located as above). Throws ConfigError
+// when none is found or its size disagrees with the model's vocabulary.
 std::unique_ptr<Tokenizer> tokenizer_for_model(const LlamaModel& model, const std::string& model_path,
                                                const std::string& explicit_path = "");
 // Same, as pieces and scores (what the GGUF/HF writers store).
 Llama2cTokenizer vocabulary_for_model(const LlamaModel& model, const std::string& model_path,
                                       const std::string& explicit_path = "");
+// Same from the config alone (no weights read), e.g. for `inspect`.
+Llama2cTokenizer vocabulary_for_config(const ModelConfig& config, const std::string& model_path,
+                                       const std::string& explicit_path = "");
 
 }  // namespace ropescale

@@ -79,7 +79,8 @@ enum class GgufEncoding {
   ScalingKeys,      // rope.scaling.type = ggml_name, rope.scaling.factor, original length (+ YaRN betas)
   FreqBase,         // folded into rope.freq_base (NTK-aware)
   FreqsTensor,      // per-pair divisors as the rope_freqs.weight tensor (llama3, any static table)
-  LongRopeTensors,  // rope_factors_long/short.weight + rope.scaling.attn_factor
+  LongRopeFreqs,    // the long factors as rope_freqs.weight + rope.scaling.attn_factor (llama.cpp's llama
+                    // architecture has no short/long switch: exact past the trained length only)
   NotExpressible,   // length-dependent: llama.cpp runs the file as plain RoPE
 };
 
