@@ -128,20 +128,31 @@ def perplexity_suite(args, work, results):
             with open(ids_file, "w") as f:
                 f.write(" ".join(map(str, ids)) + "\n")
             method, rope_flags = yarn_flags(window / trained, trained)
+            window_gguf = gguf
+            if args.rope_in_file and rope_flags:
+                # The scaling written into the file by `ropescale convert`: no rope flags for either engine.
+                window_gguf = os.path.join(work, f"{name}-{method.replace(':', '')}.gguf")
+                run([args.ropescale, "convert", "--model", gguf, "--out", window_gguf, "--rope-scaling",
+                     json.dumps({"rope_type": "yarn", "factor": window / trained})])
+                method, rope_flags = method + " (in the file)", []
+            ropescale_method = "model" if args.rope_in_file else method
             # Agreement with f32 caches on both sides: llama.cpp's f16 path also rounds Q to f16 for K·Q, a
             # difference of precision rather than of method that grows with the length.
             log(f"  ppl {name} window {window} ({method}): agreement run, f32 KV caches")
-            agreement = {"llama.cpp": llama_perplexity(args, gguf, text, window, chunks, max(args.threads), "off",
+            agreement = {"llama.cpp": llama_perplexity(args, window_gguf, text, window, chunks, max(args.threads), "off",
                                                        rope_flags, "f32")["ppl"],
-                         "ropescale": ropescale_perplexity(args, gguf, ids_file, window, n, max(args.threads), method,
-                                                           "f32")["ppl"]}
+                         "ropescale": ropescale_perplexity(args, window_gguf, ids_file, window, n, max(args.threads),
+                                                           ropescale_method, "f32")["ppl"]}
             for threads in args.threads:
                 runs = {"llama.cpp fa off": [], "llama.cpp fa on": [], "ropescale": []}
                 for rep in range(args.repeats):
                     log(f"  ppl {name} window {window} ({method}) threads {threads}, repeat {rep + 1}/{args.repeats}")
-                    runs["llama.cpp fa off"].append(llama_perplexity(args, gguf, text, window, chunks, threads, "off", rope_flags))
-                    runs["llama.cpp fa on"].append(llama_perplexity(args, gguf, text, window, chunks, threads, "on", rope_flags))
-                    runs["ropescale"].append(ropescale_perplexity(args, gguf, ids_file, window, n, threads, method))
+                    runs["llama.cpp fa off"].append(llama_perplexity(args, window_gguf, text, window, chunks, threads, "off",
+                                                                     rope_flags))
+                    runs["llama.cpp fa on"].append(llama_perplexity(args, window_gguf, text, window, chunks, threads, "on",
+                                                                    rope_flags))
+                    runs["ropescale"].append(ropescale_perplexity(args, window_gguf, ids_file, window, n, threads,
+                                                                  ropescale_method))
                 row = {"work": "perplexity", "model": name, "window": window, "method": method, "threads": threads,
                        "tokens": n, "ppl_f32_kv": agreement}
                 for k, v in runs.items():
@@ -231,6 +242,8 @@ def main():
     ap.add_argument("--decode-tokens", type=int, default=128)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--quick", action="store_true", help="one repeat, 2048 only, 2 threads only")
+    ap.add_argument("--rope-in-file", action="store_true",
+                    help="write each window's YaRN scaling into a GGUF (ropescale convert) and pass no rope flags")
     ap.add_argument("--skip-ppl", action="store_true")
     ap.add_argument("--skip-model", action="store_true")
     ap.add_argument("--json", help="write every measurement to FILE")

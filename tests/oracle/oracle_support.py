@@ -27,10 +27,12 @@ def random_ids(rng, n, vocab=512):
     return [1] + [rng.randrange(3, vocab) for _ in range(n - 1)]
 
 
-def ropescale_logits(binary, model, ids, last):
-    """ropescale's logits of the last `last` positions, as lists of floats."""
-    r = subprocess.run([binary, "logits", "--model", model, "--ids", " ".join(map(str, ids)), "--last", str(last)],
-                       check=True, capture_output=True, text=True)
+def ropescale_logits(binary, model, ids, last, rope=None):
+    """ropescale's logits of the last `last` positions, as lists of floats (`rope`: a --rope-scaling override)."""
+    cmd = [binary, "logits", "--model", model, "--ids", " ".join(map(str, ids)), "--last", str(last)]
+    if rope:
+        cmd += ["--rope-scaling", json.dumps(rope)]
+    r = subprocess.run(cmd, check=True, capture_output=True, text=True)
     return json.loads(r.stdout)["logits"]
 
 
@@ -38,4 +40,61 @@ def report(label, worst, tol, last, width):
     """Prints one case's verdict; True when it passes."""
     ok = worst <= tol
     print(f"{'ok  ' if ok else 'FAIL'} {label:<{width}} max |logit diff| over last {last} positions = {worst:.2e}", flush=True)
+    return ok
+
+
+# ---- real text, token ids and NLL: what every engine must agree on (issue 20) ----
+
+SPECIAL_TEXT = ("Caf\u00e9 na\u00efve \u00e9\u00e8\u00ea \u4e2d\u6587 \U0001F600 \u2581spaced\u2581 end\r\n"
+                "\"quoted\" (x) [y] {z} 3.14% 1,234,567 -- 0x1F\t tab  two  spaces\n\n  lead </s> <0x0A> ~!@#$^&*_+=|\\/?<>\n")
+
+
+def shared_root(model_dir):
+    """../shared, from the stories260K directory the oracles are given."""
+    return os.path.dirname(os.path.dirname(os.path.abspath(model_dir)))
+
+
+def real_texts(model_dir):
+    """A few thousand characters each of KJV and TinyStories, and text with punctuation, digits,
+    newlines and non-ASCII (U+2581 included)."""
+    data = os.path.join(shared_root(model_dir), "data")
+    with open(os.path.join(data, "kjv_genesis.txt"), encoding="utf-8") as f:
+        kjv = f.read()
+    with open(os.path.join(data, "tinystories_valid_head.txt"), encoding="utf-8") as f:
+        stories = f.read()
+    return {"KJV": kjv[20000:24000], "TinyStories": stories[:4000], "special": SPECIAL_TEXT}
+
+
+def ropescale_ids(binary, model, text, tmp):
+    """`ropescale tokenize` of `text` (BOS first)."""
+    path = os.path.join(tmp, "text.txt")
+    with open(path, "w", encoding="utf-8", newline="") as f:
+        f.write(text)
+    r = subprocess.run([binary, "tokenize", "--model", model, "--text", path], check=True, capture_output=True, text=True)
+    return [int(x) for x in r.stdout.split()]
+
+
+def mean_nll(logits, ids):
+    """Mean next-token negative log-likelihood (nats) of ids[1:] given logits of every position (float64)."""
+    import numpy as np
+    z = np.asarray(logits, dtype=np.float64)[:-1]
+    top = z.max(axis=1, keepdims=True)
+    lse = top[:, 0] + np.log(np.exp(z - top).sum(axis=1))
+    return float(np.mean(lse - z[np.arange(len(z)), np.asarray(ids[1:])]))
+
+
+def finetune_yarn(binary, model, text, out, ctx):
+    """A short YaRN ×8 fine-tune (3 steps at `ctx` tokens): a checkpoint as `ropescale finetune` writes it."""
+    subprocess.run([binary, "finetune", "--model", model, "--rope-scaling", '{"rope_type":"yarn","factor":8}', "--text", text,
+                    "--ctx", str(ctx), "--steps", "3", "--batch", "1", "--eval-every", "3", "--valid", "2", "--out", out,
+                    "--threads", "2"], check=True, capture_output=True)
+
+
+def compare_ids(label, ours, theirs, engine):
+    """Prints whether two id lists agree (and where they part); True when they do."""
+    ok = ours == theirs
+    where = next((i for i, (a, b) in enumerate(zip(ours, theirs)) if a != b), min(len(ours), len(theirs)))
+    print(f"{'ok  ' if ok else 'FAIL'} {label}: {len(ours)} ids" +
+          ("" if ok else f" vs {len(theirs)}; first difference at {where}: ropescale {ours[where:where + 6]}, "
+                         f"{engine} {theirs[where:where + 6]}"), flush=True)
     return ok
