@@ -453,6 +453,12 @@ TEST(Cli, TheCommittedDefaultModel) {
   EXPECT_EQ(r.j()["head_dim"], 32);
   EXPECT_EQ(r.j()["trained_context"], 256);
   EXPECT_EQ(r.j()["vocab_size"], 259);
+  // inspect says how each engine tokenizes it: byte for byte, the same ids everywhere.
+  const auto tok = r.j()["tokenizer"];
+  EXPECT_EQ(tok["kind"], "byte-level");
+  ASSERT_EQ(tok["engines"].size(), 2u) << tok.dump();
+  for (const auto& e : tok["engines"]) EXPECT_TRUE(e["exact"].get<bool>()) << e.dump();
+  EXPECT_NE(run("inspect " + path.string()).out.find("llama.cpp           same ids"), std::string::npos);
   // It writes Bible-like text, byte by byte.
   const auto g = run("generate --model " + path.string() + " --prompt 'And God said' --max-tokens 60");
   ASSERT_EQ(g.code, 0) << g.err;
