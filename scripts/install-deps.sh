@@ -8,7 +8,7 @@ PACKAGES=(
   clang libclang-rt-14-dev                              # sanitizer + libFuzzer build
   libgtest-dev libgmock-dev googletest libbenchmark-dev # tests and benchmarks
   nlohmann-json3-dev libcli11-dev libfmt-dev libhwy-dev libopenblas-dev \
-  libsentencepiece-dev                                   # library dependencies
+  libsentencepiece-dev libcpp-httplib-dev               # library dependencies
   python3 python3-venv python3-pip                      # the HF oracle's virtualenv
   chromium fonts-dejavu-core                            # renders the HTML report in its test
   bible-kjv                                             # the default model's training and held-out text

@@ -2,7 +2,8 @@
 # Creates .venv-oracle with the oracles the tests compare ropescale with:
 # Hugging Face transformers + torch (frequencies, whole forward pass), the gguf
 # package (GGUF files) and llama-cpp-python, i.e. llama.cpp built from source
-# by pip (~10 minutes on 2 cores; logits of converted models). Test-only: the C++ core
+# by pip (~10 minutes on 2 cores; logits of converted models), and the openai and
+# prometheus_client packages (real clients of `ropescale serve`). Test-only: the C++ core
 # never needs Python. Pinned so results are reproducible.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -12,6 +13,11 @@ if ! { [[ -x "$VENV/bin/python" ]] && "$VENV/bin/python" -c "import torch, trans
   python3 -m venv "$VENV" &&
     "$VENV/bin/pip" install -q --disable-pip-version-check "transformers==5.23.0" "torch==2.15.0" "gguf==0.19.0" numpy ||
     echo "ropescale: WARNING: could not install transformers/torch/gguf; their oracle tests will be SKIPPED" >&2
+fi
+if [[ -x "$VENV/bin/python" ]] && ! "$VENV/bin/python" -c "import openai, prometheus_client" 2>/dev/null; then
+  # Real clients of `ropescale serve`: the official OpenAI client and Prometheus' own text parser.
+  "$VENV/bin/pip" install -q --disable-pip-version-check "openai==3.57.0" "prometheus_client==0.26.0" ||
+    echo "ropescale: WARNING: could not install openai/prometheus_client; the serve_oracle test will be SKIPPED" >&2
 fi
 if [[ -x "$VENV/bin/python" ]] && ! "$VENV/bin/python" -c "import llama_cpp" 2>/dev/null; then
   echo "ropescale: building llama-cpp-python from source (~10 minutes on 2 cores)" >&2

@@ -46,6 +46,7 @@ int main(int argc, char** argv) {
   ropescale::cli::add_model_commands(app, exit_code);
   ropescale::cli::add_eval_commands(app, exit_code);
   ropescale::cli::add_train_commands(app, exit_code);
+  ropescale::cli::add_serve_commands(app, exit_code);
   for (int i = 0; i < argc; ++i) {
     const std::string a = i == 0 ? "ropescale" : argv[i];
     const bool plain = !a.empty() && a.find_first_of(" \t\"'{}$&|;<>*?") == std::string::npos;

@@ -1,0 +1,195 @@
+#include "ropescale/serve/completion.h"
+
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+
+namespace ropescale {
+
+using nlohmann::json;
+
+void TokenLogprobs::append(const TokenLogprobs& o) {
+  tokens.insert(tokens.end(), o.tokens.begin(), o.tokens.end());
+  token_logprobs.insert(token_logprobs.end(), o.token_logprobs.begin(), o.token_logprobs.end());
+  top_logprobs.insert(top_logprobs.end(), o.top_logprobs.begin(), o.top_logprobs.end());
+  text_offset.insert(text_offset.end(), o.text_offset.begin(), o.text_offset.end());
+}
+
+json TokenLogprobs::to_json() const {
+  json lp = json::array();
+  for (const auto& x : token_logprobs) lp.push_back(x ? json(*x) : json());
+  return {{"tokens", tokens}, {"token_logprobs", lp}, {"top_logprobs", top_logprobs}, {"text_offset", text_offset}};
+}
+
+size_t CompletionRun::kv_bytes(const LlamaModel& m, int64_t tokens, KvType kv) {
+  return size_t(2) * m.hp.n_layers * size_t(tokens) * m.hp.n_kv_heads * m.hp.head_dim * (kv == KvType::F16 ? 2 : 4);
+}
+
+CompletionRun::CompletionRun(const LlamaModel& model, const Tokenizer& tok, const CompletionRequest& request,
+                             std::vector<int> prompt, const RopeChoice& rope, KvType kv_cache, int threads)
+    : model_(model), tok_(tok), req_(request), prompt_(std::move(prompt)) {
+  if (prompt_.empty()) throw ApiError(400, "prompt: is empty", "prompt");
+  for (size_t i = 0; i < prompt_.size(); ++i)
+    if (prompt_[i] < 0 || prompt_[i] >= model.hp.vocab_size)
+      throw ApiError(400, "prompt[" + std::to_string(i) + "]: token id " + std::to_string(prompt_[i]) +
+                              " is outside the vocabulary (0 … " + std::to_string(model.hp.vocab_size - 1) + ")", "prompt");
+  context_ = int64_t(prompt_.size()) + std::max(1, req_.max_tokens);
+  SessionOptions so;
+  so.max_context = context_;
+  so.rope = rope.setting.spec;
+  so.key_rotation = rope.key_rotation;
+  so.kv_cache = kv_cache;
+  so.threads = threads;
+  session_ = std::make_unique<InferenceSession>(model, so);
+  rng_.seed(req_.seed ? *req_.seed : std::random_device{}());
+}
+
+std::string CompletionRun::piece_text(int previous, int token) const {
+  if (token == tok_.bos() || token == tok_.eos()) return "";  // specials have no text
+  return tok_.decode(previous, token);
+}
+
+void CompletionRun::score(const float* logits, int token, const std::string& piece, TokenLogprobs& out) {
+  const int V = model_.hp.vocab_size;
+  const float top = *std::max_element(logits, logits + V);
+  double sum = 0;
+  for (int i = 0; i < V; ++i) sum += std::exp(double(logits[i]) - top);
+  const double lse = top + std::log(sum);
+  out.tokens.push_back(piece);
+  out.token_logprobs.push_back(double(logits[token]) - lse);
+  out.text_offset.push_back(offset_);
+  json alternatives = json::object();
+  if (req_.logprobs && *req_.logprobs > 0) {
+    std::vector<int> ids(V);
+    std::iota(ids.begin(), ids.end(), 0);
+    const int n = std::min(*req_.logprobs, V);
+    std::partial_sort(ids.begin(), ids.begin() + n, ids.end(), [&](int a, int b) { return logits[a] > logits[b]; });
+    for (int k = 0; k < n; ++k) alternatives[piece_text(prev_, ids[k])] = double(logits[ids[k]]) - lse;
+  }
+  alternatives[piece] = double(logits[token]) - lse;  // the chosen token is always among them (OpenAI's rule)
+  out.top_logprobs.push_back(alternatives);
+}
+
+CompletionStep CompletionRun::prefill() {
+  CompletionStep s;
+  prefilled_ = true;
+  const bool score_prompt = req_.echo && req_.logprobs;
+  auto all = session_->forward(prompt_, score_prompt);
+  const int V = model_.hp.vocab_size;
+  if (req_.echo) {
+    std::string text;
+    for (size_t i = 0; i < prompt_.size(); ++i) {
+      const std::string piece = piece_text(i == 0 ? -1 : prompt_[i - 1], prompt_[i]);
+      if (score_prompt) {
+        if (i == 0) {  // nothing predicts the first token
+          s.logprobs.tokens.push_back(piece);
+          s.logprobs.token_logprobs.push_back(std::nullopt);
+          s.logprobs.top_logprobs.push_back(json());
+          s.logprobs.text_offset.push_back(offset_);
+        } else {
+          prev_ = prompt_[i - 1];
+          score(all.data() + (i - 1) * size_t(V), prompt_[i], piece, s.logprobs);
+        }
+      }
+      text += piece;
+      offset_ += int64_t(piece.size());
+    }
+    s.text = req_.prompt ? *req_.prompt : text;  // the prompt as the client sent it
+    offset_ = int64_t(s.text.size());
+  }
+  logits_.assign(all.end() - V, all.end());
+  prev_ = prompt_.back();
+  if (req_.max_tokens == 0) finished_ = true, s.finish = "length";
+  return s;
+}
+
+int CompletionRun::sample(const std::vector<float>& logits) {
+  if (req_.temperature <= 0) return int(std::max_element(logits.begin(), logits.end()) - logits.begin());
+  const float top = *std::max_element(logits.begin(), logits.end());
+  std::vector<double> p(logits.size());
+  for (size_t i = 0; i < p.size(); ++i) p[i] = std::exp((logits[i] - top) / req_.temperature);
+  if (req_.top_p < 1.0) {  // nucleus: the most probable tokens up to top_p of the mass
+    std::vector<int> order(p.size());
+    std::iota(order.begin(), order.end(), 0);
+    std::sort(order.begin(), order.end(), [&](int a, int b) { return p[a] > p[b]; });
+    const double total = std::accumulate(p.begin(), p.end(), 0.0);
+    double mass = 0;
+    size_t keep = 0;
+    while (keep < order.size() && mass < req_.top_p * total) mass += p[order[keep++]];
+    for (size_t k = keep; k < order.size(); ++k) p[order[k]] = 0;
+  }
+  return std::discrete_distribution<int>(p.begin(), p.end())(rng_);
+}
+
+namespace {
+
+// Bytes at the end of `s` that start a UTF-8 character not yet complete.
+size_t incomplete_utf8_tail(const std::string& s) {
+  for (size_t back = 1; back <= std::min<size_t>(3, s.size()); ++back) {
+    const unsigned char c = static_cast<unsigned char>(s[s.size() - back]);
+    if ((c & 0xC0) == 0x80) continue;  // continuation byte: keep looking for the lead
+    const size_t need = (c & 0xE0) == 0xC0 ? 2 : (c & 0xF0) == 0xE0 ? 3 : (c & 0xF8) == 0xF0 ? 4 : 1;
+    return need > back ? back : 0;
+  }
+  return 0;
+}
+
+}  // namespace
+
+void CompletionRun::release_text(CompletionStep& s, bool final) {
+  size_t hold = 0;
+  if (!final) {
+    // The longest end of the pending text that could still grow into a stop sequence.
+    for (const auto& stop : req_.stop)
+      for (size_t k = std::min(stop.size() - 1, pending_.size()); k > hold; --k)
+        if (pending_.compare(pending_.size() - k, k, stop, 0, k) == 0) {
+          hold = k;
+          break;
+        }
+    hold = std::max(hold, incomplete_utf8_tail(pending_));
+  }
+  s.text += pending_.substr(0, pending_.size() - hold);
+  pending_.erase(0, pending_.size() - hold);
+}
+
+CompletionStep CompletionRun::decode() {
+  CompletionStep s;
+  const int next = sample(logits_);
+  if (next == tok_.eos()) {
+    finished_ = true;
+    s.finish = "stop";
+    release_text(s, true);
+    return s;
+  }
+  const std::string piece = piece_text(prev_, next);
+  if (req_.logprobs) score(logits_.data(), next, piece, s.logprobs);
+  ++generated_;
+  offset_ += int64_t(piece.size());
+  pending_ += piece;
+  size_t stop_at = std::string::npos;  // the earliest stop sequence in the text not yet sent
+  for (const auto& stop : req_.stop) stop_at = std::min(stop_at, pending_.find(stop));
+  if (stop_at != std::string::npos) {
+    pending_.resize(stop_at);
+    finished_ = true;
+    s.finish = "stop";
+    release_text(s, true);
+    return s;
+  }
+  if (generated_ >= req_.max_tokens || session_->position() + 1 > context_) {
+    finished_ = true;
+    s.finish = "length";
+    release_text(s, true);
+    return s;
+  }
+  logits_ = session_->forward(std::span<const int>(&next, 1));
+  prev_ = next;
+  release_text(s, false);
+  return s;
+}
+
+CompletionStep CompletionRun::step() {
+  if (finished_) return {};
+  return prefilled_ ? decode() : prefill();
+}
+
+}  // namespace ropescale

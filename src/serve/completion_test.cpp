@@ -1,0 +1,151 @@
+// A completion run on the real default model: the text and logprobs a client
+// receives, step by step, against a plain greedy loop over the same session API.
+#include "ropescale/serve/completion.h"
+
+#include <algorithm>
+#include <cmath>
+#include <filesystem>
+
+#include <gtest/gtest.h>
+
+#include "ropescale/model/llama_model.h"
+#include "test_support.h"
+
+namespace ropescale {
+namespace {
+
+struct DefaultModel {
+  LlamaModel model;
+  std::unique_ptr<Tokenizer> tok;
+};
+
+const DefaultModel* default_model() {
+  static const DefaultModel* m = [] () -> const DefaultModel* {
+    const auto path = (test::source_dir() / "models/ropescale-kjv-256.gguf").string();
+    if (!std::filesystem::exists(path)) return nullptr;
+    auto* d = new DefaultModel{load_model(path), nullptr};
+    d->tok = tokenizer_for_model(d->model, path);
+    return d;
+  }();
+  return m;
+}
+
+CompletionRequest greedy(const std::string& prompt, int max_tokens) {
+  CompletionRequest r;
+  r.prompt = prompt;
+  r.max_tokens = max_tokens;
+  r.temperature = 0;
+  return r;
+}
+
+RopeChoice plain(const LlamaModel& m) { return choose_rope(m, CompletionRequest{}, parse_serve_policy("none"), 1); }
+
+struct Result {
+  std::string text;
+  TokenLogprobs logprobs;
+  std::string finish;
+  int steps_with_text = 0;
+};
+
+Result run_all(const DefaultModel& d, const CompletionRequest& r, const RopeChoice& rope) {
+  CompletionRun run(d.model, *d.tok, r, d.tok->encode(*r.prompt, true, false), rope, KvType::F32, 0);
+  Result out;
+  while (!run.done()) {
+    const CompletionStep s = run.step();
+    out.text += s.text;
+    out.steps_with_text += !s.text.empty();
+    out.logprobs.append(s.logprobs);
+    if (s.finish) out.finish = *s.finish;
+  }
+  return out;
+}
+
+// The reference: argmax, one token at a time, on a session of its own.
+std::string greedy_reference(const DefaultModel& d, const std::string& prompt, int n) {
+  SessionOptions so;
+  so.max_context = 512;
+  so.rope = rope_spec_for_model(d.model);
+  InferenceSession s(d.model, so);
+  const auto ids = d.tok->encode(prompt, true, false);
+  auto logits = s.forward(ids);
+  std::string text;
+  int prev = ids.back();
+  for (int i = 0; i < n; ++i) {
+    const int next = int(std::max_element(logits.begin(), logits.end()) - logits.begin());
+    if (next == d.tok->eos()) break;
+    text += d.tok->decode(prev, next);
+    prev = next;
+    logits = s.forward(std::span<const int>(&next, 1));
+  }
+  return text;
+}
+
+#define NEED_DEFAULT_MODEL()                                                        \
+  const DefaultModel* d = default_model();                                          \
+  if (!d) GTEST_SKIP() << "SKIPPED LOUDLY: models/ropescale-kjv-256.gguf is absent"
+
+TEST(Completion, GreedyTextIsThePlainLoopsStreamedStepByStep) {
+  NEED_DEFAULT_MODEL();
+  const auto r = run_all(*d, greedy("And God said", 60), plain(d->model));
+  EXPECT_EQ(r.text, greedy_reference(*d, "And God said", 60));
+  EXPECT_EQ(r.finish, "length");
+  EXPECT_GT(r.steps_with_text, 30);  // streamed as it goes, not at the end
+}
+
+TEST(Completion, EchoLogprobsScoreEveryPromptTokenAfterTheFirst) {
+  NEED_DEFAULT_MODEL();
+  auto req = greedy("In the beginning God created", 0);
+  req.echo = true;
+  req.logprobs = 3;
+  const auto r = run_all(*d, req, plain(d->model));
+  EXPECT_EQ(r.text, "In the beginning God created");
+  EXPECT_EQ(r.finish, "length");
+  const auto ids = d->tok->encode(*req.prompt, true, false);
+  ASSERT_EQ(r.logprobs.tokens.size(), ids.size());
+  EXPECT_FALSE(r.logprobs.token_logprobs[0]);
+  EXPECT_TRUE(r.logprobs.top_logprobs[0].is_null());
+  // Against log-softmax of a fresh session's logits for every position, in double.
+  SessionOptions so;
+  so.rope = rope_spec_for_model(d->model);
+  InferenceSession s(d->model, so);
+  const auto all = s.forward(ids, true);
+  const int V = d->model.hp.vocab_size;
+  for (size_t i = 1; i < ids.size(); ++i) {
+    const float* row = all.data() + (i - 1) * V;
+    double mx = *std::max_element(row, row + V), sum = 0;
+    for (int v = 0; v < V; ++v) sum += std::exp(row[v] - mx);
+    EXPECT_NEAR(*r.logprobs.token_logprobs[i], row[ids[i]] - mx - std::log(sum), 1e-9) << i;
+    EXPECT_LE(r.logprobs.top_logprobs[i].size(), 4u);  // top 3 + the chosen one
+    EXPECT_EQ(r.logprobs.text_offset[i], int64_t(i - 1));  // one byte per token after BOS
+    EXPECT_EQ(r.logprobs.tokens[i], std::string(1, req.prompt->at(i - 1)));
+  }
+}
+
+TEST(Completion, StopSequencesEndTheTextBeforeThem) {
+  NEED_DEFAULT_MODEL();
+  const std::string free_text = greedy_reference(*d, "And God said", 80);
+  ASSERT_GT(free_text.size(), 40u);
+  const std::string stop = free_text.substr(20, 4);  // a piece the greedy text is sure to reach
+  auto req = greedy("And God said", 80);
+  req.stop = {"zzzz", stop};
+  const auto r = run_all(*d, req, plain(d->model));
+  EXPECT_EQ(r.text, free_text.substr(0, free_text.find(stop)));
+  EXPECT_EQ(r.finish, "stop");
+  EXPECT_EQ(r.text.find(stop), std::string::npos);
+}
+
+TEST(Completion, IdsOutsideTheVocabularyAre400s) {
+  NEED_DEFAULT_MODEL();
+  CompletionRequest r;
+  r.prompt_ids = {1, 70, 259};
+  try {
+    CompletionRun run(d->model, *d->tok, r, r.prompt_ids, plain(d->model), KvType::F32, 0);
+    FAIL() << "accepted";
+  } catch (const ApiError& e) {
+    EXPECT_EQ(e.status, 400);
+    EXPECT_EQ(e.param, "prompt");
+  }
+}
+
+}  // namespace
+}  // namespace ropescale

@@ -1,0 +1,114 @@
+// The scheduler: concurrent requests give what each gives alone, admission by
+// sessions, queue and KV bytes, cancellation and draining.
+#include "ropescale/serve/engine.h"
+
+#include <filesystem>
+#include <thread>
+
+#include <gtest/gtest.h>
+
+#include "test_support.h"
+
+namespace ropescale {
+namespace {
+
+struct Fixture {
+  LlamaModel model;
+  std::unique_ptr<Tokenizer> tok;
+};
+
+const Fixture* fixture() {
+  static const Fixture* f = []() -> const Fixture* {
+    const auto path = (test::source_dir() / "models/ropescale-kjv-256.gguf").string();
+    if (!std::filesystem::exists(path)) return nullptr;
+    auto* x = new Fixture{load_model(path), nullptr};
+    x->tok = tokenizer_for_model(x->model, path);
+    return x;
+  }();
+  return f;
+}
+
+std::shared_ptr<Job> job(const Fixture& f, const std::string& prompt, int max_tokens, const std::string& policy) {
+  CompletionRequest r;
+  r.prompt = prompt;
+  r.max_tokens = max_tokens;
+  r.temperature = 0;
+  auto ids = f.tok->encode(prompt, true, false);
+  const int64_t tokens = int64_t(ids.size()) + max_tokens;
+  RopeChoice rope = choose_rope(f.model, r, parse_serve_policy(policy), tokens);
+  return std::make_shared<Job>(r, std::move(ids), std::move(rope), CompletionRun::kv_bytes(f.model, tokens, KvType::F32));
+}
+
+std::string collect(Job& j) {
+  std::string text;
+  while (auto s = j.next()) text += s->text;
+  return text;
+}
+
+#define NEED_FIXTURE()                 \
+  const Fixture* f = fixture();        \
+  if (!f) GTEST_SKIP() << "SKIPPED LOUDLY: models/ropescale-kjv-256.gguf is absent"
+
+TEST(Engine, ConcurrentRequestsGiveWhatEachGivesAlone) {
+  NEED_FIXTURE();
+  const std::vector<std::tuple<std::string, int, std::string>> requests = {
+      {"And God said", 40, "none"}, {"In the beginning", 300, "auto"}, {"Let there be", 30, "dynamic"},
+      {"And the earth", 50, "auto:linear"}, {"Blessed", 20, R"({"rope_type":"yarn","factor":2})"}};
+  std::vector<std::string> alone;
+  {
+    Engine solo(f->model, *f->tok, EngineOptions{1, 8, size_t(1) << 30, KvType::F32, 0});
+    for (const auto& [p, n, pol] : requests) {
+      auto j = job(*f, p, n, pol);
+      ASSERT_EQ(solo.submit(j), Engine::Admission::Queued);
+      alone.push_back(collect(*j));
+      ASSERT_FALSE(j->error()) << j->error()->what();
+    }
+  }
+  Engine engine(f->model, *f->tok, EngineOptions{3, 8, size_t(1) << 30, KvType::F32, 0});
+  std::vector<std::shared_ptr<Job>> jobs;
+  for (const auto& [p, n, pol] : requests) jobs.push_back(job(*f, p, n, pol));
+  for (auto& j : jobs) ASSERT_EQ(engine.submit(j), Engine::Admission::Queued);
+  std::vector<std::string> together(jobs.size());
+  std::vector<std::thread> readers;
+  for (size_t i = 0; i < jobs.size(); ++i) readers.emplace_back([&, i] { together[i] = collect(*jobs[i]); });
+  for (auto& t : readers) t.join();
+  for (size_t i = 0; i < jobs.size(); ++i) {
+    EXPECT_EQ(together[i], alone[i]) << "request " << i;
+    EXPECT_EQ(jobs[i]->completion_tokens(), std::get<1>(requests[i]));
+  }
+  EXPECT_EQ(engine.stats().running, 0);
+  EXPECT_EQ(engine.stats().kv_bytes_in_use, 0u);
+}
+
+TEST(Engine, AdmitsBySessionsQueueAndKvBytesAndFreesCancelledSessions) {
+  NEED_FIXTURE();
+  auto long_job = job(*f, "And God said", 3000, "auto");
+  const size_t budget = long_job->kv_bytes + long_job->kv_bytes / 2;  // room for one long job, not two
+  Engine engine(f->model, *f->tok, EngineOptions{2, 1, budget, KvType::F32, 0});
+  ASSERT_EQ(engine.submit(long_job), Engine::Admission::Queued);
+  ASSERT_TRUE(long_job->next());  // running (its prefill step arrived)
+  auto second = job(*f, "In the beginning", 3000, "auto");  // fits the sessions, not the KV budget: waits
+  ASSERT_EQ(engine.submit(second), Engine::Admission::Queued);
+  EXPECT_EQ(engine.submit(job(*f, "x", 5, "none")), Engine::Admission::QueueFull);
+  EXPECT_EQ(engine.stats().queued, 1);
+  EXPECT_EQ(engine.stats().kv_bytes_in_use, long_job->kv_bytes);
+  long_job->cancelled = true;  // its client went away
+  while (long_job->next()) {
+  }
+  EXPECT_EQ(long_job->error()->status, 499);
+  ASSERT_TRUE(second->next());  // the freed bytes let the waiting job start
+  second->cancelled = true;
+  while (second->next()) {
+  }
+  EXPECT_EQ(engine.stats().cancelled, 2u);
+  EXPECT_EQ(engine.stats().kv_bytes_in_use, 0u);
+  // Draining: what is running finishes, nothing new is admitted.
+  auto last = job(*f, "And", 20, "none");
+  ASSERT_EQ(engine.submit(last), Engine::Admission::Queued);
+  engine.drain();
+  EXPECT_EQ(last->completion_tokens(), 20);
+  EXPECT_EQ(engine.submit(job(*f, "x", 5, "none")), Engine::Admission::Draining);
+}
+
+}  // namespace
+}  // namespace ropescale
