@@ -36,10 +36,14 @@ CompletionRun::CompletionRun(const LlamaModel& model, const Tokenizer& tok, cons
   context_ = int64_t(prompt_.size()) + std::max(1, req_.max_tokens);
   SessionOptions so;
   so.max_context = context_;
-  so.rope = rope.setting.spec;
-  so.key_rotation = rope.key_rotation;
+  so.rope = spec_ = rope.setting.spec;
+  recompute_ = rope.recompute_on_change;
+  // A length-dependent setting prefills in one chunk, as a fresh forward pass over the sequence does
+  // (frequencies for its whole length); chunked, each chunk would use its own length's.
+  if (recompute_) so.chunk = static_cast<int>(context_);
   so.kv_cache = kv_cache;
   so.threads = threads;
+  sequence_ = prompt_;
   session_ = std::make_unique<InferenceSession>(model, so);
   rng_.seed(req_.seed ? *req_.seed : std::random_device{}());
 }
@@ -181,7 +185,16 @@ CompletionStep CompletionRun::decode() {
     release_text(s, true);
     return s;
   }
-  logits_ = session_->forward(std::span<const int>(&next, 1));
+  sequence_.push_back(next);
+  const RopeFrequencies wanted = recompute_ ? compute_frequencies(spec_, int64_t(sequence_.size())) : RopeFrequencies{};
+  if (recompute_ && (wanted.inv_freq != session_->current_frequencies().inv_freq ||
+                     wanted.attention_factor != session_->current_frequencies().attention_factor)) {
+    session_->reset();  // the frequencies moved with the length: a fresh prefill at the new length
+    const auto all = session_->forward(sequence_);
+    logits_.assign(all.end() - model_.hp.vocab_size, all.end());
+  } else {
+    logits_ = session_->forward(std::span<const int>(&next, 1));
+  }
   prev_ = next;
   release_text(s, false);
   return s;

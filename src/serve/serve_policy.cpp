@@ -63,7 +63,7 @@ std::string RopeChoice::label() const {
 json RopeChoice::describe() const {
   return {{"label", label()},
           {"rope_scaling", setting.spec.type == RopeType::Default ? json() : setting.params()},
-          {"key_rotation", key_rotation == KeyRotation::AtRead ? "read" : "write"},
+          {"kv_cache", recompute_on_change ? "recomputed when the frequencies change" : "keys rotated once, at write"},
           {"source", source}};
 }
 
@@ -114,7 +114,7 @@ RopeChoice choose_rope(const LlamaModel& model, const CompletionRequest& r, cons
     throw ApiError(400, where + (e.value().empty() ? "" : " = " + e.value()) + ": " + e.reason(),
                    param.empty() ? "rope_policy" : param);
   }
-  c.key_rotation = c.setting.spec.is_dynamic() ? KeyRotation::AtRead : KeyRotation::AtWrite;
+  c.recompute_on_change = c.setting.spec.is_dynamic();
   c.source = source;
   return c;
 }

@@ -31,7 +31,7 @@ TEST(ServePolicy, AutoIsPlainWithinTheTrainedContextAndScalesPastIt) {
   EXPECT_EQ(long_one.setting.spec.type, RopeType::Yarn);
   EXPECT_EQ(long_one.setting.spec.factor, 5.0);
   EXPECT_EQ(long_one.label(), "yarn:5.0");
-  EXPECT_EQ(long_one.key_rotation, KeyRotation::AtWrite);
+  EXPECT_FALSE(long_one.recompute_on_change);
   EXPECT_EQ(long_one.describe()["rope_scaling"]["factor"], 5.0);
   // The request's own setting wins, and a dynamic method re-rotates cached keys.
   r.rope_scaling = {{"rope_type", "linear"}, {"factor", 2}};
@@ -41,7 +41,7 @@ TEST(ServePolicy, AutoIsPlainWithinTheTrainedContextAndScalesPastIt) {
   r.rope_policy = "dynamic";
   const RopeChoice dynamic = choose_rope(m, r, automatic, 500);
   EXPECT_EQ(dynamic.setting.spec.type, RopeType::DynamicYarn);
-  EXPECT_EQ(dynamic.key_rotation, KeyRotation::AtRead);
+  EXPECT_TRUE(dynamic.recompute_on_change);
   r.rope_policy = "none";
   EXPECT_EQ(choose_rope(m, r, automatic, 500).label(), "none");
 }

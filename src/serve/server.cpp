@@ -1,7 +1,9 @@
 #include "ropescale/serve/server.h"
 
 #include <httplib.h>
-#include <pthread.h>
+#include <unistd.h>
+
+#include <cerrno>
 
 #include <chrono>
 #include <csignal>
@@ -171,16 +173,36 @@ std::string default_name(const std::string& path) {
   return p.stem().string();
 }
 
+// SIGTERM/SIGINT reach a handler that only writes one byte to a pipe (async-signal-safe); a watcher
+// thread reading the pipe drains the engine and stops the server. (Blocking the signals instead
+// would not do: OpenBLAS starts its threads before main, with the signals unblocked.)
+int g_signal_pipe[2] = {-1, -1};
+
+extern "C" void on_stop_signal(int) {
+  const char wake = 1;
+  [[maybe_unused]] const ssize_t n = write(g_signal_pipe[1], &wake, 1);
+}
+
 }  // namespace
 
 int serve(const ServeOptions& o, const std::function<void(const std::string&, int)>& on_listening) {
-  // SIGTERM/SIGINT are taken by one watcher thread (sigwait); every thread started from here on
-  // inherits the mask, so none is killed by them.
-  sigset_t signals;
-  sigemptyset(&signals);
-  sigaddset(&signals, SIGTERM);
-  sigaddset(&signals, SIGINT);
-  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  if (pipe(g_signal_pipe) != 0) throw std::runtime_error("serve: cannot create the signal pipe");
+  struct sigaction stop_action {}, old_term {}, old_int {};
+  stop_action.sa_handler = on_stop_signal;
+  sigemptyset(&stop_action.sa_mask);
+  stop_action.sa_flags = SA_RESTART;
+  sigaction(SIGTERM, &stop_action, &old_term);
+  sigaction(SIGINT, &stop_action, &old_int);
+  std::signal(SIGPIPE, SIG_IGN);  // a client gone mid-response is a failed write, not a dead server
+  struct Restore {
+    struct sigaction term, intr;
+    ~Restore() {
+      sigaction(SIGTERM, &term, nullptr);
+      sigaction(SIGINT, &intr, nullptr);
+      close(g_signal_pipe[0]);
+      close(g_signal_pipe[1]);
+    }
+  } restore{old_term, old_int};
 
   State s;
   s.opt = o;
@@ -243,19 +265,22 @@ int serve(const ServeOptions& o, const std::function<void(const std::string&, in
 
   const int port = o.port == 0 ? svr.bind_to_any_port(o.host) : (svr.bind_to_port(o.host, o.port) ? o.port : -1);
   if (port < 0) throw std::runtime_error("cannot listen on " + o.host + ":" + std::to_string(o.port));
-  std::atomic<bool> signalled{false};
+  std::atomic<bool> signalled{false}, listening_ended{false};
   std::thread watcher([&] {
-    int sig = 0;
-    sigwait(&signals, &sig);
+    char c = 0;
+    while (read(g_signal_pipe[0], &c, 1) < 0 && errno == EINTR) {
+    }
+    if (listening_ended) return;
     signalled = true;
     s.engine->drain();  // in-flight requests finish; new ones get 503
     svr.stop();
   });
   if (on_listening) on_listening(o.host, port);
   const bool ok = svr.listen_after_bind();
-  if (!signalled) pthread_kill(watcher.native_handle(), SIGTERM);  // listen failed: wake the watcher
+  listening_ended = true;
+  if (!signalled) on_stop_signal(0);  // listen failed: wake the watcher
   watcher.join();
-  return ok ? 0 : 1;
+  return ok || signalled ? 0 : 1;
 }
 
 }  // namespace ropescale

@@ -9,8 +9,14 @@
 //    force when it was written (what HF and vLLM do; after a frequency change
 //    old and new keys disagree: transformers#25104, rope-reference.md §4.1);
 //  KeyRotation::AtRead  — keys are cached unrotated and rotated with the
-//    current frequencies whenever they are read: exact, at the cost of
-//    re-rotating the cache each chunk.
+//    current frequencies whenever they are read, at the cost of re-rotating
+//    the cache each chunk: every attention then sees keys and queries turned
+//    by the same frequencies. It is still not a fresh prefill at the new
+//    length — earlier tokens' hidden states, and so every later layer's keys
+//    and values, were computed with their own chunk's frequencies (measured:
+//    0.15 max logit difference with dynamic YaRN at 262 tokens, default model).
+//    Exact equality needs a re-prefill whenever the frequencies change, which
+//    the server does for length-dependent settings (serve/completion.cpp).
 // For static methods the two are identical.
 #pragma once
 

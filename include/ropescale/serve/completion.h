@@ -69,6 +69,9 @@ class CompletionRun {
   const Tokenizer& tok_;
   CompletionRequest req_;
   std::vector<int> prompt_;
+  std::vector<int> sequence_;  // prompt + generated (for re-prefills)
+  RopeSpec spec_;
+  bool recompute_ = false;
   int64_t context_ = 0;
   std::unique_ptr<InferenceSession> session_;
   std::vector<float> logits_;

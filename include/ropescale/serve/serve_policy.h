@@ -21,7 +21,7 @@ struct ServePolicy {
     None,     // plain RoPE
     Fixed,    // one setting (a JSON object) for every request
     Auto,     // factor 1.0 within the trained context; above it `method` at the factor prompt + max_tokens needs
-    Dynamic,  // a length-dependent `method` (dynamic NTK / dynamic YaRN), cached keys re-rotated exactly
+    Dynamic,  // a length-dependent `method` (dynamic NTK / dynamic YaRN), exact: re-prefilled as the length changes
   };
   Kind kind = Kind::Model;
   std::string method;     // Auto: a static type chosen by factor; Dynamic: dynamic or dynamic_yarn
@@ -35,7 +35,12 @@ ServePolicy parse_serve_policy(const std::string& text);
 
 struct RopeChoice {
   RopeSetting setting;
-  KeyRotation key_rotation = KeyRotation::AtWrite;  // AtRead for length-dependent methods: exact
+  // Length-dependent methods (dynamic NTK / YaRN, LongRoPE): whenever the frequencies change with the
+  // length, the run re-prefills the whole sequence in one chunk, so every token's logits are those of
+  // a fresh full prefill at its length. Re-rotating cached keys alone is not that: the hidden states of
+  // earlier tokens (and so the keys and values of every layer after the first) were computed with
+  // the old frequencies.
+  bool recompute_on_change = false;
   std::string source;                               // "request rope_scaling", "request rope_policy auto", "server policy model" …
   // What responses and /metrics report: the setting's short label and dict, the key rotation, the source.
   std::string label() const;
