@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <mutex>
 
+#include "ropescale/kernels/small_batch_matmul.h"
 #include "ropescale/kernels/thread_pool.h"
 
 namespace ropescale {
@@ -25,7 +26,8 @@ void matmul_shared_input(const float* x, std::initializer_list<MatmulTarget> tar
   const int64_t work = int64_t(n) * in * total_out;
   // A single token (decode) streams the weights once: splitting the rows lets
   // each core stream its share from its own cache, worth it from ~32 K weights.
-  const int64_t min_work = n == 1 ? int64_t{1} << 15 : int64_t{1} << 20;
+  const bool few_rows = n <= kMaxSmallBatch;  // decode, or a batch of decode rows: weights streamed once
+  const int64_t min_work = few_rows ? int64_t{1} << 15 : int64_t{1} << 20;
   const int parts = (t > 1 && work >= min_work && total_out >= 64) ? t : 1;
   pool.parallel_for(parts, [&](int i) {
     for (const auto& g : targets) {
@@ -34,6 +36,10 @@ void matmul_shared_input(const float* x, std::initializer_list<MatmulTarget> tar
       const float* w = g.w->data() + int64_t(o0) * in;
       if (n == 1) {  // one token (decode): a matrix-vector product, no packing of W
         cblas_sgemv(CblasRowMajor, CblasNoTrans, o1 - o0, in, 1.0f, w, in, x, 1, 0.0f, g.y + o0, 1);
+        continue;
+      }
+      if (few_rows) {  // a few rows (batched decode): each weight row read once, no packing either
+        small_batch_matmul(x, n, w, o1 - o0, in, g.y + o0, g.out);
         continue;
       }
       cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, o1 - o0, in, 1.0f, x, in, w, in, 0.0f, g.y + o0, g.out);

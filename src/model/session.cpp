@@ -88,107 +88,165 @@ RotaryProblem InferenceSession::rotary_problem(int64_t n, const int64_t* positio
   return p;
 }
 
-void InferenceSession::forward_chunk(const int* tokens, int n, float* logits_out, bool all_logits) {
-  const auto& hp = m_.hp;
-  const int dim = hp.dim, hd = hp.head_dim, H = hp.n_heads, KV = hp.n_kv_heads, hid = hp.hidden_dim;
-  const int qd = H * hd, kvd = KV * hd;
+namespace {
+
+// The dense parts of one decoder layer over n rows of x (in place): RMSNorm → Q, K, V → `attend`
+// (which fills att from q, k, v rows) → O + residual → RMSNorm → SwiGLU + residual. A session's
+// chunk and a batch of sessions' decode rows run through the same code.
+template <class Attend>
+void decoder_layer(const LlamaLayerWeights& w, const LlamaHParams& hp, DecoderScratch& s, int n, int threads, Attend&& attend) {
+  const int dim = hp.dim, qd = hp.n_heads * hp.head_dim, kvd = hp.n_kv_heads * hp.head_dim, hid = hp.hidden_dim;
+  s.xb.resize(size_t(n) * dim);
+  s.q.resize(size_t(n) * qd);
+  s.k.resize(size_t(n) * kvd);
+  s.v.resize(size_t(n) * kvd);
+  s.att.resize(s.q.size());
+  s.h1.resize(size_t(n) * hid);
+  s.h3.resize(s.h1.size());
+  rmsnorm(s.x.data(), w.attn_norm, s.xb.data(), n, dim, hp.norm_eps);
+  matmul_shared_input(s.xb.data(), {{&w.wq, s.q.data(), qd}, {&w.wk, s.k.data(), kvd}, {&w.wv, s.v.data(), kvd}}, n, dim, threads);
+  attend();
+  matmul(s.att.data(), w.wo, s.xb.data(), n, qd, dim, threads);
+  for (size_t i = 0; i < size_t(n) * dim; ++i) s.x[i] += s.xb[i];
+  rmsnorm(s.x.data(), w.ffn_norm, s.xb.data(), n, dim, hp.norm_eps);
+  matmul_shared_input(s.xb.data(), {{&w.w1, s.h1.data(), hid}, {&w.w3, s.h3.data(), hid}}, n, dim, threads);
+  swiglu(s.h1.data(), s.h3.data(), s.h1.size());  // silu(w1 x) · w3 x
+  matmul(s.h1.data(), w.w2, s.xb.data(), n, hid, dim, threads);
+  for (size_t i = 0; i < size_t(n) * dim; ++i) s.x[i] += s.xb[i];
+}
+
+void embed(const LlamaModel& m, const int* tokens, int n, float* x) {
+  for (int t = 0; t < n; ++t)
+    std::memcpy(x + size_t(t) * m.hp.dim, &m.token_embedding[size_t(tokens[t]) * m.hp.dim], m.hp.dim * sizeof(float));
+}
+
+// Final RMSNorm and the classifier for `rows` rows of x starting at `first`.
+void output_logits(const LlamaModel& m, DecoderScratch& s, int first, int rows, float* logits, int threads) {
+  const int dim = m.hp.dim;
+  s.xb.resize(size_t(rows) * dim);
+  rmsnorm(s.x.data() + size_t(first) * dim, m.final_norm, s.xb.data(), rows, dim, m.hp.norm_eps);
+  matmul(s.xb.data(), m.output_weights(), logits, rows, dim, m.hp.vocab_size, threads);
+}
+
+}  // namespace
+
+InferenceSession::ChunkRope InferenceSession::prepare_rope(int n) {
   const int64_t p0 = pos_, p1 = pos_ + n;
+  ChunkRope r;
   // Frequencies for the current length (static methods ignore it).
   freqs_ = compute_frequencies(opt_.rope, p1);
-  const CosSinTable table = build_cos_sin_table(freqs_, p0, p1);
-  std::vector<int64_t> positions(n);
-  for (int t = 0; t < n; ++t) positions[t] = p0 + t;
+  r.table = build_cos_sin_table(freqs_, p0, p1);
+  r.positions.resize(n);
+  for (int t = 0; t < n; ++t) r.positions[t] = p0 + t;
+  if (opt_.key_rotation == KeyRotation::AtRead) {  // every cached key is rotated with the current frequencies
+    r.key_table = build_cos_sin_table(freqs_, 0, p1);
+    r.key_positions.resize(p1);
+    for (int64_t i = 0; i < p1; ++i) r.key_positions[i] = i;
+  }
+  return r;
+}
 
-  x_.resize(size_t(n) * dim);
-  xb_.resize(x_.size());
-  q_.resize(size_t(n) * qd);
-  k_.resize(size_t(n) * kvd);
-  v_.resize(size_t(n) * kvd);
-  att_.resize(q_.size());
-  h1_.resize(size_t(n) * hid);
-  h3_.resize(h1_.size());
-  for (int t = 0; t < n; ++t)
-    std::memcpy(&x_[size_t(t) * dim], &m_.token_embedding[size_t(tokens[t]) * dim], dim * sizeof(float));
-
+void InferenceSession::attend(int l, int n, const ChunkRope& rope, float* q, float* k, const float* v, float* out, int threads) {
+  const auto& hp = m_.hp;
+  const int hd = hp.head_dim, H = hp.n_heads, KV = hp.n_kv_heads, qd = H * hd, kvd = KV * hd;
+  const int64_t p0 = pos_, p1 = pos_ + n;
   const bool at_read = opt_.key_rotation == KeyRotation::AtRead;
-  CosSinTable key_table;
-  std::vector<int64_t> key_positions;
-  if (at_read) {  // every cached key is rotated with the current frequencies
-    key_table = build_cos_sin_table(freqs_, 0, p1);
-    key_positions.resize(p1);
-    for (int64_t i = 0; i < p1; ++i) key_positions[i] = i;
-    k_rot_.resize(size_t(p1) * kvd);
-  }
+  RotaryProblem rp = rotary_problem(n, rope.positions.data(), rope.table);
+  rp.q = {q, DType::F32, H, qd, hd};
+  if (!at_read) rp.k = {k, DType::F32, KV, kvd, hd};
+  apply_rotary(rp, threads);
 
-  for (int l = 0; l < hp.n_layers; ++l) {
-    const auto& w = m_.layers[l];
-    rmsnorm(x_.data(), w.attn_norm, xb_.data(), n, dim, hp.norm_eps);
-    matmul_shared_input(xb_.data(), {{&w.wq, q_.data(), qd}, {&w.wk, k_.data(), kvd}, {&w.wv, v_.data(), kvd}}, n, dim,
-                        opt_.threads);
-
-    RotaryProblem rp = rotary_problem(n, positions.data(), table);
-    rp.q = {q_.data(), DType::F32, H, qd, hd};
-    if (!at_read) rp.k = {k_.data(), DType::F32, KV, kvd, hd};
-    apply_rotary(rp, opt_.threads);
-
-    const bool f16 = opt_.kv_cache == KvType::F16;
-    const void* kc = f16 ? static_cast<const void*>(k16_[l].data()) : k_cache_[l].data();
-    const void* vc = f16 ? static_cast<const void*>(v16_[l].data()) : v_cache_[l].data();
-    if (f16) {
-      f32_to_f16(k_.data(), k16_[l].data() + p0 * kvd, k_.size());
-      f32_to_f16(v_.data(), v16_[l].data() + p0 * kvd, v_.size());
-    } else {
-      std::memcpy(k_cache_[l].data() + p0 * kvd, k_.data(), k_.size() * sizeof(float));
-      std::memcpy(v_cache_[l].data() + p0 * kvd, v_.data(), v_.size() * sizeof(float));
-    }
-    const void* keys = kc;
-    KvType key_type = opt_.kv_cache;
-    if (at_read) {
-      if (f16)
-        f16_to_f32(k16_[l].data(), k_rot_.data(), size_t(p1) * kvd);
-      else
-        std::memcpy(k_rot_.data(), k_cache_[l].data(), size_t(p1) * kvd * sizeof(float));
-      RotaryProblem kp = rotary_problem(p1, key_positions.data(), key_table);
-      kp.k = {k_rot_.data(), DType::F32, KV, kvd, hd};
-      apply_rotary(kp, opt_.threads);
-      keys = k_rot_.data();
-      key_type = KvType::F32;
-    }
-
-    AttentionProblem ap;
-    ap.n_queries = n;
-    ap.n_heads = H;
-    ap.n_kv_heads = KV;
-    ap.head_dim = hd;
-    ap.keys_before = p0;
-    ap.q = q_.data();
-    ap.k = keys;
-    ap.v = vc;
-    ap.k_type = key_type;
-    ap.v_type = opt_.kv_cache;
-    ap.scale = 1.0f / std::sqrt(static_cast<float>(hd));
-    ap.out = att_.data();
-    attention(ap, opt_.threads);
-
-    matmul(att_.data(), w.wo, xb_.data(), n, qd, dim, opt_.threads);
-    for (size_t i = 0; i < x_.size(); ++i) x_[i] += xb_[i];
-
-    rmsnorm(x_.data(), w.ffn_norm, xb_.data(), n, dim, hp.norm_eps);
-    matmul_shared_input(xb_.data(), {{&w.w1, h1_.data(), hid}, {&w.w3, h3_.data(), hid}}, n, dim, opt_.threads);
-    swiglu(h1_.data(), h3_.data(), h1_.size());  // silu(w1 x) · w3 x
-    matmul(h1_.data(), w.w2, xb_.data(), n, hid, dim, opt_.threads);
-    for (size_t i = 0; i < x_.size(); ++i) x_[i] += xb_[i];
-  }
-  pos_ = p1;
-  if (!logits_out) return;
-  const int V = hp.vocab_size;
-  if (all_logits) {
-    rmsnorm(x_.data(), m_.final_norm, xb_.data(), n, dim, hp.norm_eps);
-    matmul(xb_.data(), m_.output_weights(), logits_out, n, dim, V, opt_.threads);
+  const bool f16 = opt_.kv_cache == KvType::F16;
+  const void* kc = f16 ? static_cast<const void*>(k16_[l].data()) : k_cache_[l].data();
+  const void* vc = f16 ? static_cast<const void*>(v16_[l].data()) : v_cache_[l].data();
+  const size_t rows = size_t(n) * kvd;
+  if (f16) {
+    f32_to_f16(k, k16_[l].data() + p0 * kvd, rows);
+    f32_to_f16(v, v16_[l].data() + p0 * kvd, rows);
   } else {
-    rmsnorm(x_.data() + size_t(n - 1) * dim, m_.final_norm, xb_.data(), 1, dim, hp.norm_eps);
-    matmul(xb_.data(), m_.output_weights(), logits_out, 1, dim, V, opt_.threads);
+    std::memcpy(k_cache_[l].data() + p0 * kvd, k, rows * sizeof(float));
+    std::memcpy(v_cache_[l].data() + p0 * kvd, v, rows * sizeof(float));
   }
+  const void* keys = kc;
+  KvType key_type = opt_.kv_cache;
+  if (at_read) {
+    k_rot_.resize(size_t(p1) * kvd);
+    if (f16)
+      f16_to_f32(k16_[l].data(), k_rot_.data(), size_t(p1) * kvd);
+    else
+      std::memcpy(k_rot_.data(), k_cache_[l].data(), size_t(p1) * kvd * sizeof(float));
+    RotaryProblem kp = rotary_problem(p1, rope.key_positions.data(), rope.key_table);
+    kp.k = {k_rot_.data(), DType::F32, KV, kvd, hd};
+    apply_rotary(kp, threads);
+    keys = k_rot_.data();
+    key_type = KvType::F32;
+  }
+
+  AttentionProblem ap;
+  ap.n_queries = n;
+  ap.n_heads = H;
+  ap.n_kv_heads = KV;
+  ap.head_dim = hd;
+  ap.keys_before = p0;
+  ap.q = q;
+  ap.k = keys;
+  ap.v = vc;
+  ap.k_type = key_type;
+  ap.v_type = opt_.kv_cache;
+  ap.scale = 1.0f / std::sqrt(static_cast<float>(hd));
+  ap.out = out;
+  attention(ap, threads);
+}
+
+void InferenceSession::forward_chunk(const int* tokens, int n, float* logits_out, bool all_logits) {
+  const auto& hp = m_.hp;
+  const ChunkRope rope = prepare_rope(n);
+  s_.x.resize(size_t(n) * hp.dim);
+  embed(m_, tokens, n, s_.x.data());
+  for (int l = 0; l < hp.n_layers; ++l)
+    decoder_layer(m_.layers[l], hp, s_, n, opt_.threads,
+                  [&] { attend(l, n, rope, s_.q.data(), s_.k.data(), s_.v.data(), s_.att.data(), opt_.threads); });
+  pos_ += n;
+  if (!logits_out) return;
+  if (all_logits) output_logits(m_, s_, 0, n, logits_out, opt_.threads);
+  else output_logits(m_, s_, n - 1, 1, logits_out, opt_.threads);
+}
+
+std::vector<float> InferenceSession::forward_batch(std::span<InferenceSession* const> sessions, std::span<const int> tokens) {
+  if (sessions.size() != tokens.size()) throw std::invalid_argument("forward_batch: one token per session");
+  if (sessions.empty()) return {};
+  const LlamaModel& m = sessions[0]->m_;
+  const auto& hp = m.hp;
+  const int B = static_cast<int>(sessions.size()), qd = hp.n_heads * hp.head_dim, kvd = hp.n_kv_heads * hp.head_dim;
+  for (int b = 0; b < B; ++b) {
+    InferenceSession& s = *sessions[b];
+    if (&s.m_ != &m) throw std::invalid_argument("forward_batch: the sessions must share one model");
+    if (s.pos_ + 1 > s.opt_.max_context)
+      throw std::length_error("session: " + std::to_string(s.pos_ + 1) + " tokens exceed the KV cache of " +
+                              std::to_string(s.opt_.max_context));
+    if (tokens[b] < 0 || tokens[b] >= hp.vocab_size)
+      throw std::invalid_argument("session: token id " + std::to_string(tokens[b]) + " outside the vocabulary");
+  }
+  if (B == 1) return sessions[0]->forward(tokens.subspan(0, 1));  // the single-session path, bit for bit
+  const int threads = sessions[0]->opt_.threads;
+  std::vector<ChunkRope> ropes;
+  for (auto* s : sessions) ropes.push_back(s->prepare_rope(1));  // each row: its own position and setting
+  DecoderScratch batch;
+  batch.x.resize(size_t(B) * hp.dim);
+  embed(m, tokens.data(), B, batch.x.data());
+  for (int l = 0; l < hp.n_layers; ++l)
+    decoder_layer(m.layers[l], hp, batch, B, threads, [&] {
+      // The sessions' attentions side by side, one thread each: one hand-off per layer instead of
+      // one per session and operation.
+      ThreadPool::global().parallel_for(B, threads, [&](int b) {
+        sessions[b]->attend(l, 1, ropes[b], batch.q.data() + size_t(b) * qd, batch.k.data() + size_t(b) * kvd,
+                            batch.v.data() + size_t(b) * kvd, batch.att.data() + size_t(b) * qd, 1);
+      });
+    });
+  for (auto* s : sessions) ++s->pos_;
+  std::vector<float> logits(size_t(B) * hp.vocab_size);
+  output_logits(m, batch, 0, B, logits.data(), threads);
+  return logits;
 }
 
 }  // namespace ropescale

@@ -156,7 +156,7 @@ void CompletionRun::release_text(CompletionStep& s, bool final) {
   pending_.erase(0, pending_.size() - hold);
 }
 
-CompletionStep CompletionRun::decode() {
+CompletionStep CompletionRun::sample_next() {
   CompletionStep s;
   const int next = sample(logits_);
   if (next == tok_.eos()) {
@@ -185,18 +185,42 @@ CompletionStep CompletionRun::decode() {
     release_text(s, true);
     return s;
   }
-  sequence_.push_back(next);
-  const RopeFrequencies wanted = recompute_ ? compute_frequencies(spec_, int64_t(sequence_.size())) : RopeFrequencies{};
-  if (recompute_ && (wanted.inv_freq != session_->current_frequencies().inv_freq ||
-                     wanted.attention_factor != session_->current_frequencies().attention_factor)) {
-    session_->reset();  // the frequencies moved with the length: a fresh prefill at the new length
-    const auto all = session_->forward(sequence_);
-    logits_.assign(all.end() - model_.hp.vocab_size, all.end());
-  } else {
-    logits_ = session_->forward(std::span<const int>(&next, 1));
-  }
-  prev_ = next;
+  pending_token_ = next;
   release_text(s, false);
+  return s;
+}
+
+bool CompletionRun::batchable() const {
+  if (pending_token_ < 0 || !recompute_) return pending_token_ >= 0;
+  const RopeFrequencies wanted = compute_frequencies(spec_, int64_t(sequence_.size()) + 1);
+  return wanted.inv_freq == session_->current_frequencies().inv_freq &&
+         wanted.attention_factor == session_->current_frequencies().attention_factor;
+}
+
+void CompletionRun::accept_logits(const float* logits) {
+  sequence_.push_back(pending_token_);
+  logits_.assign(logits, logits + model_.hp.vocab_size);
+  prev_ = pending_token_;
+  pending_token_ = -1;
+}
+
+void CompletionRun::advance() {
+  if (pending_token_ < 0) return;
+  if (!batchable()) {  // the frequencies moved with the length: a fresh prefill at the new length
+    sequence_.push_back(pending_token_);
+    session_->reset();
+    const auto all = session_->forward(sequence_);
+    sequence_.pop_back();
+    accept_logits(all.data() + all.size() - model_.hp.vocab_size);
+    return;
+  }
+  const auto logits = session_->forward(std::span<const int>(&pending_token_, 1));
+  accept_logits(logits.data());
+}
+
+CompletionStep CompletionRun::decode() {
+  CompletionStep s = sample_next();
+  advance();
   return s;
 }
 

@@ -11,6 +11,14 @@ std::optional<CompletionStep> Job::next() {
   return s;
 }
 
+std::vector<CompletionStep> Job::take() {
+  std::unique_lock<std::mutex> lock(mu_);
+  cv_.wait(lock, [&] { return !steps_.empty() || ended_; });
+  std::vector<CompletionStep> out(std::make_move_iterator(steps_.begin()), std::make_move_iterator(steps_.end()));
+  steps_.clear();
+  return out;
+}
+
 void Job::push(CompletionStep step) {
   {
     std::lock_guard<std::mutex> lock(mu_);
@@ -102,44 +110,76 @@ void Engine::loop() {
       continue;
     }
     if (stop_) return;
-    // One step of every running job, round robin; the lock is released while computing.
+    // One step of every running job: a prefill runs alone; every decoding job samples its next token
+    // and the tokens go through one batched forward pass (one matrix product per layer for all of
+    // them). Only this thread touches running_, so it is walked without the lock.
     for (auto it = running_.begin(); it != running_.end();) {
-      Running& r = *it;
-      if (r.job->cancelled) {
-        ++cancelled_;
-        const auto job = r.job;
-        end(it++);
-        job->fail(ApiError(499, "the client closed the request"));
+      if (!it->job->cancelled) {
+        ++it;
         continue;
       }
-      lock.unlock();
+      ++cancelled_;
+      const auto job = it->job;
+      end(it++);
+      job->fail(ApiError(499, "the client closed the request"));
+    }
+    lock.unlock();
+    struct Outcome {
+      std::list<Running>::iterator it;
       std::optional<ApiError> failed;
-      bool ended = false;
+    };
+    std::vector<Outcome> ended;
+    std::vector<std::list<Running>::iterator> batch;
+    for (auto it = running_.begin(); it != running_.end(); ++it) {
+      Running& r = *it;
       try {
         if (!r.run)
           r.run = std::make_unique<CompletionRun>(model_, tok_, r.job->request, r.job->prompt, r.job->rope, opt_.kv_cache, opt_.threads);
-        r.job->push(r.run->step());
-        ended = r.run->done();
+        if (!r.run->prefilled()) {
+          r.job->push(r.run->step());
+        } else {
+          r.job->push(r.run->sample_next());
+          if (r.run->batchable()) batch.push_back(it);
+          else r.run->advance();
+        }
+        if (r.run->done()) ended.push_back({it, std::nullopt});
       } catch (const ApiError& e) {
-        failed = e;
+        ended.push_back({it, e});
       } catch (const std::exception& e) {
-        failed = ApiError(500, std::string("internal error: ") + e.what(), "", "server_error");
-      }
-      lock.lock();
-      if (ended || failed) {
-        // The session and its KV bytes are freed before the client hears the end, so what it
-        // sees next (/metrics, a retry) already counts them free.
-        const auto job = r.job;
-        const int prompt = r.run ? r.run->prompt_tokens() : 0, completion = r.run ? r.run->completion_tokens() : 0;
-        end(it++);
-        lock.unlock();
-        if (failed) job->fail(*failed);
-        else job->finish(prompt, completion);
-        lock.lock();
-      } else {
-        ++it;
+        ended.push_back({it, ApiError(500, std::string("internal error: ") + e.what(), "", "server_error")});
       }
     }
+    if (!batch.empty()) {
+      std::vector<InferenceSession*> sessions;
+      std::vector<int> tokens;
+      for (auto it : batch) sessions.push_back(&it->run->session()), tokens.push_back(it->run->pending_token());
+      try {
+        const auto logits = InferenceSession::forward_batch(sessions, tokens);
+        for (size_t b = 0; b < batch.size(); ++b) batch[b]->run->accept_logits(logits.data() + b * model_.hp.vocab_size);
+      } catch (const std::exception& e) {
+        for (auto it : batch) ended.push_back({it, ApiError(500, std::string("internal error: ") + e.what(), "", "server_error")});
+      }
+    }
+    lock.lock();
+    // The sessions and their KV bytes are freed before the clients hear the end, so what they see
+    // next (/metrics, a retry) already counts them free.
+    struct Ending {
+      std::shared_ptr<Job> job;
+      std::optional<ApiError> failed;
+      int prompt = 0, completion = 0;
+    };
+    std::vector<Ending> endings;
+    for (auto& o : ended) {
+      const CompletionRun* run = o.it->run.get();
+      endings.push_back({o.it->job, o.failed, run ? run->prompt_tokens() : 0, run ? run->completion_tokens() : 0});
+      end(o.it);
+    }
+    lock.unlock();
+    for (auto& e : endings) {
+      if (e.failed) e.job->fail(*e.failed);
+      else e.job->finish(e.prompt, e.completion);
+    }
+    lock.lock();
   }
 }
 

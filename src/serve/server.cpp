@@ -137,23 +137,24 @@ void handle_completion(State& s, const httplib::Request& req, httplib::Response&
   res.set_chunked_content_provider(
       "text/event-stream",
       [&s, job, id, rope, t0, first](size_t, httplib::DataSink& sink) {
-        auto send = [&](const std::string& data) {
-          const std::string event = "data: " + data + "\n\n";
-          return sink.write(event.data(), event.size());
-        };
-        auto step = job->next();
-        if (!step) {  // ended: an error mid-stream is sent as an error object, then [DONE]
+        auto event = [](const std::string& data) { return "data: " + data + "\n\n"; };
+        const auto steps = job->take();
+        if (steps.empty()) {  // ended: an error mid-stream is sent as an error object, then [DONE]
           const int status = job->error() ? job->error()->status : 200;
-          if (job->error()) send(dump(job->error()->body()));
-          send("[DONE]");
+          const std::string tail = (job->error() ? event(dump(job->error()->body())) : "") + event("[DONE]");
+          sink.write(tail.data(), tail.size());
           sink.done();
           s.metrics.record(status, job->prompt_tokens(), job->completion_tokens(), seconds_since(t0), job->rope.label());
           return true;
         }
-        if (step->text.empty() && step->logprobs.tokens.empty() && !step->finish) return true;  // nothing to say yet
-        json chunk = chunk_json(s, id, *job, *step);
-        if (*first) chunk["rope"] = rope, *first = false;
-        if (!send(dump(chunk))) {
+        std::string out;  // the events that piled up since the last write, in one write
+        for (const auto& step : steps) {
+          if (step.text.empty() && step.logprobs.tokens.empty() && !step.finish) continue;  // nothing to say yet
+          json chunk = chunk_json(s, id, *job, step);
+          if (*first) chunk["rope"] = rope, *first = false;
+          out += event(dump(chunk));
+        }
+        if (!out.empty() && !sink.write(out.data(), out.size())) {
           job->cancelled = true;
           return false;
         }

@@ -61,6 +61,11 @@ struct RopePolicy {
 // Throws std::invalid_argument for an unusable policy.
 std::string rope_scaling_for_request(const LlamaModel& m, int64_t tokens, const RopePolicy& policy);
 
+// Activations of one decoder pass over n rows (a session's chunk, or a batch's decode rows).
+struct DecoderScratch {
+  std::vector<float> x, xb, q, k, v, att, h1, h3;
+};
+
 class InferenceSession {
  public:
   InferenceSession(const LlamaModel& model, SessionOptions options);
@@ -68,6 +73,13 @@ class InferenceSession {
   // Appends `tokens`; returns logits [vocab] of the last one, or [n × vocab]
   // for every token when `all_logits`. Throws std::length_error past max_context.
   std::vector<float> forward(std::span<const int> tokens, bool all_logits = false);
+
+  // One decode step of several sessions of one model at once (continuous batching): session b
+  // appends tokens[b]. The dense products run as one matrix product per layer over the B rows;
+  // rotation, KV cache and attention stay per session (its own position and RoPE setting). Returns
+  // logits [B × vocab]. Equal to each session's own forward() up to the summation order of sgemm
+  // vs sgemv (~1e-6); B = 1 is forward() exactly.
+  static std::vector<float> forward_batch(std::span<InferenceSession* const> sessions, std::span<const int> tokens);
 
   int64_t position() const { return pos_; }
   const SessionOptions& options() const { return opt_; }
@@ -80,6 +92,16 @@ class InferenceSession {
   void rewind(int64_t position);
 
  private:
+  // The rotation of a chunk of n tokens at the current position: frequencies for its length, the
+  // cos/sin rows, and (at read) those of every cached key. Sets freqs_.
+  struct ChunkRope {
+    CosSinTable table, key_table;
+    std::vector<int64_t> positions, key_positions;
+  };
+  ChunkRope prepare_rope(int n);
+  // Rotates this chunk's q (and k, at write), caches k and v at the current position and attends
+  // over the cache: out = n rows of attention output for layer l, on up to `threads` threads.
+  void attend(int l, int n, const ChunkRope& rope, float* q, float* k, const float* v, float* out, int threads);
   void forward_chunk(const int* tokens, int n, float* logits_out, bool all_logits);
   // A rotation of `n` rows at `positions` with this session's RoPE; tensors set by the caller.
   RotaryProblem rotary_problem(int64_t n, const int64_t* positions, const CosSinTable& table) const;
@@ -91,8 +113,8 @@ class InferenceSession {
   // Per layer [max_context][KV][hd], in f32 or f16 (one pair is used).
   std::vector<std::vector<float>> k_cache_, v_cache_;
   std::vector<std::vector<uint16_t>> k16_, v16_;
-  // scratch
-  std::vector<float> x_, xb_, q_, k_, v_, att_, h1_, h3_, k_rot_;
+  DecoderScratch s_;
+  std::vector<float> k_rot_;
 };
 
 }  // namespace ropescale

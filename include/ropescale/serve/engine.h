@@ -38,6 +38,9 @@ class Job {
 
   // Handler side: the next step, or nullopt once the job has ended (check error()). Waits.
   std::optional<CompletionStep> next();
+  // Every step produced so far (at least one), or none once the job has ended. Waits. A stream
+  // that falls behind the engine sends what piled up in one write.
+  std::vector<CompletionStep> take();
   const std::optional<ApiError>& error() const { return error_; }
   int prompt_tokens() const { return prompt_tokens_; }
   int completion_tokens() const { return completion_tokens_; }

@@ -1,0 +1,119 @@
+#!/usr/bin/env python3
+"""Aggregate decode throughput of `ropescale serve` with 1, 4 and 8 concurrent
+streams, against `ropescale generate` alone on the same prompt in the same run,
+and latency percentiles. Standard library only; the server binds 127.0.0.1 on a
+free port and is always stopped.
+
+  scripts/bench_serve.py [--model M] [--tokens 256] [--streams 1,4,8] [--repeats 3] [--threads 2] [--json F]
+
+Ratios: overhead = generate tokens/s ÷ server 1-stream tokens/s; batching =
+server N-stream aggregate tokens/s ÷ server 1-stream tokens/s.
+"""
+import argparse
+import http.client
+import json
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import threading
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def stream(port, prompt, tokens, out):
+    """One streaming request; the events are read raw while timed and parsed afterwards, so the
+    client spends as little CPU as it can beside the server on the same cores."""
+    t0 = time.perf_counter()
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=600)
+    conn.request("POST", "/v1/completions", json.dumps({"prompt": prompt, "max_tokens": tokens, "temperature": 0,
+                                                        "stream": True}))
+    resp = conn.getresponse()
+    first, raw = None, []
+    while True:
+        chunk = resp.read1(65536)
+        if not chunk:
+            break
+        if first is None:
+            first = time.perf_counter() - t0
+        raw.append(chunk)
+    seconds = time.perf_counter() - t0
+    text = ""
+    for line in b"".join(raw).decode().splitlines():
+        if line.startswith("data: {"):
+            text += json.loads(line[6:])["choices"][0]["text"]
+    out.append({"seconds": seconds, "first_token": first, "bytes": len(text.encode())})
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--ropescale", default=os.path.join(ROOT, "build", "ropescale"))
+    ap.add_argument("--model", default=os.path.join(ROOT, "models", "ropescale-kjv-256.gguf"))
+    ap.add_argument("--prompt", default="And God said, Let there be light: and there was light.")
+    ap.add_argument("--tokens", type=int, default=256, help="tokens generated per stream")
+    ap.add_argument("--streams", default="1,4,8")
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--json", help="write the measurements to FILE")
+    args = ap.parse_args()
+    streams = [int(x) for x in args.streams.split(",")]
+
+    # ropescale generate alone: wall time of the whole command (load, prefill, decode), median.
+    gen = []
+    for _ in range(args.repeats):
+        t0 = time.perf_counter()
+        subprocess.run([args.ropescale, "generate", "--model", args.model, "--prompt", args.prompt, "--max-tokens",
+                        str(args.tokens), "--rope-scaling", '{"rope_type":"default"}', "--threads", str(args.threads)],
+                       check=True, capture_output=True)
+        gen.append(time.perf_counter() - t0)
+    gen_tps = args.tokens / statistics.median(gen)
+
+    server = subprocess.Popen([args.ropescale, "serve", "--model", args.model, "--port", "0", "--parallel",
+                               str(max(streams)), "--queue", "64", "--threads", str(args.threads), "--rope-policy", "none"],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    rows = []
+    try:
+        port = int(server.stdout.readline().split("http://127.0.0.1:")[1].split()[0])
+        for n in streams:
+            agg, lat, firsts = [], [], []
+            for _ in range(args.repeats):
+                out = []
+                t0 = time.perf_counter()
+                threads = [threading.Thread(target=stream, args=(port, args.prompt, args.tokens, out)) for _ in range(n)]
+                for t in threads:
+                    t.start()
+                for t in threads:
+                    t.join()
+                wall = time.perf_counter() - t0
+                agg.append(sum(o["bytes"] for o in out) / wall)  # byte-level model: one token per byte
+                lat += [o["seconds"] for o in out]
+                firsts += [o["first_token"] for o in out]
+            lat.sort()
+            rows.append({"streams": n, "aggregate_tokens_per_s": statistics.median(agg),
+                         "latency_p50_s": lat[len(lat) // 2], "latency_p99_s": lat[min(len(lat) - 1, int(0.99 * len(lat)))],
+                         "first_token_p50_s": sorted(firsts)[len(firsts) // 2]})
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.wait(60)
+    one = next(r for r in rows if r["streams"] == 1)["aggregate_tokens_per_s"] if 1 in streams else None
+    print(f"ropescale generate alone: {gen_tps:.0f} tokens/s ({args.tokens} tokens, median of {args.repeats}, "
+          f"{args.threads} threads)")
+    for r in rows:
+        extra = ""
+        if one:
+            extra = f"  batching ×{r['aggregate_tokens_per_s'] / one:.2f} vs 1 stream"
+        if r["streams"] == 1:
+            extra = f"  server ÷ generate {r['aggregate_tokens_per_s'] / gen_tps:.3f}"
+        print(f"serve {r['streams']:>2} streams: {r['aggregate_tokens_per_s']:8.0f} tokens/s aggregate  "
+              f"latency p50 {r['latency_p50_s']:.2f} s p99 {r['latency_p99_s']:.2f} s  first token p50 "
+              f"{r['first_token_p50_s'] * 1000:.0f} ms{extra}")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"generate_tokens_per_s": gen_tps, "serve": rows, "tokens": args.tokens, "threads": args.threads}, f, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
