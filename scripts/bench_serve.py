@@ -6,8 +6,10 @@ free port and is always stopped.
 
   scripts/bench_serve.py [--model M] [--tokens 256] [--streams 1,4,8] [--repeats 3] [--threads 2] [--json F]
 
-Ratios: overhead = generate tokens/s ÷ server 1-stream tokens/s; batching =
-server N-stream aggregate tokens/s ÷ server 1-stream tokens/s.
+Ratios: server 1-stream tokens/s ÷ generate's (whole command) and ÷ the same
+decode loop without start-up (`ropescale bench model`); batching = server
+N-stream aggregate tokens/s ÷ server 1-stream tokens/s. Tokens are counted as
+bytes of text (the byte-level default model: one token per byte).
 """
 import argparse
 import http.client
@@ -69,6 +71,13 @@ def main():
                        check=True, capture_output=True)
         gen.append(time.perf_counter() - t0)
     gen_tps = args.tokens / statistics.median(gen)
+    # The same decode loop without the process start and model load: `ropescale bench model`.
+    dec = []
+    for _ in range(args.repeats):
+        r = subprocess.run([args.ropescale, "bench", "model", "--model", args.model, "--ctx", "16", "--decode-tokens",
+                            str(args.tokens), "--threads", str(args.threads), "--json"], check=True, capture_output=True, text=True)
+        dec.append(json.loads(r.stdout)["results"][0]["decode_tokens_per_s"])
+    decode_tps = statistics.median(dec)
 
     server = subprocess.Popen([args.ropescale, "serve", "--model", args.model, "--port", "0", "--parallel",
                                str(max(streams)), "--queue", "64", "--threads", str(args.threads), "--rope-policy", "none"],
@@ -98,20 +107,21 @@ def main():
         server.send_signal(signal.SIGTERM)
         server.wait(60)
     one = next(r for r in rows if r["streams"] == 1)["aggregate_tokens_per_s"] if 1 in streams else None
-    print(f"ropescale generate alone: {gen_tps:.0f} tokens/s ({args.tokens} tokens, median of {args.repeats}, "
-          f"{args.threads} threads)")
+    print(f"ropescale generate alone: {gen_tps:.0f} tokens/s, whole command ({args.tokens} tokens, median of "
+          f"{args.repeats}, {args.threads} threads); its decode loop alone (bench model): {decode_tps:.0f} tokens/s")
     for r in rows:
         extra = ""
         if one:
             extra = f"  batching ×{r['aggregate_tokens_per_s'] / one:.2f} vs 1 stream"
         if r["streams"] == 1:
-            extra = f"  server ÷ generate {r['aggregate_tokens_per_s'] / gen_tps:.3f}"
+            extra = (f"  server ÷ generate {r['aggregate_tokens_per_s'] / gen_tps:.3f}, ÷ decode loop "
+                     f"{r['aggregate_tokens_per_s'] / decode_tps:.3f}")
         print(f"serve {r['streams']:>2} streams: {r['aggregate_tokens_per_s']:8.0f} tokens/s aggregate  "
               f"latency p50 {r['latency_p50_s']:.2f} s p99 {r['latency_p99_s']:.2f} s  first token p50 "
               f"{r['first_token_p50_s'] * 1000:.0f} ms{extra}")
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"generate_tokens_per_s": gen_tps, "serve": rows, "tokens": args.tokens, "threads": args.threads}, f, indent=1)
+            json.dump({"generate_tokens_per_s": gen_tps, "decode_loop_tokens_per_s": decode_tps, "serve": rows, "tokens": args.tokens, "threads": args.threads}, f, indent=1)
     return 0
 
 
