@@ -9,26 +9,12 @@
 #include <gtest/gtest.h>
 
 #include "ropescale/model/llama_model.h"
-#include "test_support.h"
+#include "default_model.h"
 
 namespace ropescale {
 namespace {
 
-struct DefaultModel {
-  LlamaModel model;
-  std::unique_ptr<Tokenizer> tok;
-};
-
-const DefaultModel* default_model() {
-  static const DefaultModel* m = [] () -> const DefaultModel* {
-    const auto path = (test::source_dir() / "models/ropescale-kjv-256.gguf").string();
-    if (!std::filesystem::exists(path)) return nullptr;
-    auto* d = new DefaultModel{load_model(path), nullptr};
-    d->tok = tokenizer_for_model(d->model, path);
-    return d;
-  }();
-  return m;
-}
+using test::DefaultModel;
 
 CompletionRequest greedy(const std::string& prompt, int max_tokens) {
   CompletionRequest r;
@@ -80,12 +66,8 @@ std::string greedy_reference(const DefaultModel& d, const std::string& prompt, i
   return text;
 }
 
-#define NEED_DEFAULT_MODEL()                                                        \
-  const DefaultModel* d = default_model();                                          \
-  if (!d) GTEST_SKIP() << "SKIPPED LOUDLY: models/ropescale-kjv-256.gguf is absent"
-
 TEST(Completion, GreedyTextIsThePlainLoopsStreamedStepByStep) {
-  NEED_DEFAULT_MODEL();
+  ROPESCALE_NEED_DEFAULT_MODEL(d);
   const auto r = run_all(*d, greedy("And God said", 60), plain(d->model));
   EXPECT_EQ(r.text, greedy_reference(*d, "And God said", 60));
   EXPECT_EQ(r.finish, "length");
@@ -93,7 +75,7 @@ TEST(Completion, GreedyTextIsThePlainLoopsStreamedStepByStep) {
 }
 
 TEST(Completion, EchoLogprobsScoreEveryPromptTokenAfterTheFirst) {
-  NEED_DEFAULT_MODEL();
+  ROPESCALE_NEED_DEFAULT_MODEL(d);
   auto req = greedy("In the beginning God created", 0);
   req.echo = true;
   req.logprobs = 3;
@@ -122,7 +104,7 @@ TEST(Completion, EchoLogprobsScoreEveryPromptTokenAfterTheFirst) {
 }
 
 TEST(Completion, StopSequencesEndTheTextBeforeThem) {
-  NEED_DEFAULT_MODEL();
+  ROPESCALE_NEED_DEFAULT_MODEL(d);
   const std::string free_text = greedy_reference(*d, "And God said", 80);
   ASSERT_GT(free_text.size(), 40u);
   const std::string stop = free_text.substr(20, 4);  // a piece the greedy text is sure to reach
@@ -135,7 +117,7 @@ TEST(Completion, StopSequencesEndTheTextBeforeThem) {
 }
 
 TEST(Completion, IdsOutsideTheVocabularyAre400s) {
-  NEED_DEFAULT_MODEL();
+  ROPESCALE_NEED_DEFAULT_MODEL(d);
   CompletionRequest r;
   r.prompt_ids = {1, 70, 259};
   try {

@@ -7,26 +7,12 @@
 
 #include <gtest/gtest.h>
 
-#include "test_support.h"
+#include "default_model.h"
 
 namespace ropescale {
 namespace {
 
-struct Fixture {
-  LlamaModel model;
-  std::unique_ptr<Tokenizer> tok;
-};
-
-const Fixture* fixture() {
-  static const Fixture* f = []() -> const Fixture* {
-    const auto path = (test::source_dir() / "models/ropescale-kjv-256.gguf").string();
-    if (!std::filesystem::exists(path)) return nullptr;
-    auto* x = new Fixture{load_model(path), nullptr};
-    x->tok = tokenizer_for_model(x->model, path);
-    return x;
-  }();
-  return f;
-}
+using Fixture = test::DefaultModel;
 
 std::shared_ptr<Job> job(const Fixture& f, const std::string& prompt, int max_tokens, const std::string& policy) {
   CompletionRequest r;
@@ -45,12 +31,8 @@ std::string collect(Job& j) {
   return text;
 }
 
-#define NEED_FIXTURE()                 \
-  const Fixture* f = fixture();        \
-  if (!f) GTEST_SKIP() << "SKIPPED LOUDLY: models/ropescale-kjv-256.gguf is absent"
-
 TEST(Engine, ConcurrentRequestsGiveWhatEachGivesAlone) {
-  NEED_FIXTURE();
+  ROPESCALE_NEED_DEFAULT_MODEL(f);
   const std::vector<std::tuple<std::string, int, std::string>> requests = {
       {"And God said", 40, "none"}, {"In the beginning", 300, "auto"}, {"Let there be", 30, "dynamic"},
       {"And the earth", 50, "auto:linear"}, {"Blessed", 20, R"({"rope_type":"yarn","factor":2})"}};
@@ -81,7 +63,7 @@ TEST(Engine, ConcurrentRequestsGiveWhatEachGivesAlone) {
 }
 
 TEST(Engine, AdmitsBySessionsQueueAndKvBytesAndFreesCancelledSessions) {
-  NEED_FIXTURE();
+  ROPESCALE_NEED_DEFAULT_MODEL(f);
   auto long_job = job(*f, "And God said", 3000, "auto");
   const size_t budget = long_job->kv_bytes + long_job->kv_bytes / 2;  // room for one long job, not two
   Engine engine(f->model, *f->tok, EngineOptions{2, 1, budget, KvType::F32, 0});
