@@ -52,7 +52,7 @@ void add_serve_commands(CLI::App& app, int& exit_code) {
   c->add_option("--api-key", s.api_key, "Require 'Authorization: Bearer KEY' on /v1/* (or set ROPESCALE_API_KEY)");
   c->add_option("--rope-policy", s.rope_policy,
                 "Setting for requests that name none: model, none, auto[:METHOD] (factor 1.0 within the trained context, "
-                "else the factor prompt + max_tokens needs), dynamic[:METHOD] (length-dependent, keys re-rotated exactly), "
+                "else the factor prompt + max_tokens needs), dynamic[:METHOD] (length-dependent, exact: re-prefilled whenever the length moves the frequencies), "
                 "or a JSON object. Default: auto for a plain-RoPE model, else model");
   c->add_option("--parallel", s.engine.parallel, "Requests running at once")->capture_default_str()->check(CLI::PositiveNumber);
   c->add_option("--queue", s.engine.queue, "Requests waiting beyond those (more get 429)")->capture_default_str()->check(CLI::NonNegativeNumber);

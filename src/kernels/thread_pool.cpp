@@ -88,7 +88,13 @@ void ThreadPool::parallel_for(int n, const std::function<void(int)>& fn) {
   }
   wake_.notify_all();
   run_tasks(generation, &fn, n);
-  while (remaining_.load(std::memory_order_acquire) > 0) cpu_relax();
+  // Wait for the workers' last tasks. Spin first (they finish within microseconds), then yield: a
+  // worker preempted mid-task (more runnable threads than cores, as in a server with HTTP threads)
+  // gets this core back instead of waiting out the spin for a whole time slice.
+  for (int spins = 0; remaining_.load(std::memory_order_acquire) > 0; ++spins) {
+    if (spins < 4096) cpu_relax();
+    else std::this_thread::yield();
+  }
 }
 
 void ThreadPool::parallel_for(int n, int threads, const std::function<void(int)>& fn) {

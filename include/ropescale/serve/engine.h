@@ -60,7 +60,7 @@ class Job {
 };
 
 struct EngineOptions {
-  int parallel = 2;           // sessions running at once
+  int parallel = 4;           // sessions running at once (their decode steps batched)
   int queue = 32;             // jobs waiting beyond those
   size_t kv_budget = 1 << 30; // bytes of KV cache all running sessions may hold
   KvType kv_cache = KvType::F32;
