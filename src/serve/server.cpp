@@ -56,6 +56,10 @@ struct State {
   std::atomic<uint64_t> next_id{1};
   ServerMetrics metrics;
   std::unique_ptr<Engine> engine;
+  // Streams whose response is still being written: a drain waits for them before stopping the
+  // server (httplib stops calling a stream's provider once it is stopping, which would cut the
+  // last events and [DONE]).
+  std::atomic<int> open_streams{0};
 };
 
 // Parses, tokenizes, chooses the rope setting and admits; throws ApiError.
@@ -134,6 +138,7 @@ void handle_completion(State& s, const httplib::Request& req, httplib::Response&
     return;
   }
   auto first = std::make_shared<bool>(true);
+  ++s.open_streams;
   res.set_chunked_content_provider(
       "text/event-stream",
       [&s, job, id, rope, t0, first](size_t, httplib::DataSink& sink) {
@@ -165,6 +170,7 @@ void handle_completion(State& s, const httplib::Request& req, httplib::Response&
           job->cancelled = true;
           s.metrics.record(499, 0, 0, seconds_since(t0), job->rope.label());
         }
+        --s.open_streams;
       });
 }
 
@@ -274,6 +280,9 @@ int serve(const ServeOptions& o, const std::function<void(const std::string&, in
     if (listening_ended) return;
     signalled = true;
     s.engine->drain();  // in-flight requests finish; new ones get 503
+    // …and their streams are written to the end (bounded: a client that stopped reading is dropped
+    // by the 30 s write timeout anyway).
+    for (int i = 0; i < 3000 && s.open_streams > 0; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
     svr.stop();
   });
   if (on_listening) on_listening(o.host, port);
