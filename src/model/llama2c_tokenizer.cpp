@@ -100,12 +100,7 @@ std::vector<int> Llama2cTokenizer::encode(const std::string& text_in, bool bos, 
   if (!text.empty() && space != index_.end()) toks.push_back(space->second);
   // One piece per UTF-8 character, byte fallback otherwise.
   for (size_t i = 0; i < text.size();) {
-    size_t n = 1;
-    const unsigned char c = static_cast<unsigned char>(text[i]);
-    if ((c & 0xE0) == 0xC0) n = 2;
-    else if ((c & 0xF0) == 0xE0) n = 3;
-    else if ((c & 0xF8) == 0xF0) n = 4;
-    n = std::min(n, text.size() - i);
+    const size_t n = std::min(utf8_sequence_length(static_cast<unsigned char>(text[i])), text.size() - i);
     const std::string ch = text.substr(i, n);
     auto it = index_.find(ch);
     if (it != index_.end()) {

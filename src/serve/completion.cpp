@@ -21,6 +21,15 @@ json TokenLogprobs::to_json() const {
   return {{"tokens", tokens}, {"token_logprobs", lp}, {"top_logprobs", top_logprobs}, {"text_offset", text_offset}};
 }
 
+void check_prompt_ids(const std::vector<int>& prompt, int vocab_size) {
+  for (size_t i = 0; i < prompt.size(); ++i)
+    if (prompt[i] < 0 || prompt[i] >= vocab_size)
+      throw ApiError(400, "prompt[" + std::to_string(i) + "]: token id " + std::to_string(prompt[i]) +
+                              " is outside the vocabulary (0 … " + std::to_string(vocab_size - 1) + ")", "prompt");
+}
+
+int64_t tokens_needed(size_t prompt_tokens, int max_tokens) { return int64_t(prompt_tokens) + std::max(1, max_tokens); }
+
 size_t CompletionRun::kv_bytes(const LlamaModel& m, int64_t tokens, KvType kv) {
   return size_t(2) * m.hp.n_layers * size_t(tokens) * m.hp.n_kv_heads * m.hp.head_dim * (kv == KvType::F16 ? 2 : 4);
 }
@@ -29,11 +38,8 @@ CompletionRun::CompletionRun(const LlamaModel& model, const Tokenizer& tok, cons
                              std::vector<int> prompt, const RopeChoice& rope, KvType kv_cache, int threads)
     : model_(model), tok_(tok), req_(request), prompt_(std::move(prompt)) {
   if (prompt_.empty()) throw ApiError(400, "prompt: is empty", "prompt");
-  for (size_t i = 0; i < prompt_.size(); ++i)
-    if (prompt_[i] < 0 || prompt_[i] >= model.hp.vocab_size)
-      throw ApiError(400, "prompt[" + std::to_string(i) + "]: token id " + std::to_string(prompt_[i]) +
-                              " is outside the vocabulary (0 … " + std::to_string(model.hp.vocab_size - 1) + ")", "prompt");
-  context_ = int64_t(prompt_.size()) + std::max(1, req_.max_tokens);
+  check_prompt_ids(prompt_, model.hp.vocab_size);
+  context_ = tokens_needed(prompt_.size(), req_.max_tokens);
   SessionOptions so;
   so.max_context = context_;
   so.rope = spec_ = rope.setting.spec;
@@ -132,7 +138,7 @@ size_t incomplete_utf8_tail(const std::string& s) {
   for (size_t back = 1; back <= std::min<size_t>(3, s.size()); ++back) {
     const unsigned char c = static_cast<unsigned char>(s[s.size() - back]);
     if ((c & 0xC0) == 0x80) continue;  // continuation byte: keep looking for the lead
-    const size_t need = (c & 0xE0) == 0xC0 ? 2 : (c & 0xF0) == 0xE0 ? 3 : (c & 0xF8) == 0xF0 ? 4 : 1;
+    const size_t need = utf8_sequence_length(c);
     return need > back ? back : 0;
   }
   return 0;

@@ -82,6 +82,11 @@ EngineStats Engine::stats() const {
   return {int(queue_.size()), int(running_.size()), kv_in_use_, cancelled_};
 }
 
+void Engine::cancelled(const std::shared_ptr<Job>& job) {
+  ++cancelled_;
+  job->fail(ApiError(499, "the client closed the request"));
+}
+
 void Engine::end(std::list<Running>::iterator it) {
   kv_in_use_ -= it->job->kv_bytes;
   running_.erase(it);
@@ -95,8 +100,7 @@ void Engine::loop() {
       auto job = queue_.front();
       queue_.pop_front();
       if (job->cancelled) {
-        ++cancelled_;
-        job->fail(ApiError(499, "the client closed the request"));
+        cancelled(job);
         continue;
       }
       kv_in_use_ += job->kv_bytes;
@@ -118,10 +122,9 @@ void Engine::loop() {
         ++it;
         continue;
       }
-      ++cancelled_;
       const auto job = it->job;
-      end(it++);
-      job->fail(ApiError(499, "the client closed the request"));
+      end(it++);  // freed first, then the client's request ends
+      cancelled(job);
     }
     lock.unlock();
     struct Outcome {

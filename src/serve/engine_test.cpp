@@ -20,7 +20,7 @@ std::shared_ptr<Job> job(const Fixture& f, const std::string& prompt, int max_to
   r.max_tokens = max_tokens;
   r.temperature = 0;
   auto ids = f.tok->encode(prompt, true, false);
-  const int64_t tokens = int64_t(ids.size()) + max_tokens;
+  const int64_t tokens = tokens_needed(ids.size(), max_tokens);
   RopeChoice rope = choose_rope(f.model, r, parse_serve_policy(policy), tokens);
   return std::make_shared<Job>(r, std::move(ids), std::move(rope), CompletionRun::kv_bytes(f.model, tokens, KvType::F32));
 }

@@ -69,11 +69,8 @@ std::shared_ptr<Job> admit(State& s, const httplib::Request& req, httplib::Respo
   if (int64_t(prompt.size()) > s.opt.limits.max_prompt_tokens)
     throw ApiError(400, "prompt: " + std::to_string(prompt.size()) + " tokens exceed the limit of " +
                             std::to_string(s.opt.limits.max_prompt_tokens), "prompt");
-  for (size_t i = 0; i < prompt.size(); ++i)
-    if (prompt[i] < 0 || prompt[i] >= s.model.hp.vocab_size)
-      throw ApiError(400, "prompt[" + std::to_string(i) + "]: token id " + std::to_string(prompt[i]) +
-                              " is outside the vocabulary (0 … " + std::to_string(s.model.hp.vocab_size - 1) + ")", "prompt");
-  const int64_t tokens = int64_t(prompt.size()) + std::max(1, r.max_tokens);
+  check_prompt_ids(prompt, s.model.hp.vocab_size);
+  const int64_t tokens = tokens_needed(prompt.size(), r.max_tokens);
   if (tokens > s.max_context)
     throw ApiError(400, fmt::format("prompt ({} tokens) + max_tokens ({}) = {} exceeds the server's maximum context of {} tokens",
                                     prompt.size(), r.max_tokens, tokens, s.max_context), "max_tokens");

@@ -14,6 +14,11 @@ namespace ropescale {
 struct LlamaModel;
 struct ModelConfig;
 
+// Bytes of the UTF-8 character a lead byte starts (1 for ASCII, continuation or invalid bytes).
+inline size_t utf8_sequence_length(unsigned char lead) {
+  return (lead & 0xE0) == 0xC0 ? 2 : (lead & 0xF0) == 0xE0 ? 3 : (lead & 0xF8) == 0xF0 ? 4 : 1;
+}
+
 class Tokenizer {
  public:
   virtual ~Tokenizer() = default;

@@ -38,6 +38,11 @@ struct CompletionStep {
   std::optional<std::string> finish;      // "stop" or "length" on the last step
 };
 
+// Throws ApiError (400, param "prompt") naming the first id outside [0, vocab_size).
+void check_prompt_ids(const std::vector<int>& prompt, int vocab_size);
+// KV positions a request holds: its prompt and max_tokens (at least one: the prefill's last logits).
+int64_t tokens_needed(size_t prompt_tokens, int max_tokens);
+
 class CompletionRun {
  public:
   // `prompt` is token ids (BOS first when the request gave text). Throws ApiError (400) for ids

@@ -95,6 +95,7 @@ class Engine {
   };
   void loop();
   void end(std::list<Running>::iterator it);  // frees a running job's session and KV bytes (lock held)
+  void cancelled(const std::shared_ptr<Job>& job);  // counts a job whose client left and ends it (499)
 
   const LlamaModel& model_;
   const Tokenizer& tok_;
