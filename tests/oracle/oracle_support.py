@@ -74,13 +74,19 @@ def ropescale_ids(binary, model, text, tmp):
     return [int(x) for x in r.stdout.split()]
 
 
+def log_softmax(rows):
+    """Log-probabilities of each row of logits, in float64."""
+    import numpy as np
+    z = np.asarray(rows, dtype=np.float64)
+    top = z.max(axis=1, keepdims=True)
+    return z - top - np.log(np.exp(z - top).sum(axis=1, keepdims=True))
+
+
 def mean_nll(logits, ids):
     """Mean next-token negative log-likelihood (nats) of ids[1:] given logits of every position (float64)."""
     import numpy as np
-    z = np.asarray(logits, dtype=np.float64)[:-1]
-    top = z.max(axis=1, keepdims=True)
-    lse = top[:, 0] + np.log(np.exp(z - top).sum(axis=1))
-    return float(np.mean(lse - z[np.arange(len(z)), np.asarray(ids[1:])]))
+    lp = log_softmax(logits)[:-1]
+    return float(-np.mean(lp[np.arange(len(lp)), np.asarray(ids[1:])]))
 
 
 def finetune_yarn(binary, model, text, out, ctx):
