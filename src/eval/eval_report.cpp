@@ -68,11 +68,11 @@ json method_exports(const RopeSetting& m, int64_t target_context) {
 // One method at one length, over every depth: exact retrievals, trials, and
 // the trial-weighted rank score.
 PasskeyCell passkey_total(const std::vector<PasskeyCell>& cells, const std::string& method, int64_t length) {
-  PasskeyCell t{method, length, 0.0, 0, 0, 0.0, 0.0};
+  PasskeyCell t{method, length, 0.0, 0, 0, 0.0, 0.0, 0.0};
   for (const auto& c : cells)
     if (c.method == method && c.length == length)
-      t.exact += c.exact, t.trials += c.trials, t.rank_score += c.rank_score * c.trials;
-  if (t.trials) t.rank_score /= t.trials;
+      t.exact += c.exact, t.trials += c.trials, t.rank_score += c.rank_score * c.trials, t.needle_nll += c.needle_nll * c.trials;
+  if (t.trials) t.rank_score /= t.trials, t.needle_nll /= t.trials;
   return t;
 }
 
@@ -102,11 +102,13 @@ json eval_json(const EvalReport& r, const LlamaModel& model) {
   json methods = json::array();
   for (const auto& m : r.methods) methods.push_back({{"method", m.label}, {"rope_scaling", m.override_dict}});
   j["methods"] = methods;
+  if (!r.endpoint.empty()) j["endpoint"] = r.endpoint;
   if (!r.ppl.empty()) {
     j["input"] = {{"file", r.input}, {"tokens", r.input_tokens}};
     j["protocol"] = {{"ctxs", r.ppl_options.ctxs},
                      {"stride", r.ppl_options.stride},
                      {"windows", r.ppl_options.stride ? "sliding" : "non-overlapping"},
+                     {"bos_each_window", r.ppl_options.bos_each_window.has_value()},
                      {"bucket", r.bucket},
                      {"chunk", r.ppl_options.run.chunk},
                      {"kv_cache", kv_name(r.ppl_options.run.kv_cache)},
@@ -146,11 +148,12 @@ json eval_json(const EvalReport& r, const LlamaModel& model) {
     json cells = json::array(), trials = json::array();
     for (const auto& c : passkey_cells(r.passkey, o.alternatives))
       cells.push_back({{"method", c.method}, {"length", c.length}, {"depth", c.depth}, {"trials", c.trials},
-                       {"exact", c.exact}, {"mean_rank", c.mean_rank}, {"rank_score", c.rank_score}});
+                       {"exact", c.exact}, {"mean_rank", c.mean_rank}, {"rank_score", c.rank_score},
+                       {"needle_nll", c.needle_nll}});
     for (const auto& t : r.passkey)
       trials.push_back({{"method", t.method}, {"length", t.length}, {"depth", t.depth}, {"trial", t.trial},
                         {"key", t.key}, {"generated", t.generated}, {"exact", t.exact}, {"rank", t.rank},
-                        {"key_logprob", t.key_logprob}});
+                        {"key_logprob", t.key_logprob}, {"key_tokens", t.key_tokens}});
     j["passkey"] = {{"options",
                      {{"lengths", o.lengths}, {"depths", o.depths}, {"trials", o.trials}, {"seed", o.seed},
                       {"alternatives", o.alternatives}, {"digits", o.digits},
@@ -199,16 +202,16 @@ std::string eval_summary_text(const EvalReport& r, const LlamaModel& model) {
   if (r.passkey_options) {
     const auto& o = *r.passkey_options;
     const auto cells = passkey_cells(r.passkey, o.alternatives);
-    s += fmt::format("\npasskey: exact retrievals / prompts and rank score (1 = key most likely of {}, 0.5 = chance), "
-                     "over {} depths × {} trials\n{:<{}}",
+    s += fmt::format("\npasskey: exact retrievals / prompts, rank score (1 = key most likely of {}, 0.5 = chance) and "
+                     "needle NLL (nats per key token), over {} depths × {} trials\n{:<{}}",
                      o.alternatives + 1, o.depths.size(), o.trials, "method", w);
-    for (int64_t l : o.lengths) s += fmt::format("{:>14}", l);
+    for (int64_t l : o.lengths) s += fmt::format("{:>20}", l);
     s += "\n";
     for (const auto& m : r.methods) {
       s += fmt::format("{:<{}}", m.label, w);
       for (int64_t l : o.lengths) {
         const PasskeyCell t = passkey_total(cells, m.label, l);
-        s += fmt::format("{:>14}", t.trials ? fmt::format("{}/{} {:.2f}", t.exact, t.trials, t.rank_score) : "");
+        s += fmt::format("{:>20}", t.trials ? fmt::format("{}/{} {:.2f} {:.3f}", t.exact, t.trials, t.rank_score, t.needle_nll) : "");
       }
       s += "\n";
     }

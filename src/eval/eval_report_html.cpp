@@ -41,6 +41,9 @@ std::string page_head(const EvalReport& r, const LlamaModel& model) {
                    "RoPE θ = {}, <b>trained at {} tokens</b>.</p>\n",
                    hp.n_layers, hp.dim, hp.n_heads, hp.n_kv_heads, hp.head_dim, hp.head_dim / 2, hp.vocab_size,
                    hp.rope_theta, L);
+  if (!r.endpoint.empty())
+    h += "<p>Evaluated through the endpoint <code>" + html_escape(r.endpoint) +
+         "</code> (the model file above describes it; its weights were not loaded here).</p>\n";
   if (!r.command.empty()) h += "<p>Command: <code>" + html_escape(r.command) + "</code></p>\n";
   h += fmt::format("<p>Run time {:.0f} s.</p>\n", r.seconds);
 
@@ -161,7 +164,9 @@ std::string passkey_section(const EvalReport& r) {
   h += "<h2>Passkey retrieval</h2>\n";
   h += fmt::format("<p>{} filler, needle \"The pass key is NNNNN. Remember it. NNNNN is the pass key.\" at each depth, "
                    "{} trial(s) per cell, seed {}. Colour: rank score — the true key's log-probability rank among {} "
-                   "candidates, 1 = ranked first, 0.5 = chance. Text: exact greedy retrievals / prompts.</p>\n",
+                   "candidates, 1 = ranked first, 0.5 = chance. Text: exact greedy retrievals / prompts. Needle NLL: the key's "
+                   "negative log-likelihood per token after the haystack, teacher-forced (LongRoPE2's needle "
+                   "perplexity is its exponential).</p>\n",
                    o.haystack.empty() ? "Built-in" : "File", o.trials, o.seed, o.alternatives + 1);
   h += "<div class=\"maps\">\n";
   for (const auto& m : r.methods) {
@@ -187,13 +192,14 @@ std::string passkey_section(const EvalReport& r) {
     h += render_svg(hm);
   }
   h += "</div>\n<table><tr><th>method</th>";
-  for (int64_t l : o.lengths) h += fmt::format("<th>{} exact</th><th>{} rank score</th>", l, l);
+  for (int64_t l : o.lengths) h += fmt::format("<th>{} exact</th><th>{} rank score</th><th>{} needle NLL</th>", l, l, l);
   h += "</tr>\n";
   for (const auto& m : r.methods) {
     h += "<tr><td>" + html_escape(m.label) + "</td>";
     for (int64_t l : o.lengths) {
       const PasskeyCell t = passkey_total(cells, m.label, l);
-      h += t.trials ? fmt::format("<td>{}/{}</td><td>{:.2f}</td>", t.exact, t.trials, t.rank_score) : "<td></td><td></td>";
+      h += t.trials ? fmt::format("<td>{}/{}</td><td>{:.2f}</td><td>{:.3f}</td>", t.exact, t.trials, t.rank_score, t.needle_nll)
+                    : "<td></td><td></td><td></td>";
     }
     h += "</tr>\n";
   }

@@ -139,25 +139,44 @@ std::vector<PasskeyPrompt> build_passkey_prompts(const Tokenizer& tok, const Pas
   return prompts;
 }
 
+bool passkey_exact(const std::string& generated, const std::string& key) {
+  const size_t a = generated.find_first_not_of(' ');
+  if (a == std::string::npos) return false;
+  const size_t b = generated.find_first_not_of("0123456789", a);
+  return generated.substr(a, b == std::string::npos ? std::string::npos : b - a) == key;
+}
+
+void rank_passkey_answers(PasskeyTrial& t, const std::vector<double>& lp, const std::vector<std::vector<int>>& answers) {
+  t.key_logprob = lp.at(0);
+  t.key_tokens = int(answers.at(0).size());
+  t.rank = 1;
+  for (size_t i = 1; i < lp.size(); ++i) t.rank += lp[i] > lp[0];
+}
+
+int passkey_generate_tokens(const std::vector<PasskeyPrompt>& prompts) {
+  size_t longest_answer = 0;
+  for (const auto& p : prompts)
+    for (const auto& a : p.answers) longest_answer = std::max(longest_answer, a.size());
+  return int(longest_answer) + 2;
+}
+
 std::vector<PasskeyTrial> evaluate_passkey(const LlamaModel& model, const Tokenizer& tok,
                                            const std::vector<RopeSetting>& methods,
                                            const std::vector<PasskeyPrompt>& prompts, const PasskeyOptions& o,
                                            const EvalProgress& progress) {
   int64_t longest = 0, total = 0;
-  size_t longest_answer = 0;
   for (const auto& p : prompts) {
     longest = std::max<int64_t>(longest, int64_t(p.ids.size()));
-    for (const auto& a : p.answers) longest_answer = std::max(longest_answer, a.size());
     total += int64_t(p.ids.size()) * int64_t(methods.size());
   }
-  const int generate = int(longest_answer) + 2;
+  const int generate = passkey_generate_tokens(prompts);
   const int V = model.hp.vocab_size;
   std::vector<PasskeyTrial> out;
   int64_t done = 0;
   for (const auto& m : methods) {
-    InferenceSession s(model, session_options_for(m, o.run, longest + std::max<int64_t>(generate, longest_answer)));
+    InferenceSession s(model, session_options_for(m, o.run, longest + generate));
     for (const auto& p : prompts) {
-      PasskeyTrial t{m.label, p.length, p.depth, p.trial, p.key, "", false, 1, 0.0};
+      PasskeyTrial t{m.label, p.length, p.depth, p.trial, p.key, "", false, 1, 0.0, 0};
       s.reset();
       const std::vector<float> last = s.forward(p.ids);
       const int64_t end = s.position();
@@ -171,9 +190,7 @@ std::vector<PasskeyTrial> evaluate_passkey(const LlamaModel& model, const Tokeni
         prev = next;
         logits = s.forward(std::span<const int>(&next, 1));
       }
-      size_t a = t.generated.find_first_not_of(' ');
-      size_t b = a == std::string::npos ? a : t.generated.find_first_not_of("0123456789", a);
-      t.exact = a != std::string::npos && t.generated.substr(a, b == std::string::npos ? std::string::npos : b - a) == p.key;
+      t.exact = passkey_exact(t.generated, p.key);
       // log p(candidate | prompt) for the key and each alternative.
       std::vector<double> lp;
       for (const auto& ans : p.answers) {
@@ -185,8 +202,7 @@ std::vector<PasskeyTrial> evaluate_passkey(const LlamaModel& model, const Tokeni
         }
         lp.push_back(sum);
       }
-      t.key_logprob = lp[0];
-      for (size_t i = 1; i < lp.size(); ++i) t.rank += lp[i] > lp[0];
+      rank_passkey_answers(t, lp, p.answers);
       out.push_back(std::move(t));
       done += int64_t(p.ids.size());
       if (progress) progress(done, total);
@@ -200,14 +216,15 @@ std::vector<PasskeyCell> passkey_cells(const std::vector<PasskeyTrial>& trials, 
   std::map<std::tuple<std::string, int64_t, double>, size_t> index;
   for (const auto& t : trials) {
     auto [it, fresh] = index.try_emplace({t.method, t.length, t.depth}, cells.size());
-    if (fresh) cells.push_back({t.method, t.length, t.depth, 0, 0, 0.0, 0.0});
+    if (fresh) cells.push_back({t.method, t.length, t.depth});
     PasskeyCell& c = cells[it->second];
     ++c.trials;
     c.exact += t.exact;
     c.mean_rank += t.rank;
     c.rank_score += 1.0 - double(t.rank - 1) / std::max(1, alternatives);
+    c.needle_nll += -t.key_logprob / std::max(1, t.key_tokens);
   }
-  for (auto& c : cells) c.mean_rank /= c.trials, c.rank_score /= c.trials;
+  for (auto& c : cells) c.mean_rank /= c.trials, c.rank_score /= c.trials, c.needle_nll /= c.trials;
   return cells;
 }
 

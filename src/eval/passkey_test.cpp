@@ -118,6 +118,7 @@ TEST_F(Passkey, ScoresAgreeWithAFreshForwardPass) {
     lp += row[all[i]] - std::log(z);
   }
   EXPECT_NEAR(trials[4 + 3].key_logprob, lp, 1e-3);
+  EXPECT_EQ(trials[4 + 3].key_tokens, int(p.answers[0].size()));
   const auto cells = passkey_cells(trials, o.alternatives);
   ASSERT_EQ(cells.size(), 8u);
   for (const auto& c : cells) {
@@ -129,8 +130,8 @@ TEST_F(Passkey, ScoresAgreeWithAFreshForwardPass) {
 }
 
 TEST(PasskeyCells, Aggregation) {
-  std::vector<PasskeyTrial> t{{"a", 512, 0.5, 0, "1", "", true, 1, -1}, {"a", 512, 0.5, 1, "2", "", false, 3, -2},
-                              {"b", 512, 0.5, 0, "1", "", false, 5, -3}};
+  std::vector<PasskeyTrial> t{{"a", 512, 0.5, 0, "1", "", true, 1, -1, 2}, {"a", 512, 0.5, 1, "2", "", false, 3, -2, 4},
+                              {"b", 512, 0.5, 0, "1", "", false, 5, -3, 3}};
   const auto c = passkey_cells(t, 4);
   ASSERT_EQ(c.size(), 2u);
   EXPECT_EQ(c[0].trials, 2);
@@ -138,6 +139,21 @@ TEST(PasskeyCells, Aggregation) {
   EXPECT_DOUBLE_EQ(c[0].mean_rank, 2.0);
   EXPECT_DOUBLE_EQ(c[0].rank_score, (1.0 + 0.5) / 2);
   EXPECT_DOUBLE_EQ(c[1].rank_score, 0.0);
+  EXPECT_DOUBLE_EQ(c[0].needle_nll, (1.0 / 2 + 2.0 / 4) / 2);  // per key token, averaged over trials
+  EXPECT_DOUBLE_EQ(c[1].needle_nll, 1.0);
+}
+
+TEST(PasskeyAnswers, ExactAndRank) {
+  EXPECT_TRUE(passkey_exact(" 68217. Remember", "68217"));
+  EXPECT_TRUE(passkey_exact("68217", "68217"));
+  EXPECT_FALSE(passkey_exact(" 682170", "68217"));  // more digits is another number
+  EXPECT_FALSE(passkey_exact(" 6821", "68217"));
+  EXPECT_FALSE(passkey_exact("   ", "68217"));
+  PasskeyTrial t;
+  rank_passkey_answers(t, {-3.0, -1.0, -5.0, -2.5}, {{1, 2, 3}, {4}, {5}, {6}});
+  EXPECT_EQ(t.rank, 3);  // two alternatives are more likely
+  EXPECT_DOUBLE_EQ(t.key_logprob, -3.0);
+  EXPECT_EQ(t.key_tokens, 3);
 }
 
 }  // namespace

@@ -31,6 +31,19 @@ std::vector<EvalWindow> plan_windows(int64_t n, int64_t ctx, int64_t stride) {
   return w;
 }
 
+std::vector<EvalWindow> plan_eval_windows(int64_t n, int64_t ctx, const PerplexityOptions& o) {
+  if (o.bos_each_window && ctx < 3)
+    throw std::invalid_argument("ctx must be at least 3 tokens when a BOS leads each window, got " + std::to_string(ctx));
+  return plan_windows(n, ctx - window_offset(o), o.stride);
+}
+
+void finish_perplexity(PerplexityResult& r) {
+  double sum = 0;
+  for (double x : r.position_nll) sum += x;
+  r.nll = r.tokens ? sum / double(r.tokens) : std::numeric_limits<double>::quiet_NaN();
+  r.ppl = std::exp(r.nll);
+}
+
 SessionOptions session_options_for(const RopeSetting& setting, const RunOptions& run, int64_t max_context) {
   SessionOptions so;
   so.rope = setting.spec;
@@ -89,7 +102,7 @@ std::vector<PerplexityResult> evaluate_perplexity(const LlamaModel& model, std::
   std::vector<std::vector<EvalWindow>> plans;
   int64_t total = 0;
   for (int64_t ctx : opt.ctxs) {
-    plans.push_back(plan_windows(static_cast<int64_t>(ids.size()), ctx, opt.stride));
+    plans.push_back(plan_eval_windows(static_cast<int64_t>(ids.size()), ctx, opt));
     if (plans.back().empty())
       throw std::invalid_argument("the input has " + std::to_string(ids.size()) + " tokens, less than one window of " +
                                   std::to_string(ctx));
@@ -107,18 +120,21 @@ std::vector<PerplexityResult> evaluate_perplexity(const LlamaModel& model, std::
       r.ctx = ctx;
       r.position_nll.assign(ctx, 0.0);
       r.position_tokens.assign(ctx, 0);
+      std::vector<int> with_bos;
       for (const auto& w : plans[c]) {
-        r.tokens += score_window(session, ids.subspan(w.begin, w.end - w.begin), w.score_from, r.position_nll,
-                                 r.position_tokens);
+        std::span<const int> tokens = ids.subspan(w.begin, w.end - w.begin);
+        if (opt.bos_each_window) {
+          with_bos.assign(1, *opt.bos_each_window);
+          with_bos.insert(with_bos.end(), tokens.begin(), tokens.end());
+          tokens = with_bos;
+        }
+        r.tokens += score_window(session, tokens, w.score_from + window_offset(opt), r.position_nll, r.position_tokens);
         ++r.windows;
-        r.window_tokens += w.end - w.begin;
+        r.window_tokens += int64_t(tokens.size());
         done += w.end - w.begin;
         if (progress) progress(done, total);
       }
-      double sum = 0;
-      for (double x : r.position_nll) sum += x;
-      r.nll = r.tokens ? sum / double(r.tokens) : std::numeric_limits<double>::quiet_NaN();
-      r.ppl = std::exp(r.nll);
+      finish_perplexity(r);
       r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
       results.push_back(std::move(r));
     }

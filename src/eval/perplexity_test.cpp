@@ -107,6 +107,19 @@ TEST(Perplexity, TinyModelMatchesHandComputation) {
   const auto slide = evaluate_perplexity(m, ids, resolve_eval_methods(m, {{"none", ""}}), opt);
   EXPECT_EQ(slide[0].tokens, 7);
   EXPECT_NEAR(slide[0].nll, sum / 7, 1e-6);  // this model has no context, so the windows change nothing
+  // A BOS (token 2 here) before every window of ctx − 1 = 4 stream tokens, as a served prompt has:
+  // [2 | 0 1 2 0] and [2 | 2 1 1 0]; the first stream token of each is context only.
+  opt.ctxs = {5};
+  opt.stride = 0;
+  opt.bos_each_window = 2;
+  const auto bos = evaluate_perplexity(m, ids, resolve_eval_methods(m, {{"none", ""}}), opt);
+  EXPECT_EQ(bos[0].windows, 2);
+  EXPECT_EQ(bos[0].tokens, 6);
+  EXPECT_EQ(bos[0].position_tokens[0] + bos[0].position_tokens[1], 0);
+  EXPECT_NEAR(bos[0].position_nll[2], expected[0] + expected[4], 1e-6);
+  EXPECT_NEAR(bos[0].nll, (expected[0] + expected[1] + expected[2] + expected[4] + expected[5] + expected[6]) / 6, 1e-6);
+  opt.ctxs = {2};
+  EXPECT_THROW(evaluate_perplexity(m, ids, resolve_eval_methods(m, {{"none", ""}}), opt), std::invalid_argument);
 }
 
 std::filesystem::path stories() { return test::shared_dir() / "models/stories260K"; }

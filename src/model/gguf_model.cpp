@@ -292,17 +292,8 @@ LlamaModel load_gguf_model(const std::string& path, GgufRopeSource gguf_rope) {
   require_valid_model_shape(c);
   if (c.intermediate_size <= 0)
     throw_invalid(path, shape_key(c, ShapeField::Intermediate), "(missing or 0)", "the feed-forward width is needed to run the model");
+  m.hp = hparams_from_config(c);
   auto& hp = m.hp;
-  hp.dim = int(c.hidden_size);
-  hp.hidden_dim = int(c.intermediate_size);
-  hp.n_layers = int(c.num_hidden_layers);
-  hp.n_heads = int(c.num_attention_heads);
-  hp.n_kv_heads = int(c.num_key_value_heads);
-  hp.head_dim = int(c.head_dim);
-  hp.trained_context = int(c.trained_context());
-  hp.layout = c.layout;
-  hp.rope_theta = number_or(c.rope_parameters, "rope_theta", 10000.0);
-  hp.norm_eps = static_cast<float>(c.rms_norm_eps.value_or(hp.norm_eps));
   // Every block the file holds is one the metadata counts (and the loop below needs each it counts).
   std::vector<std::string> names;
   for (const auto& t : f.tensors) names.push_back(t.name);

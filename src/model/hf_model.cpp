@@ -221,17 +221,8 @@ LlamaModel load_hf_model(const std::string& path_in) {
   if (c.intermediate_size <= 0 || c.vocab_size <= 0)
     throw_invalid(cfg_path.string(), c.intermediate_size <= 0 ? "intermediate_size" : "vocab_size", "(missing or 0)",
                   "must be a positive integer to run the model");
+  m.hp = hparams_from_config(c);
   auto& hp = m.hp;
-  hp.dim = int(c.hidden_size);
-  hp.hidden_dim = int(c.intermediate_size);
-  hp.n_layers = int(c.num_hidden_layers);
-  hp.n_heads = int(c.num_attention_heads);
-  hp.n_kv_heads = int(c.num_key_value_heads);
-  hp.head_dim = int(c.head_dim);
-  hp.vocab_size = int(c.vocab_size);
-  hp.trained_context = int(c.trained_context());
-  hp.norm_eps = static_cast<float>(c.rms_norm_eps.value_or(1e-5));
-  hp.rope_theta = number_or(c.rope_parameters, "rope_theta", 10000.0);
   hp.layout = PairLayout::HalfSplit;  // HF q/k rows are in rotate_half order
   // The raw config for the one field ModelConfig does not keep (tie_word_embeddings).
   MappedFile cf(cfg_path.string());

@@ -16,6 +16,24 @@ std::vector<WeightTensor> weight_tensors(LlamaModel& m) {
   return t;
 }
 
+LlamaHParams hparams_from_config(const ModelConfig& c) {
+  LlamaHParams hp;
+  hp.dim = int(c.hidden_size);
+  hp.hidden_dim = int(c.intermediate_size);
+  hp.n_layers = int(c.num_hidden_layers);
+  hp.n_heads = int(c.num_attention_heads);
+  hp.n_kv_heads = int(c.num_key_value_heads);
+  hp.head_dim = int(c.head_dim);
+  hp.vocab_size = int(c.vocab_size);
+  hp.trained_context = int(c.trained_context());
+  hp.layout = c.layout;
+  hp.rope_theta = c.rope_parameters.contains("rope_theta") && c.rope_parameters["rope_theta"].is_number()
+                      ? c.rope_parameters["rope_theta"].get<double>()
+                      : 10000.0;
+  hp.norm_eps = static_cast<float>(c.rms_norm_eps.value_or(hp.norm_eps));
+  return hp;
+}
+
 namespace {
 // The model's position facts; an override's original length defaults to the context it was trained at.
 ModelConfig position_of(const LlamaModel& m) {

@@ -3,6 +3,7 @@
 #include <filesystem>
 
 #include "ropescale/config/mapped_file.h"
+#include "ropescale/config/model_shape.h"
 #include "ropescale/model/hf_model.h"
 #include "ropescale/model/llama_model.h"
 
@@ -16,6 +17,19 @@ LlamaModel load_model(const std::string& path, GgufRopeSource gguf_rope) {
   const auto b = file.bytes();
   if (b.size() >= 4 && std::memcmp(b.data(), "GGUF", 4) == 0) return load_gguf_model(path, gguf_rope);
   return load_llama2c_model(path);
+}
+
+LlamaModel describe_model(const std::string& path, GgufRopeSource gguf_rope) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  LlamaModel m;
+  m.path = path;
+  const bool hf = fs::is_directory(path, ec);
+  m.position = load_model_config(hf ? (fs::path(path) / "config.json").string() : path, gguf_rope);
+  require_valid_model_shape(m.position);
+  m.hp = hparams_from_config(m.position);
+  if (m.position.format == SourceFormat::HfConfig) m.hp.layout = PairLayout::HalfSplit;
+  return m;
 }
 
 }  // namespace ropescale

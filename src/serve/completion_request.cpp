@@ -38,8 +38,10 @@ bool boolean(const json& v, const std::string& param) {
 
 }  // namespace
 
-CompletionRequest parse_completion_request(const std::string& body, const RequestLimits& limits) {
-  // Depth-limited parse: a body of nested arrays must not exhaust the stack.
+namespace {
+
+// Depth-limited parse: a body of nested arrays must not exhaust the stack.
+json parse_body(const std::string& body, const RequestLimits& limits) {
   bool too_deep = false;
   json j = json::parse(body, [&](int depth, json::parse_event_t, json&) {
     if (depth > limits.max_json_depth) too_deep = true;
@@ -48,7 +50,36 @@ CompletionRequest parse_completion_request(const std::string& body, const Reques
   if (too_deep) throw ApiError(400, "the request body nests deeper than " + std::to_string(limits.max_json_depth) + " levels");
   if (j.is_discarded()) throw ApiError(400, "the request body is not valid JSON");
   if (!j.is_object()) throw ApiError(400, "the request body must be a JSON object");
+  return j;
+}
 
+}  // namespace
+
+TokenizeRequest parse_tokenize_request(const std::string& body, const RequestLimits& limits) {
+  json j = parse_body(body, limits);
+  TokenizeRequest r;
+  if (!j.contains("prompt") || !j["prompt"].is_string()) bad("prompt", "is required and must be a string");
+  r.prompt = j["prompt"].get<std::string>();
+  if (j.contains("add_special_tokens") && !j["add_special_tokens"].is_null())
+    r.add_special_tokens = boolean(j["add_special_tokens"], "add_special_tokens");
+  return r;
+}
+
+std::vector<int> parse_detokenize_request(const std::string& body, const RequestLimits& limits) {
+  json j = parse_body(body, limits);
+  if (!j.contains("tokens") || !j["tokens"].is_array()) bad("tokens", "is required and must be an array of token ids");
+  const json& t = j["tokens"];
+  if (t.size() > size_t(limits.max_prompt_tokens))
+    bad("tokens", std::to_string(t.size()) + " tokens exceed the limit of " + std::to_string(limits.max_prompt_tokens));
+  std::vector<int> ids;
+  ids.reserve(t.size());
+  for (size_t i = 0; i < t.size(); ++i)
+    ids.push_back(static_cast<int>(integer(t[i], "tokens[" + std::to_string(i) + "]", 0, INT32_MAX)));
+  return ids;
+}
+
+CompletionRequest parse_completion_request(const std::string& body, const RequestLimits& limits) {
+  json j = parse_body(body, limits);
   CompletionRequest r;
   auto has = [&](const char* k) { return j.contains(k) && !j[k].is_null(); };
   if (has("model")) {

@@ -252,6 +252,31 @@ int serve(const ServeOptions& o, const std::function<void(const std::string&, in
     send_error(res, ApiError(res.status, why, "", res.status == 404 ? "not_found_error" : "invalid_request_error"));
   });
   svr.Post("/v1/completions", [&](const httplib::Request& req, httplib::Response& res) { handle_completion(s, req, res); });
+  // vLLM's tokenizer routes, so an evaluation client can cut windows by this server's own token counts.
+  svr.Post("/tokenize", [&](const httplib::Request& req, httplib::Response& res) {
+    try {
+      const TokenizeRequest r = parse_tokenize_request(req.body, s.opt.limits);
+      const std::vector<int> ids = s.tok->encode(r.prompt, r.add_special_tokens, false);
+      res.set_content(dump({{"count", ids.size()}, {"max_model_len", s.max_context}, {"tokens", ids}}), "application/json");
+    } catch (const ApiError& e) {
+      send_error(res, e);
+    }
+  });
+  svr.Post("/detokenize", [&](const httplib::Request& req, httplib::Response& res) {
+    try {
+      const std::vector<int> ids = parse_detokenize_request(req.body, s.opt.limits);
+      check_prompt_ids(ids, s.model.hp.vocab_size);
+      std::string text;
+      int previous = s.tok->bos();  // a span reads as a prompt's start: no leading space
+      for (int id : ids) {
+        if (id != s.tok->bos() && id != s.tok->eos()) text += s.tok->decode(previous, id);
+        previous = id;
+      }
+      res.set_content(dump({{"prompt", text}}), "application/json");
+    } catch (const ApiError& e) {
+      send_error(res, e);
+    }
+  });
   svr.Get("/v1/models", [&](const httplib::Request&, httplib::Response& res) {
     const json model = {{"id", s.name}, {"object", "model"}, {"created", s.created}, {"owned_by", "ropescale"},
                         {"max_model_len", s.max_context}, {"trained_context", s.model.hp.trained_context},

@@ -363,6 +363,14 @@ TEST(Cli, EvalRejectsBadInput) {
   EXPECT_EQ(r.code, 2);
   EXPECT_NE(r.err.find("shorter than the prompt"), std::string::npos) << r.err;
   EXPECT_EQ(run("eval passkey" + m + " --lengths 200 --depths 0.5,2").code, 2);
+  // A dead endpoint: exit 2, naming the URL (port 9 on loopback: nothing listens there).
+  r = run("eval ppl" + m + " --ids " + good + " --ctx 4 --endpoint http://127.0.0.1:9");
+  EXPECT_EQ(r.code, 2);
+  EXPECT_NE(r.err.find("--endpoint"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("http://127.0.0.1:9/v1/models: cannot connect"), std::string::npos) << r.err;
+  r = run("eval ppl" + m + " --ids " + good + " --ctx 4 --endpoint ftp://127.0.0.1:9");
+  EXPECT_EQ(r.code, 2);
+  EXPECT_NE(r.err.find("not an http:// URL"), std::string::npos) << r.err;
 }
 
 TEST(Cli, EvalPasskeyJson) {

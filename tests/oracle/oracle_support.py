@@ -104,3 +104,16 @@ def compare_ids(label, ours, theirs, engine):
           ("" if ok else f" vs {len(theirs)}; first difference at {where}: ropescale {ours[where:where + 6]}, "
                          f"{engine} {theirs[where:where + 6]}"), flush=True)
     return ok
+
+
+class Checks:
+    """Named pass/fail checks, printed as they run; the oracle exits 1 when any failed."""
+
+    def __init__(self):
+        self.passed = self.failed = 0
+
+    def check(self, ok, what, detail=""):
+        print(f"{'ok  ' if ok else 'FAIL'} {what}" + (f" — {detail}" if detail else ""), flush=True)
+        self.passed += bool(ok)
+        self.failed += not ok
+        return ok

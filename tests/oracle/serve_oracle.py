@@ -31,7 +31,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from oracle_support import log_softmax, ropescale_ids, ropescale_logits, shared_root
+from oracle_support import Checks, log_softmax, ropescale_ids, ropescale_logits, shared_root
 
 try:
     import numpy as np
@@ -87,17 +87,6 @@ class Server:
                 self.proc.kill()
                 self.proc.wait()
         return self.proc.returncode
-
-
-class Checks:
-    def __init__(self):
-        self.passed = self.failed = 0
-
-    def check(self, ok, what, detail=""):
-        print(f"{'ok  ' if ok else 'FAIL'} {what}" + (f" — {detail}" if detail else ""), flush=True)
-        self.passed += bool(ok)
-        self.failed += not ok
-        return ok
 
 
 def sample_metric(families, family, **labels):

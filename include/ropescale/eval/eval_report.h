@@ -17,6 +17,7 @@ namespace ropescale {
 
 struct EvalReport {
   std::string model_path;
+  std::string endpoint;         // "URL (served model)" when the model was evaluated through an endpoint
   std::string input;            // the text or ids file ("" when perplexity was not run)
   int64_t input_tokens = 0;     // tokens in the input (before windowing)
   std::vector<RopeSetting> methods;  // resolved once (resolve_eval_methods); results join on them

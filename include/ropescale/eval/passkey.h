@@ -68,7 +68,17 @@ struct PasskeyTrial {
   bool exact = false;      // its leading digits equal the key
   int rank = 0;            // 1 = the true key is the most likely of 1 + alternatives
   double key_logprob = 0;  // log p(key | prompt), summed over its tokens
+  int key_tokens = 0;      // tokens of the key: the needle NLL is −key_logprob / key_tokens
 };
+
+// Whether a greedy continuation retrieves `key`: its first digits (after spaces) are the key.
+bool passkey_exact(const std::string& generated, const std::string& key);
+// Fills rank, key_logprob and key_tokens from log p(answer | prompt) of the key (first) and
+// each alternative, given the prompt's answers (token lists, key first).
+void rank_passkey_answers(PasskeyTrial& t, const std::vector<double>& answer_logprobs,
+                          const std::vector<std::vector<int>>& answers);
+// Tokens greedy retrieval generates for `prompts`: the longest answer + 2.
+int passkey_generate_tokens(const std::vector<PasskeyPrompt>& prompts);
 
 // Every method on every prompt (method-major). `progress` counts prompt tokens.
 std::vector<PasskeyTrial> evaluate_passkey(const LlamaModel& model, const Tokenizer& tok,
@@ -84,6 +94,7 @@ struct PasskeyCell {
   int exact = 0;            // prompts retrieved exactly
   double mean_rank = 0;
   double rank_score = 0;    // mean of 1 − (rank − 1) / alternatives: 1 = always first, 0.5 ≈ chance
+  double needle_nll = 0;    // mean over trials of the key's NLL per token (LongRoPE2's needle perplexity, in nats)
 };
 // Aggregates by (method, length, depth), in first-seen order.
 std::vector<PasskeyCell> passkey_cells(const std::vector<PasskeyTrial>& trials, int alternatives);

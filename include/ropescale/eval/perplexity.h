@@ -53,7 +53,18 @@ struct PerplexityOptions {
   std::vector<int64_t> ctxs;
   int64_t stride = 0;
   RunOptions run;
+  // Set: every window is this token (BOS) then ctx − 1 tokens of the stream (which has
+  // no BOS), as a served text prompt is — the protocol of an endpoint evaluation, so a
+  // local run can be compared with it. The windows are planned over the stream with
+  // ctx − 1, and the first stream token of each is context only, as without it.
+  std::optional<int> bos_each_window;
 };
+
+// The stream windows of one context under `o` (plan_windows with ctx − 1 when a BOS
+// leads each window). A window's tokens at position t are: BOS at 0 when set, then the
+// stream from `begin`; window_offset(o) is 1 or 0 accordingly.
+std::vector<EvalWindow> plan_eval_windows(int64_t n_tokens, int64_t ctx, const PerplexityOptions& o);
+inline int64_t window_offset(const PerplexityOptions& o) { return o.bos_each_window ? 1 : 0; }
 
 struct PerplexityResult {
   RopeSetting setting;       // the method, as resolved (label, dict, spec)
@@ -82,6 +93,9 @@ std::vector<NllBucket> nll_buckets(const PerplexityResult& r, int64_t width);
 // `tokens` is the whole window; the session is reset first.
 int64_t score_window(InferenceSession& session, std::span<const int> tokens, int64_t score_from,
                      std::vector<double>& position_nll, std::vector<int64_t>& position_tokens);
+
+// Sets nll and ppl from the per-position sums.
+void finish_perplexity(PerplexityResult& r);
 
 // Called after each window with (work done, total work) in tokens processed.
 using EvalProgress = std::function<void(int64_t done, int64_t total)>;

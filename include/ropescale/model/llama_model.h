@@ -79,6 +79,15 @@ RopeSetting rope_setting_for_model(const LlamaModel& m, const nlohmann::json& ro
 // Its spec alone.
 RopeSpec rope_spec_for_model(const LlamaModel& m, const std::string& rope_scaling_json = "");
 
+// The shape a model file's metadata describes (no weights are read).
+LlamaHParams hparams_from_config(const ModelConfig& c);
+
+// A model as its config describes it — shape, trained length, rope facts —
+// with no weights: what an evaluation of a model served elsewhere (an endpoint)
+// needs to resolve rope settings and label its report. Any file load_model
+// takes; only the config or the GGUF metadata is read. Throws ConfigError.
+LlamaModel describe_model(const std::string& path, GgufRopeSource gguf_rope = GgufRopeSource::Agree);
+
 // Any supported model file (src/model/load_model.cpp): an HF directory or
 // config.json, else by content (GGUF magic, else llama2.c). Throws ConfigError.
 LlamaModel load_model(const std::string& path, GgufRopeSource gguf_rope = GgufRopeSource::Agree);

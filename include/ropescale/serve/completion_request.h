@@ -53,4 +53,13 @@ struct CompletionRequest {
 // best_of > 1, several prompts). Unknown fields are ignored, as OpenAI's are.
 CompletionRequest parse_completion_request(const std::string& body, const RequestLimits& limits);
 
+// POST /tokenize and /detokenize, in vLLM's shapes: {"prompt": text, "add_special_tokens": bool}
+// and {"tokens": [ids]} (ids are range-checked against the vocabulary by the caller).
+struct TokenizeRequest {
+  std::string prompt;
+  bool add_special_tokens = true;  // BOS first, as a text prompt to /v1/completions gets it
+};
+TokenizeRequest parse_tokenize_request(const std::string& body, const RequestLimits& limits);
+std::vector<int> parse_detokenize_request(const std::string& body, const RequestLimits& limits);
+
 }  // namespace ropescale
