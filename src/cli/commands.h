@@ -12,6 +12,7 @@ void add_config_commands(CLI::App& app, int& exit_code);
 void add_bench_commands(CLI::App& app, int& exit_code);
 void add_model_commands(CLI::App& app, int& exit_code);
 void add_eval_commands(CLI::App& app, int& exit_code);
+void add_golden_commands(CLI::App& app, int& exit_code);
 void add_train_commands(CLI::App& app, int& exit_code);
 void add_serve_commands(CLI::App& app, int& exit_code);
 

@@ -78,9 +78,47 @@ PasskeyCell passkey_total(const std::vector<PasskeyCell>& cells, const std::stri
 
 double percent_change(double x, double base) { return (x / base - 1.0) * 100.0; }
 
+json effective_json(const EffectiveContextRule& rule) {
+  return {{"threshold", rule.threshold}, {"higher_is_better", rule.higher_is_better},
+          {"minimum_reference", rule.higher_is_better ? json(rule.minimum_reference) : json(nullptr)}};
+}
+
 }  // namespace report
 
 using namespace report;
+
+std::vector<EffectiveContextRow> effective_context_rows(const EvalReport& r, int64_t trained) {
+  std::vector<EffectiveContextRow> rows;
+  auto add = [&](const std::string& method, const std::string& task, const std::vector<LengthScore>& acc,
+                 const std::vector<LengthScore>& nll) {
+    rows.push_back({method, task, "accuracy", effective_context(acc, trained, r.effective_accuracy)});
+    rows.push_back({method, task, "needle_nll", effective_context(nll, trained, r.effective_nll)});
+  };
+  if (r.passkey_options) {
+    const auto cells = passkey_cells(r.passkey, r.passkey_options->alternatives);
+    for (const auto& m : r.methods) {
+      std::vector<LengthScore> acc, nll;
+      for (int64_t l : r.passkey_options->lengths) {
+        const PasskeyCell t = passkey_total(cells, m.label, l);
+        if (!t.trials) continue;
+        acc.push_back({l, double(t.exact) / t.trials});
+        nll.push_back({l, t.needle_nll});
+      }
+      add(m.label, "passkey", acc, nll);
+    }
+  }
+  if (r.task_options) {
+    const auto totals = task_cells(r.tasks, true);
+    for (const auto& m : r.methods)
+      for (TaskKind k : r.task_options->tasks) {
+        std::vector<LengthScore> acc, nll;
+        for (const auto& c : totals)
+          if (c.method == m.label && c.kind == k) acc.push_back({c.length, c.score}), nll.push_back({c.length, c.needle_nll});
+        add(m.label, task_info(k).name, acc, nll);
+      }
+  }
+  return rows;
+}
 
 const RopeSetting* baseline_method(const EvalReport& r) {
   for (const auto& m : r.methods)
@@ -161,6 +199,42 @@ json eval_json(const EvalReport& r, const LlamaModel& model) {
                     {"cells", cells},
                     {"trials", trials}};
   }
+  if (r.task_options) {
+    const auto& o = *r.task_options;
+    json names = json::array(), cells = json::array(), totals = json::array(), trials = json::array();
+    for (TaskKind k : o.tasks) names.push_back(task_info(k).name);
+    auto cell_json = [](const TaskCell& c) {
+      return json{{"method", c.method}, {"task", task_info(c.kind).name}, {"length", c.length},
+                  {"depth", std::isfinite(c.depth) ? json(c.depth) : json(nullptr)}, {"trials", c.trials},
+                  {"exact", c.exact}, {"score", c.score}, {"needle_nll", c.needle_nll}};
+    };
+    for (const auto& c : task_cells(r.tasks)) cells.push_back(cell_json(c));
+    for (const auto& c : task_cells(r.tasks, true)) totals.push_back(cell_json(c));
+    for (const auto& t : r.tasks)
+      trials.push_back({{"method", t.method}, {"task", task_info(t.kind).name}, {"length", t.length}, {"depth", t.depth},
+                        {"trial", t.trial}, {"references", t.references}, {"generated", t.generated}, {"score", t.score},
+                        {"needle_nll", t.needle_nll}});
+    j["tasks"] = {{"options",
+                   {{"tasks", names}, {"lengths", o.lengths}, {"depths", o.depths}, {"trials", o.trials}, {"seed", o.seed},
+                    {"kv_records", o.kv_records}, {"wording", o.wording == TaskWording::Ruler ? "ruler" : "compact"},
+                    {"haystack", o.haystack.empty() ? "noise" : "file"}}},
+                  {"scoring", "string_match_all (RULER): share of the references found in the greedy continuation; "
+                              "needle_nll: nats per answer token, teacher-forced after the prompt"},
+                  {"cells", cells},
+                  {"totals", totals},
+                  {"trials", trials}};
+  }
+  if (r.passkey_options || r.task_options) {
+    json rows = json::array();
+    for (const auto& x : effective_context_rows(r, hp.trained_context))
+      rows.push_back({{"method", x.method}, {"task", x.task}, {"metric", x.metric},
+                      {"reference_length", x.result.reference_length}, {"reference", x.result.reference},
+                      {"effective_length", x.result.effective ? json(x.result.effective) : json(nullptr)},
+                      {"why", x.result.why.empty() ? json(nullptr) : json(x.result.why)}});
+    j["effective_context"] = {{"rules", {{"accuracy", effective_json(r.effective_accuracy)},
+                                         {"needle_nll", effective_json(r.effective_nll)}}},
+                              {"rows", rows}};
+  }
   return j;
 }
 
@@ -215,6 +289,39 @@ std::string eval_summary_text(const EvalReport& r, const LlamaModel& model) {
       }
       s += "\n";
     }
+  }
+  if (r.task_options) {
+    const auto& o = *r.task_options;
+    const auto totals = task_cells(r.tasks, true);
+    s += fmt::format("\ntasks (RULER-style): score (share of the references found, 1 = all) and needle NLL (nats per "
+                     "answer token), over {} depths × {} trials\n{:<{}}{:<17}",
+                     o.depths.size(), o.trials, "method", w, "task");
+    for (int64_t l : o.lengths) s += fmt::format("{:>16}", l);
+    s += "\n";
+    for (const auto& m : r.methods)
+      for (TaskKind k : o.tasks) {
+        s += fmt::format("{:<{}}{:<17}", m.label, w, task_info(k).name);
+        for (int64_t l : o.lengths) {
+          const auto it = std::find_if(totals.begin(), totals.end(), [&](const TaskCell& c) {
+            return c.method == m.label && c.kind == k && c.length == l;
+          });
+          s += fmt::format("{:>16}", it != totals.end() ? fmt::format("{:.2f} {:.3f}", it->score, it->needle_nll) : "");
+        }
+        s += "\n";
+      }
+  }
+  if (r.passkey_options || r.task_options) {
+    const auto rows = effective_context_rows(r, model.hp.trained_context);
+    s += fmt::format("\neffective context (longest tested length within {:.2f} of the score at the trained length, or "
+                     "within +{:.2f} nats of its needle NLL)\n{:<{}}{:<17}{:>12}{:>12}\n",
+                     r.effective_accuracy.threshold, r.effective_nll.threshold, "method", w, "task", "accuracy", "needle NLL");
+    for (size_t i = 0; i + 1 < rows.size(); i += 2) {
+      auto cell = [](const EffectiveContext& e) { return e.effective ? std::to_string(e.effective) : std::string("—"); };
+      s += fmt::format("{:<{}}{:<17}{:>12}{:>12}\n", rows[i].method, w, rows[i].task, cell(rows[i].result),
+                       cell(rows[i + 1].result));
+    }
+    s += "(— by accuracy: the method scores below " + fixed(r.effective_accuracy.minimum_reference, 2) +
+         " at the trained length; the needle NLL column still compares it)\n";
   }
   return s;
 }

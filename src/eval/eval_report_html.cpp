@@ -235,6 +235,80 @@ std::string exports_section(const EvalReport& r, int64_t L) {
   return h;
 }
 
+// The RULER-style tasks: a table of score and needle NLL per method × task × length, and the
+// depth curves (needle NLL against depth, and accuracy where any method scores), one plot per
+// task and length.
+std::string tasks_section(const EvalReport& r, const std::vector<Style>& styles) {
+  const auto& o = *r.task_options;
+  const auto cells = task_cells(r.tasks), totals = task_cells(r.tasks, true);
+  std::string h = "<h2>Retrieval tasks (RULER-style)</h2>\n";
+  h += fmt::format("<p>{} haystack, {} trial(s) per length × depth, seed {}. Score: RULER's string_match_all, the share "
+                   "of the references found in the greedy continuation (1 = all). Needle NLL: each reference "
+                   "teacher-forced after the prompt, nats per token (lower is better).</p>\n<ul>\n",
+                   o.haystack.empty() ? "Noise" : "File", o.trials, o.seed);
+  for (TaskKind k : o.tasks)
+    h += "<li><b>" + std::string(task_info(k).name) + "</b>: " + html_escape(task_info(k).summary) + "</li>\n";
+  h += "</ul>\n<table><tr><th>method</th><th>task</th>";
+  for (int64_t l : o.lengths) h += fmt::format("<th>{} score</th><th>{} needle NLL</th>", l, l);
+  h += "</tr>\n";
+  for (const auto& m : r.methods)
+    for (TaskKind k : o.tasks) {
+      h += "<tr><td>" + html_escape(m.label) + "</td><td>" + task_info(k).name + "</td>";
+      for (int64_t l : o.lengths) {
+        const auto it = std::find_if(totals.begin(), totals.end(), [&](const TaskCell& c) {
+          return c.method == m.label && c.kind == k && c.length == l;
+        });
+        h += it != totals.end() ? fmt::format("<td>{:.2f}</td><td>{:.3f}</td>", it->score, it->needle_nll) : "<td></td><td></td>";
+      }
+      h += "</tr>\n";
+    }
+  h += "</table>\n";
+  if (o.depths.size() < 2) return h;
+  h += "<h3>Depth curves</h3>\n<p>Each task at each length: the metric against the depth of the asked needle "
+       "(0 = start of the haystack, 1 = end) — the \"lost in the middle\" curve.</p>\n";
+  for (TaskKind k : o.tasks) {
+    const bool any_score = std::any_of(cells.begin(), cells.end(), [&](const TaskCell& c) { return c.kind == k && c.score > 0; });
+    h += "<div class=\"maps\">\n";
+    for (int64_t l : o.lengths)
+      for (int metric = any_score ? 0 : 1; metric < 2; ++metric) {
+        LinePlot p;
+        p.title = fmt::format("{} at {} tokens", task_info(k).name, l);
+        p.x_label = "needle depth";
+        p.y_label = metric == 0 ? "score" : "needle NLL (nats / token)";
+        p.width = 380;
+        p.height = 260;
+        for (size_t i = 0; i < r.methods.size(); ++i) {
+          PlotSeries s{r.methods[i].label, styles[i].color, styles[i].dash, {}};
+          for (const auto& c : cells)
+            if (c.method == r.methods[i].label && c.kind == k && c.length == l)
+              s.points.push_back({c.depth, metric == 0 ? c.score : c.needle_nll});
+          if (!s.points.empty()) p.series.push_back(std::move(s));
+        }
+        h += render_svg(p);
+      }
+    h += "</div>\n";
+  }
+  return h;
+}
+
+std::string effective_context_section(const EvalReport& r, int64_t L) {
+  const auto rows = effective_context_rows(r, L);
+  std::string h = "<h2>Effective context</h2>\n";
+  h += fmt::format("<p>The longest tested length up to which a task stays within {:.2f} of its score at the trained "
+                   "length ({} tokens), and within +{:.2f} nats of its needle NLL there (RULER's effective length, "
+                   "relative to the model's own short-context score). None by accuracy when the method scores below "
+                   "{:.2f} at the trained length.</p>\n<table><tr><th>method</th><th>task</th><th>by accuracy</th>"
+                   "<th>by needle NLL</th></tr>\n",
+                   r.effective_accuracy.threshold, L, r.effective_nll.threshold, r.effective_accuracy.minimum_reference);
+  auto cell = [](const EffectiveContext& e) {
+    return e.effective ? "<td>" + std::to_string(e.effective) + "</td>" : "<td title=\"" + html_escape(e.why) + "\">—</td>";
+  };
+  for (size_t i = 0; i + 1 < rows.size(); i += 2)
+    h += "<tr><td>" + html_escape(rows[i].method) + "</td><td>" + rows[i].task + "</td>" + cell(rows[i].result) +
+         cell(rows[i + 1].result) + "</tr>\n";
+  return h + "</table>\n";
+}
+
 }  // namespace
 
 std::string eval_report_html(const EvalReport& r, const LlamaModel& model) {
@@ -244,6 +318,8 @@ std::string eval_report_html(const EvalReport& r, const LlamaModel& model) {
   std::string h = page_head(r, model);
   if (!r.ppl.empty()) h += perplexity_section(r, L, styles) + nll_section(r, L, styles) + short_context_section(r, model);
   if (r.passkey_options) h += passkey_section(r);
+  if (r.task_options) h += tasks_section(r, styles);
+  if (r.passkey_options || r.task_options) h += effective_context_section(r, L);
   h += exports_section(r, L);
   h += "</body></html>\n";
   return h;

@@ -1,14 +1,17 @@
 #include "ropescale/eval/passkey.h"
 
+#include "prompt_parts.h"
+
 #include <algorithm>
 #include <cmath>
 #include <map>
 #include <set>
 #include <stdexcept>
 
-#include "next_token_nll.h"
 
 namespace ropescale {
+
+using namespace prompt_parts;
 
 namespace {
 
@@ -23,42 +26,6 @@ std::string needle(const std::string& key) {
   return "The pass key is " + key + ". Remember it. " + key + " is the pass key.";
 }
 
-
-// The filler: whole sentences of the built-in text, repeated while they fit
-// (so no sentence is cut and a prompt may end up to one sentence short of its
-// length), or exactly `n` tokens of a haystack file (repeated if it is short).
-// The needle goes at the sentence boundary nearest the depth.
-struct Filler {
-  std::vector<std::vector<int>> sentences;  // built-in
-  std::vector<int> haystack;                // from a file
-  struct Text {
-    std::vector<int> ids;
-    std::vector<int64_t> boundaries;  // token offsets where the needle may go
-  };
-  Text take(int64_t n) const {
-    Text t;
-    t.boundaries.push_back(0);
-    if (!haystack.empty()) {
-      while (int64_t(t.ids.size()) < n)
-        t.ids.insert(t.ids.end(), haystack.begin(), haystack.begin() + std::min<int64_t>(haystack.size(), n - t.ids.size()));
-      for (int64_t i = 1; i <= n; ++i) t.boundaries.push_back(i);
-      return t;
-    }
-    for (size_t i = 0;; i = (i + 1) % sentences.size()) {
-      if (int64_t(t.ids.size() + sentences[i].size()) > n) break;
-      t.ids.insert(t.ids.end(), sentences[i].begin(), sentences[i].end());
-      t.boundaries.push_back(int64_t(t.ids.size()));
-    }
-    return t;
-  }
-};
-
-int64_t nearest(const std::vector<int64_t>& sorted, double at) {
-  int64_t best = sorted.front();
-  for (int64_t b : sorted)
-    if (std::abs(double(b) - at) < std::abs(double(best) - at)) best = b;
-  return best;
-}
 
 }  // namespace
 
@@ -84,13 +51,7 @@ std::vector<PasskeyPrompt> build_passkey_prompts(const Tokenizer& tok, const Pas
   for (double d : o.depths)
     if (!(d >= 0 && d <= 1)) throw std::invalid_argument("passkey: depth " + std::to_string(d) + " is outside 0 … 1");
   const int64_t longest = *std::max_element(o.lengths.begin(), o.lengths.end());
-  Filler filler;
-  if (o.haystack.empty()) {
-    for (const char* s : kFiller) filler.sentences.push_back(tok.encode(s, false, false));
-  } else {  // enough text for the longest prompt (≥ 1 byte per token), repeated if short
-    filler.haystack = tok.encode(o.haystack.substr(0, std::min<size_t>(o.haystack.size(), size_t(longest) * 8)), false, false);
-    if (filler.haystack.empty()) throw std::invalid_argument("passkey: the haystack text is empty");
-  }
+  const Filler filler = Filler::make(tok, passkey_filler_sentences(), o.haystack, longest);
   const std::vector<int> intro = tok.encode(kIntro, true, false);
 
   std::vector<PasskeyPrompt> prompts;
@@ -110,30 +71,21 @@ std::vector<PasskeyPrompt> build_passkey_prompts(const Tokenizer& tok, const Pas
           if (used.insert(k).second) p.alternatives.push_back(k);
         }
         // "… The pass key is" + " KEY": the question is the tokens every candidate shares.
-        std::vector<std::vector<int>> full{tok.encode(std::string(kQuestion) + " " + p.key, false, false)};
-        for (const auto& k : p.alternatives) full.push_back(tok.encode(std::string(kQuestion) + " " + k, false, false));
-        size_t common = full[0].size();
-        for (const auto& f : full)
-          common = std::min<size_t>(common, std::mismatch(f.begin(), f.end(), full[0].begin(), full[0].end()).first - f.begin());
-        for (const auto& f : full) {
-          if (f.size() == common) throw std::invalid_argument("passkey: the tokenizer merges a key into the question");
-          p.answers.emplace_back(f.begin() + common, f.end());
-        }
-        const std::vector<int> question(full[0].begin(), full[0].begin() + common);
+        std::vector<std::string> candidates{p.key};
+        candidates.insert(candidates.end(), p.alternatives.begin(), p.alternatives.end());
+        QuestionAndAnswers qa = split_answers(tok, kQuestion, candidates);
+        p.answers = std::move(qa.answers);
         const std::vector<int> needle_ids = tok.encode(needle(p.key), false, false);
-        const int64_t fixed = int64_t(intro.size() + needle_ids.size() + question.size());
+        const int64_t fixed = int64_t(intro.size() + needle_ids.size() + qa.question.size());
         const int64_t n_filler = p.length - fixed;
         if (n_filler < 0)
           throw std::invalid_argument("passkey: length " + std::to_string(p.length) + " is shorter than the prompt's " +
                                       std::to_string(fixed) + " fixed tokens");
-        const Filler::Text hay = filler.take(n_filler);
-        const int64_t at = nearest(hay.boundaries, p.depth * double(hay.ids.size()));
+        const Placed placed = place_needles(filler.take(n_filler), {needle_ids}, {p.depth});
         p.ids = intro;
-        p.ids.insert(p.ids.end(), hay.ids.begin(), hay.ids.begin() + at);
-        p.needle_at = int64_t(p.ids.size());
-        p.ids.insert(p.ids.end(), needle_ids.begin(), needle_ids.end());
-        p.ids.insert(p.ids.end(), hay.ids.begin() + at, hay.ids.end());
-        p.ids.insert(p.ids.end(), question.begin(), question.end());
+        p.needle_at = int64_t(p.ids.size()) + placed.needle_at[0];
+        p.ids.insert(p.ids.end(), placed.ids.begin(), placed.ids.end());
+        p.ids.insert(p.ids.end(), qa.question.begin(), qa.question.end());
         prompts.push_back(std::move(p));
       }
   return prompts;
@@ -160,54 +112,21 @@ int passkey_generate_tokens(const std::vector<PasskeyPrompt>& prompts) {
   return int(longest_answer) + 2;
 }
 
-std::vector<PasskeyTrial> evaluate_passkey(const LlamaModel& model, const Tokenizer& tok,
-                                           const std::vector<RopeSetting>& methods,
-                                           const std::vector<PasskeyPrompt>& prompts, const PasskeyOptions& o,
-                                           const EvalProgress& progress) {
-  int64_t longest = 0, total = 0;
-  for (const auto& p : prompts) {
-    longest = std::max<int64_t>(longest, int64_t(p.ids.size()));
-    total += int64_t(p.ids.size()) * int64_t(methods.size());
-  }
-  const int generate = passkey_generate_tokens(prompts);
-  const int V = model.hp.vocab_size;
+std::vector<PasskeyTrial> evaluate_passkey(const EvalTarget& target, const std::vector<RopeSetting>& methods,
+                                           const std::vector<PasskeyPrompt>& prompts, const EvalProgress& progress) {
+  std::vector<const RetrievalPrompt*> ps;
+  for (const auto& p : prompts) ps.push_back(&p);
+  const auto outcomes = target.retrieve(methods, ps, passkey_generate_tokens(prompts), progress);
   std::vector<PasskeyTrial> out;
-  int64_t done = 0;
-  for (const auto& m : methods) {
-    InferenceSession s(model, session_options_for(m, o.run, longest + generate));
-    for (const auto& p : prompts) {
-      PasskeyTrial t{m.label, p.length, p.depth, p.trial, p.key, "", false, 1, 0.0, 0};
-      s.reset();
-      const std::vector<float> last = s.forward(p.ids);
-      const int64_t end = s.position();
-      // Greedy continuation.
-      std::vector<float> logits = last;
-      int prev = p.ids.back();
-      for (int i = 0; i < generate; ++i) {
-        const int next = int(std::max_element(logits.begin(), logits.end()) - logits.begin());
-        if (next == tok.eos() || next == tok.bos()) break;
-        t.generated += tok.decode(prev, next);
-        prev = next;
-        logits = s.forward(std::span<const int>(&next, 1));
-      }
+  for (size_t mi = 0; mi < methods.size(); ++mi)
+    for (size_t pi = 0; pi < prompts.size(); ++pi) {
+      const PasskeyPrompt& p = prompts[pi];
+      const RetrievalOutcome& o = outcomes[mi][pi];
+      PasskeyTrial t{methods[mi].label, p.length, p.depth, p.trial, p.key, o.generated, false, 1, 0.0, 0};
       t.exact = passkey_exact(t.generated, p.key);
-      // log p(candidate | prompt) for the key and each alternative.
-      std::vector<double> lp;
-      for (const auto& ans : p.answers) {
-        s.rewind(end);
-        double sum = -next_token_nll(last.data(), V, ans[0]);
-        if (ans.size() > 1) {
-          const auto rows = s.forward(std::span<const int>(ans.data(), ans.size() - 1), true);
-          for (size_t i = 1; i < ans.size(); ++i) sum -= next_token_nll(rows.data() + (i - 1) * V, V, ans[i]);
-        }
-        lp.push_back(sum);
-      }
-      rank_passkey_answers(t, lp, p.answers);
+      rank_passkey_answers(t, o.answer_logprobs, p.answers);
       out.push_back(std::move(t));
-      done += int64_t(p.ids.size());
-      if (progress) progress(done, total);
     }
-  }
   return out;
 }
 

@@ -96,7 +96,7 @@ TEST_F(Passkey, ScoresAgreeWithAFreshForwardPass) {
   o.alternatives = 4;
   const auto prompts = build_passkey_prompts(*tok_, o);
   const auto methods = resolve_eval_methods(m, parse_eval_methods({"none,yarn:2"}, 512));
-  const auto trials = evaluate_passkey(m, *tok_, methods, prompts, o);
+  const auto trials = evaluate_passkey(LocalTarget(m, *tok_, o.run), methods, prompts);
   ASSERT_EQ(trials.size(), 2u * 4);
   for (const auto& t : trials) {
     EXPECT_GE(t.rank, 1);

@@ -489,6 +489,64 @@ TEST(Cli, TheCommittedDefaultModel) {
   EXPECT_GE(exact, 4) << p.out;
 }
 
+// Golden sets: record on the default model, compare the same model (exit 0), another model (exit 1),
+// a text that changed since (exit 2), a file that is not a golden set (exit 2). And `eval tasks`.
+TEST(Cli, GoldenRecordAndCompare) {
+  const auto model = (test::source_dir() / "models/ropescale-kjv-256.gguf").string();
+  std::string text;
+  for (int i = 0; i < 40; ++i) text += "And God said, Let there be light: and there was light. And God saw the light. ";
+  const std::string data = test::write_temp("golden-text.txt", text);
+  const std::string golden = test::write_temp("golden.json", "");
+  const std::string grid = " --ctx 256,512 --lengths 256 --depths 0,1 --trials 1 --methods none,yarn:2 --tasks kv "
+                           "--task-wording compact --threads 1";
+  auto r = run("golden record --model " + model + " --text " + data + grid + " --quiet --out " + golden);
+  ASSERT_EQ(r.code, 0) << r.err;
+  const json doc = json::parse(std::ifstream(golden));
+  EXPECT_EQ(doc["ropescale_golden"], 1);
+  EXPECT_EQ(doc["options"]["text_sha256"].get<std::string>().size(), 64u);
+  EXPECT_EQ(doc["results_json"]["results"].size(), 4u);
+  EXPECT_TRUE(doc["results_json"].contains("tasks"));
+  EXPECT_TRUE(doc["results_json"].contains("effective_context"));
+  // The same model: every gate passes.
+  r = run("golden compare " + golden + " --json -");
+  ASSERT_EQ(r.code, 0) << r.err << r.out;
+  EXPECT_TRUE(r.j()["pass"].get<bool>());
+  EXPECT_GE(r.j()["checks"].size(), 4u + 4u + 4u);  // ppl, passkey exact + NLL, kv score + NLL
+  // Another model (a few training steps from scratch): the gates fail, exit 1, the table says which.
+  const std::string other = test::write_temp("golden-other.gguf", "");
+  ASSERT_EQ(run("train --text " + data + " --out " + other + " --ctx 64 --steps 2 --batch 1 --dim 16 --layers 1 "
+                "--heads 2 --kv-heads 1 --hidden 32 --valid 1").code, 0);
+  r = run("golden compare " + golden + " --model " + other + " --report " + test::write_temp("cmp.html", ""));
+  EXPECT_EQ(r.code, 1) << r.err;
+  EXPECT_NE(r.out.find("FAIL: perplexity"), std::string::npos) << r.out;
+  EXPECT_NE(r.err.find("FAIL"), std::string::npos) << r.err;
+  // Looser gates let it through only if they are loose enough: not here.
+  EXPECT_EQ(run("golden compare " + golden + " --model " + other + " --max-short-ppl-rise 0.5 --quiet").code, 1);
+  // The text changed since: refused before any work.
+  test::write_temp("golden-text.txt", text + "Amen.");
+  r = run("golden compare " + golden);
+  EXPECT_EQ(r.code, 2);
+  EXPECT_NE(r.err.find("changed since the golden set was recorded"), std::string::npos) << r.err;
+  r = run("golden compare " + data);
+  EXPECT_EQ(r.code, 2);
+  EXPECT_NE(r.err.find("is not a golden set"), std::string::npos) << r.err;
+  // eval tasks: every task of the compact wording, its JSON contract.
+  r = run("eval tasks --model " + model + " --lengths 256 --depths 0.5 --trials 1 --methods none "
+          "--task-wording compact --threads 1 --quiet --json -");
+  ASSERT_EQ(r.code, 0) << r.err;
+  const json j = r.j();
+  EXPECT_EQ(j["tasks"]["options"]["tasks"].size(), 6u);
+  EXPECT_EQ(j["tasks"]["trials"].size(), 6u);
+  for (const auto& t : j["tasks"]["trials"]) {
+    EXPECT_GE(t["score"].get<double>(), 0.0);
+    EXPECT_GT(t["needle_nll"].get<double>(), 0.0);
+  }
+  EXPECT_EQ(run("eval tasks --model " + model + " --lengths 256 --tasks niah_single,nope").code, 2);
+  r = run("eval tasks --model " + model + " --lengths 256 --tasks niah_single");
+  EXPECT_EQ(r.code, 2);
+  EXPECT_NE(r.err.find("compact wording is shorter"), std::string::npos) << r.err;
+}
+
 TEST(Cli, ConvertToLlama2c) {
   const auto model = test::shared_dir() / "models/stories260K/stories260K.bin";
   if (!std::filesystem::exists(model)) GTEST_SKIP() << "SKIPPED LOUDLY: " << model << " is absent";

@@ -1,14 +1,12 @@
-// The evaluations over a served model (an Endpoint): perplexity by context and
-// passkey retrieval with the same windows, prompts, results and reports as the
-// runtime's, through /v1/completions.
+// Perplexity over a served model (an Endpoint), with the same windows, results
+// and reports as the runtime's, through /v1/completions (EndpointTarget runs it;
+// retrieval prompts are in eval_target.cpp).
 //
 // Perplexity: the text is tokenized by the server; each window is the server's
 // prefix (BOS) and ctx − 1 stream tokens, sent as their text (the server's
 // /detokenize of them), scored by the echoed prompt log-probabilities — the
 // protocol `eval ppl --window-bos` runs locally, so the two agree to rounding.
-// Passkey: each prompt's greedy continuation (temperature 0), and the key's and
-// every alternative's log-probability by teacher forcing (prompt + answer,
-// echoed). Each method's rope_scaling dict is sent with every request (null for
+// Each method's rope_scaling dict is sent with every request (null for
 // "model"): ropescale's server applies it; a fixed-config engine ignores it, and
 // the method is then the label of that deployment.
 #pragma once
@@ -17,7 +15,6 @@
 #include <vector>
 
 #include "ropescale/eval/endpoint.h"
-#include "ropescale/eval/passkey.h"
 #include "ropescale/eval/perplexity.h"
 
 namespace ropescale {
@@ -29,11 +26,6 @@ std::vector<PerplexityResult> evaluate_perplexity_endpoint(const Endpoint& e, st
                                                            const std::vector<RopeSetting>& methods,
                                                            const PerplexityOptions& options,
                                                            const EvalProgress& progress = {});
-
-// Prompts built with an EndpointTokenizer over `e` (their ids start with the server's prefix).
-std::vector<PasskeyTrial> evaluate_passkey_endpoint(const Endpoint& e, const std::vector<RopeSetting>& methods,
-                                                    const std::vector<PasskeyPrompt>& prompts,
-                                                    const EvalProgress& progress = {});
 
 // The server's tokens of the start of `text` — at least `max_tokens` of them when
 // the text has that many (0 = the whole text) — in one request of as little text

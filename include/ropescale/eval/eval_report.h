@@ -10,7 +10,9 @@
 
 #include <nlohmann/json.hpp>
 
+#include "ropescale/eval/effective_context.h"
 #include "ropescale/eval/passkey.h"
+#include "ropescale/eval/tasks.h"
 #include "ropescale/eval/perplexity.h"
 
 namespace ropescale {
@@ -26,9 +28,22 @@ struct EvalReport {
   std::vector<PerplexityResult> ppl;
   std::optional<PasskeyOptions> passkey_options;
   std::vector<PasskeyTrial> passkey;
+  std::optional<TaskOptions> task_options;
+  std::vector<TaskTrial> tasks;
+  // Effective context: by accuracy (passkey exact, task score) and by needle NLL.
+  EffectiveContextRule effective_accuracy{0.1, true, 0.5};
+  EffectiveContextRule effective_nll{0.5, false, 0.0};
   std::string command;          // the command line that produced it
   double seconds = 0;
 };
+
+// One effective-context row: a method on a retrieval task ("passkey" or a task
+// name) by one metric ("accuracy" or "needle_nll").
+struct EffectiveContextRow {
+  std::string method, task, metric;
+  EffectiveContext result;
+};
+std::vector<EffectiveContextRow> effective_context_rows(const EvalReport& r, int64_t trained_context);
 
 // The baseline for the short-context table: the method labelled "none", else
 // the first whose override is plain RoPE; nullptr when there is none.
@@ -36,7 +51,8 @@ const RopeSetting* baseline_method(const EvalReport& r);
 
 // {"model", "trained_context", "input", "protocol", "results": [{"method",
 // "rope_scaling", "ctx", "windows", "tokens", "nll", "ppl", "buckets": [...]}],
-// "short_context": [...], "passkey": {"options", "cells", "trials"}}.
+// "short_context": [...], "passkey": {"options", "cells", "trials"},
+// "tasks": {"options", "cells", "totals", "trials"}, "effective_context": [...]}.
 nlohmann::json eval_json(const EvalReport& r, const LlamaModel& model);
 
 // Plain-text tables for a terminal: perplexity by method × context, the

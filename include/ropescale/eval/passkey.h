@@ -19,7 +19,7 @@
 #include <string>
 #include <vector>
 
-#include "ropescale/eval/perplexity.h"
+#include "ropescale/eval/eval_target.h"
 #include "ropescale/model/tokenizer.h"
 
 namespace ropescale {
@@ -43,14 +43,13 @@ struct PasskeyOptions {
   RunOptions run;
 };
 
-struct PasskeyPrompt {
+// ids: the prompt, ending at "The pass key is"; answers: [0] the true key's tokens, then each alternative's.
+struct PasskeyPrompt : RetrievalPrompt {
   int64_t length = 0;       // the grid's length; ids.size() ≤ length (whole filler sentences)
   double depth = 0;
   int trial = 0;
   std::string key;
   std::vector<std::string> alternatives;
-  std::vector<int> ids;                  // the prompt, ending at "The pass key is"
-  std::vector<std::vector<int>> answers; // [0] the true key's tokens, then each alternative's
   int64_t needle_at = 0;                 // token index where the needle starts
 };
 
@@ -80,11 +79,10 @@ void rank_passkey_answers(PasskeyTrial& t, const std::vector<double>& answer_log
 // Tokens greedy retrieval generates for `prompts`: the longest answer + 2.
 int passkey_generate_tokens(const std::vector<PasskeyPrompt>& prompts);
 
-// Every method on every prompt (method-major). `progress` counts prompt tokens.
-std::vector<PasskeyTrial> evaluate_passkey(const LlamaModel& model, const Tokenizer& tok,
-                                           const std::vector<RopeSetting>& methods,
-                                           const std::vector<PasskeyPrompt>& prompts, const PasskeyOptions& options,
-                                           const EvalProgress& progress = {});
+// Every method on every prompt (method-major), on the runtime or an endpoint.
+// `progress` counts prompt tokens.
+std::vector<PasskeyTrial> evaluate_passkey(const EvalTarget& target, const std::vector<RopeSetting>& methods,
+                                           const std::vector<PasskeyPrompt>& prompts, const EvalProgress& progress = {});
 
 struct PasskeyCell {
   std::string method;
