@@ -116,6 +116,11 @@ def compare_passkey(c, label, endpoint_json, local_json):
               f"{b['rank']}, log p(key) {a['key_logprob']:.5f} / {b['key_logprob']:.5f}", flush=True)
 
 
+def run_code(binary, args):
+    p = subprocess.run([binary, *args], capture_output=True, text=True, timeout=900)
+    return p.returncode, p.stdout, p.stderr
+
+
 def main():
     binary = sys.argv[1]
     text = os.path.join(shared_root(sys.argv[2]), "data", "kjv_genesis.txt")
@@ -135,6 +140,10 @@ def main():
     pk_args = ["--lengths", "256,1024", "--depths", "0,0.5,1", "--trials", "1", "--alternatives", "4"]
     local_ppl = run_json(binary, ["eval", "ppl", "--model", MODEL, "--window-bos", "--methods", ",".join(names), *ppl_args])
     local_pk = run_json(binary, ["eval", "passkey", "--model", MODEL, "--methods", ",".join(names), *pk_args])
+    task_args = ["--lengths", "256", "--depths", "0.5", "--trials", "1", "--tasks", "all", "--task-wording", "compact"]
+    local_tasks = run_json(binary, ["eval", "tasks", "--model", MODEL, "--methods", ",".join(names), *task_args])
+    work = tempfile.TemporaryDirectory()
+    golden = os.path.join(work.name, "golden.json")
 
     # 1. ropescale's own server: one server, the setting chosen per request.
     with Process([binary, "serve", "--model", MODEL, "--port", "0", "--threads", "2"], url_from_stdout=True) as s:
@@ -143,6 +152,17 @@ def main():
         c.check(ep.get("endpoint", "").startswith(s.url), "the JSON names the endpoint", ep.get("endpoint", ""))
         pk = run_json(binary, ["eval", "passkey", "--model", MODEL, "--endpoint", s.url + "/v1", "--endpoint-rope", *names, *pk_args])
         compare_passkey(c, "ropescale serve", pk, local_pk)
+        tk = run_json(binary, ["eval", "tasks", "--model", MODEL, "--endpoint", s.url, "--endpoint-rope", *names, *task_args])
+        tk_ok = len(tk["tasks"]["trials"]) == len(local_tasks["tasks"]["trials"]) and all(
+            a["generated"] == b["generated"] and abs(a["needle_nll"] - b["needle_nll"]) <= TOL
+            for a, b in zip(tk["tasks"]["trials"], local_tasks["tasks"]["trials"]))
+        c.check(tk_ok, "ropescale serve tasks: greedy answers and needle NLL equal the local run",
+                f"{len(tk['tasks']['trials'])} trials")
+        # A golden set recorded through ropescale serve, for the cross-engine compare below.
+        code, _, err = run_code(binary, ["golden", "record", "--model", MODEL, "--endpoint", s.url, "--endpoint-rope",
+                                         "yarn:4", *ppl_args, "--lengths", "256,1024", "--depths", "0,1", "--trials", "1",
+                                         "--tasks", "kv", "--task-wording", "compact", "--quiet", "--out", golden])
+        c.check(code == 0, "golden record through ropescale serve", err[-300:] if code else "")
 
     # 2. llama-cpp-python's server, one GGUF per method (llama.cpp reads the setting from the file).
     if have_llama_server:
@@ -160,6 +180,17 @@ def main():
                     ep = run_json(binary, ["eval", "ppl", "--model", gguf, "--endpoint", s.url, "--endpoint-rope", name,
                                            "--concurrency", "1", *ppl_args])
                     compare_ppl(c, "llama-cpp-python server", ep, local_ppl, [name])
+                    # The golden set recorded on ropescale serve with YaRN ×4, re-run on llama.cpp: the same
+                    # deployment passes; plain RoPE (the "none" GGUF) fails it past the trained length.
+                    if name in ("yarn:4", "none") and os.path.exists(golden):
+                        code, out, err = run_code(binary, ["golden", "compare", golden, "--model", gguf, "--endpoint",
+                                                           s.url, "--json", "-"])
+                        want = 0 if name == "yarn:4" else 1
+                        verdict = json.loads(out) if out.strip().startswith("{") else {}
+                        failed = [f"{x['gate']} {x['length']}" for x in verdict.get("checks", []) if not x["pass"]]
+                        c.check(code == want, f"golden compare (recorded on ropescale serve, yarn:4) on llama-cpp-python "
+                                f"serving {name}: exit {want}",
+                                f"failed gates: {failed[:4]}" + (f" — {err[-300:]}" if code != want else ""))
                     if name == "yarn:4":
                         pk = run_json(binary, ["eval", "passkey", "--model", gguf, "--endpoint", s.url,
                                                "--endpoint-rope", name, "--concurrency", "1", *pk_args])
@@ -167,6 +198,7 @@ def main():
                         lo["passkey"] = {"trials": [t for t in local_pk["passkey"]["trials"] if t["method"] == name]}
                         compare_passkey(c, "llama-cpp-python server", pk, lo)
 
+    work.cleanup()
     print(f"endpoint oracle: {c.passed} passed, {c.failed} failed", flush=True)
     return 1 if c.failed else 0
 
