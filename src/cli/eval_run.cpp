@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <sstream>
 
@@ -115,6 +116,7 @@ EvalRun run_parts(const EvalOptions& o, EvalParts parts) {
   r.command = command_line();
   r.effective_accuracy.threshold = o.effective_threshold;
   r.effective_nll.threshold = o.effective_nll;
+  r.effective_nll.reference_bound = std::log(double(std::max(2, model.hp.vocab_size)));  // a uniform guess
   r.ppl_options.run = run_options(o);
   r.ppl_options.ctxs = parse_positive_ints(o.ctx, "--ctx");
   r.ppl_options.stride = o.stride;

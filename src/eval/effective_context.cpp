@@ -23,10 +23,16 @@ EffectiveContext effective_context(std::vector<LengthScore> points, int64_t trai
     e.why = "no score at the reference length";
     return e;
   }
-  if (rule.higher_is_better && e.reference < rule.minimum_reference) {
+  if (rule.higher_is_better && e.reference < rule.reference_bound) {
     e.why = fmt::format("scores {:.2f} at {} tokens (below {:.2f}): the model does not do this task at its trained "
                         "length; see the needle NLL",
-                        e.reference, e.reference_length, rule.minimum_reference);
+                        e.reference, e.reference_length, rule.reference_bound);
+    return e;
+  }
+  if (!rule.higher_is_better && rule.reference_bound > 0 && e.reference > rule.reference_bound) {
+    e.why = fmt::format("needle NLL {:.2f} at {} tokens is worse than a uniform guess ({:.2f}): the model does not "
+                        "know the answer at its trained length",
+                        e.reference, e.reference_length, rule.reference_bound);
     return e;
   }
   e.effective = e.reference_length;

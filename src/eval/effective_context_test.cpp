@@ -37,6 +37,10 @@ TEST(EffectiveContext, NeedleNllLowerIsBetter) {
   EXPECT_EQ(e.effective, 1024);  // 1.6 is more than +0.5 above 1.0
   EXPECT_EQ(effective_context({{512, 3.0}, {1024, 3.1}}, 512, nll).effective, 1024);  // no minimum for NLL
   EXPECT_EQ(effective_context({{512, 1.0}, {1024, std::nan("")}}, 512, nll).effective, 512);
+  // Worse than a uniform guess at the trained length: the model does not know the answer there.
+  const auto e2 = effective_context({{512, 6.0}, {1024, 6.1}}, 512, {0.5, false, std::log(259.0)});
+  EXPECT_EQ(e2.effective, 0);
+  EXPECT_NE(e2.why.find("uniform guess"), std::string::npos) << e2.why;
 }
 
 }  // namespace

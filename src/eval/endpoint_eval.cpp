@@ -32,7 +32,6 @@ std::vector<PerplexityResult> evaluate_perplexity_endpoint(const Endpoint& e, st
                                                            const std::vector<RopeSetting>& methods,
                                                            const PerplexityOptions& options,
                                                            const EvalProgress& progress) {
-  if (options.ctxs.empty()) throw std::invalid_argument("no context lengths given");
   PerplexityOptions o = options;
   o.bos_each_window.reset();
   const int64_t offset = int64_t(e.prompt_prefix().size());
@@ -40,14 +39,9 @@ std::vector<PerplexityResult> evaluate_perplexity_endpoint(const Endpoint& e, st
     throw EndpointError(fmt::format("{}: the server puts {} special tokens before a text prompt; the perplexity "
                                     "protocol expects at most one (BOS)", e.options().url, offset));
   if (offset == 1) o.bos_each_window = e.prompt_prefix()[0];
-  std::vector<std::vector<EvalWindow>> plans;
-  int64_t total = 0;
-  for (int64_t ctx : o.ctxs) {
-    plans.push_back(plan_eval_windows(int64_t(stream.size()), ctx, o));
-    if (plans.back().empty())
-      throw std::invalid_argument(fmt::format("the input has {} tokens, less than one window of {}", stream.size(), ctx));
-    for (const auto& w : plans.back()) total += (w.end - w.begin) * int64_t(methods.size());
-  }
+  const PerplexityPlan planned = plan_perplexity(int64_t(stream.size()), o, methods.size());
+  const auto& plans = planned.windows;
+  const int64_t total = planned.total;
   std::vector<PerplexityResult> results;
   std::mutex m;
   int64_t done = 0;
@@ -60,11 +54,7 @@ std::vector<PerplexityResult> evaluate_perplexity_endpoint(const Endpoint& e, st
     });
     for (const auto& method : methods) {
       const auto t0 = std::chrono::steady_clock::now();
-      PerplexityResult r;
-      r.setting = method;
-      r.ctx = o.ctxs[c];
-      r.position_nll.assign(size_t(r.ctx), 0.0);
-      r.position_tokens.assign(size_t(r.ctx), 0);
+      PerplexityResult r = start_perplexity(method, o.ctxs[c]);
       e.parallel_for(plan.size(), [&](size_t i) {
         const EvalWindow& w = plan[i];
         const size_t n = size_t(w.end - w.begin);

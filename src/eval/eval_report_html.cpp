@@ -297,9 +297,10 @@ std::string effective_context_section(const EvalReport& r, int64_t L) {
   h += fmt::format("<p>The longest tested length up to which a task stays within {:.2f} of its score at the trained "
                    "length ({} tokens), and within +{:.2f} nats of its needle NLL there (RULER's effective length, "
                    "relative to the model's own short-context score). None by accuracy when the method scores below "
-                   "{:.2f} at the trained length.</p>\n<table><tr><th>method</th><th>task</th><th>by accuracy</th>"
+                   "{:.2f} at the trained length, by needle NLL when it is worse than a uniform guess there (hover "
+                   "for why).</p>\n<table><tr><th>method</th><th>task</th><th>by accuracy</th>"
                    "<th>by needle NLL</th></tr>\n",
-                   r.effective_accuracy.threshold, L, r.effective_nll.threshold, r.effective_accuracy.minimum_reference);
+                   r.effective_accuracy.threshold, L, r.effective_nll.threshold, r.effective_accuracy.reference_bound);
   auto cell = [](const EffectiveContext& e) {
     return e.effective ? "<td>" + std::to_string(e.effective) + "</td>" : "<td title=\"" + html_escape(e.why) + "\">—</td>";
   };

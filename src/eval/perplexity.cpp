@@ -37,6 +37,28 @@ std::vector<EvalWindow> plan_eval_windows(int64_t n, int64_t ctx, const Perplexi
   return plan_windows(n, ctx - window_offset(o), o.stride);
 }
 
+PerplexityPlan plan_perplexity(int64_t n, const PerplexityOptions& o, size_t methods) {
+  if (o.ctxs.empty()) throw std::invalid_argument("no context lengths given");
+  PerplexityPlan p;
+  for (int64_t ctx : o.ctxs) {
+    p.windows.push_back(plan_eval_windows(n, ctx, o));
+    if (p.windows.back().empty())
+      throw std::invalid_argument("the input has " + std::to_string(n) + " tokens, less than one window of " +
+                                  std::to_string(ctx));
+    for (const auto& w : p.windows.back()) p.total += (w.end - w.begin) * int64_t(methods);
+  }
+  return p;
+}
+
+PerplexityResult start_perplexity(const RopeSetting& setting, int64_t ctx) {
+  PerplexityResult r;
+  r.setting = setting;
+  r.ctx = ctx;
+  r.position_nll.assign(size_t(ctx), 0.0);
+  r.position_tokens.assign(size_t(ctx), 0);
+  return r;
+}
+
 void finish_perplexity(PerplexityResult& r) {
   double sum = 0;
   for (double x : r.position_nll) sum += x;
@@ -97,17 +119,10 @@ int64_t score_window(InferenceSession& session, std::span<const int> tokens, int
 std::vector<PerplexityResult> evaluate_perplexity(const LlamaModel& model, std::span<const int> ids,
                                                   const std::vector<RopeSetting>& methods,
                                                   const PerplexityOptions& opt, const EvalProgress& progress) {
-  if (opt.ctxs.empty()) throw std::invalid_argument("no context lengths given");
   // Plan everything first so errors come before the work (the methods were checked when resolved).
-  std::vector<std::vector<EvalWindow>> plans;
-  int64_t total = 0;
-  for (int64_t ctx : opt.ctxs) {
-    plans.push_back(plan_eval_windows(static_cast<int64_t>(ids.size()), ctx, opt));
-    if (plans.back().empty())
-      throw std::invalid_argument("the input has " + std::to_string(ids.size()) + " tokens, less than one window of " +
-                                  std::to_string(ctx));
-    for (const auto& w : plans.back()) total += (w.end - w.begin) * int64_t(methods.size());
-  }
+  const PerplexityPlan plan = plan_perplexity(int64_t(ids.size()), opt, methods.size());
+  const auto& plans = plan.windows;
+  const int64_t total = plan.total;
   std::vector<PerplexityResult> results;
   int64_t done = 0;
   for (size_t c = 0; c < opt.ctxs.size(); ++c) {
@@ -115,11 +130,7 @@ std::vector<PerplexityResult> evaluate_perplexity(const LlamaModel& model, std::
     for (const auto& m : methods) {
       const auto t0 = std::chrono::steady_clock::now();
       InferenceSession session(model, session_options_for(m, opt.run, ctx));
-      PerplexityResult r;
-      r.setting = m;
-      r.ctx = ctx;
-      r.position_nll.assign(ctx, 0.0);
-      r.position_tokens.assign(ctx, 0);
+      PerplexityResult r = start_perplexity(m, ctx);
       std::vector<int> with_bos;
       for (const auto& w : plans[c]) {
         std::span<const int> tokens = ids.subspan(w.begin, w.end - w.begin);

@@ -114,8 +114,11 @@ def main():
     ctxs = "256,512,1024"
     subprocess.run([cli, "eval", "suite", "--model", model, "--text", text, "--ctx", ctxs, "--tokens", "4096",
                     "--methods", methods, "--depths", "0,1", "--trials", "1", "--alternatives", "4",
-                    "--report", report, "--quiet"], check=True)
-    expected_plots = 1 + len(ctxs.split(",")) + len(methods.split(","))
+                    "--tasks", "kv,niah_single", "--task-wording", "compact", "--report", report, "--quiet"], check=True)
+    # perplexity, NLL by position per context, a passkey heatmap per method, and per task × length the
+    # depth curve of needle NLL (plus accuracy when some method scores)
+    base_plots = 1 + len(ctxs.split(",")) + len(methods.split(","))
+    depth_curves = 2 * len(ctxs.split(","))
 
     # 1. Layout: every plot has a size and visible marks.
     probe = os.path.join(tmp, "probe.html")
@@ -129,8 +132,8 @@ def main():
     print(f"{len(plots)} plots rendered:")
     for p in plots:
         print(f"  {p['label']}: {p['width']:.0f}×{p['height']:.0f} px, {p['visible']}/{p['marks']} marks visible")
-    if len(plots) != expected_plots:
-        fail(f"expected {expected_plots} plots, found {len(plots)}")
+    if not base_plots + depth_curves <= len(plots) <= base_plots + 2 * depth_curves:
+        fail(f"expected {base_plots} plots and {depth_curves} to {2 * depth_curves} depth curves, found {len(plots)}")
     for p in plots:
         if p["width"] < 150 or p["height"] < 80:
             fail(f"plot '{p['label']}' is laid out at {p['width']}×{p['height']} px")

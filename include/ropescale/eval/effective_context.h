@@ -19,8 +19,10 @@ struct LengthScore {
 struct EffectiveContextRule {
   double threshold = 0.1;         // allowed drop (accuracy, 0 … 1) or rise (NLL, nats per token)
   bool higher_is_better = true;   // accuracy: true; NLL: false
-  double minimum_reference = 0.5; // accuracy below this at the reference length: the model does not do the
-                                  // task at all, so there is no effective length (ignored for NLL)
+  // A score worse than this at the reference length means the model does not do the task at all,
+  // so there is no effective length: the least accuracy (0.5), or the largest needle NLL (the NLL of
+  // a uniform guess over the vocabulary, ln V; 0 = no bound).
+  double reference_bound = 0.5;
 };
 
 struct EffectiveContext {

@@ -32,7 +32,7 @@ struct EvalReport {
   std::vector<TaskTrial> tasks;
   // Effective context: by accuracy (passkey exact, task score) and by needle NLL.
   EffectiveContextRule effective_accuracy{0.1, true, 0.5};
-  EffectiveContextRule effective_nll{0.5, false, 0.0};
+  EffectiveContextRule effective_nll{0.5, false, 0.0};  // the CLI bounds it by ln(vocabulary)
   std::string command;          // the command line that produced it
   double seconds = 0;
 };

@@ -94,6 +94,16 @@ std::vector<NllBucket> nll_buckets(const PerplexityResult& r, int64_t width);
 int64_t score_window(InferenceSession& session, std::span<const int> tokens, int64_t score_from,
                      std::vector<double>& position_nll, std::vector<int64_t>& position_tokens);
 
+// The windows of every context of `o` over `n_tokens` (all planned before any work, so errors come
+// first), and the tokens they run through for `methods` methods (the progress total). Throws
+// std::invalid_argument when a context has no full window.
+struct PerplexityPlan {
+  std::vector<std::vector<EvalWindow>> windows;  // per context, in o.ctxs order
+  int64_t total = 0;
+};
+PerplexityPlan plan_perplexity(int64_t n_tokens, const PerplexityOptions& o, size_t methods);
+// An empty result of `setting` at `ctx`, its per-position sums sized to the window.
+PerplexityResult start_perplexity(const RopeSetting& setting, int64_t ctx);
 // Sets nll and ppl from the per-position sums.
 void finish_perplexity(PerplexityResult& r);
 
