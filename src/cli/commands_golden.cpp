@@ -140,6 +140,9 @@ void add_golden_commands(CLI::App& app, int& exit_code) {
     c->add_option("golden", *file, "The golden file (golden record --out)")->required();
     c->add_option("--model", over->model, "Evaluate this model instead (with --endpoint: the served model's config)");
     c->add_option("--endpoint", over->endpoint.url, "Evaluate this endpoint instead of the runtime");
+    auto runtime = std::make_shared<bool>(false);
+    c->add_flag("--runtime", *runtime, "Run the model here even if the golden set was recorded through an endpoint")
+        ->excludes("--endpoint");
     c->add_option("--api-key", over->endpoint.api_key, "Bearer token for the endpoint (default: $OPENAI_API_KEY)")
         ->envname("OPENAI_API_KEY");
     c->add_option("--served-model", over->endpoint.served_model, "The model name to request");
@@ -147,7 +150,7 @@ void add_golden_commands(CLI::App& app, int& exit_code) {
     c->add_option("--report", paths->second, "Write an HTML page: the gates, golden and now side by side");
     c->add_flag("--quiet", *quiet, "No tables on stdout");
     add_gate_flags(c, *g);
-    c->callback([file, over, g, paths, quiet, &exit_code] {
+    c->callback([file, over, g, paths, quiet, runtime, &exit_code] {
       const json doc = json::parse(read_file_text(*file), nullptr, false);
       if (doc.is_discarded() || !doc.is_object() || !doc.contains("ropescale_golden"))
         throw_unreadable(*file, "is not a golden set (ropescale golden record --out writes one)");
@@ -177,6 +180,17 @@ void add_golden_commands(CLI::App& app, int& exit_code) {
       }
       if (!over->model.empty()) o.model = over->model;
       if (!over->endpoint.url.empty()) o.endpoint.url = over->endpoint.url;
+      // The same perplexity windows on either side: an endpoint's start with the server's BOS.
+      const json& protocol = doc["results_json"].value("protocol", json::object());
+      const bool bos_windows = protocol.is_object() && protocol.value("bos_each_window", false);
+      if (*runtime) {
+        o.endpoint = EndpointOptions{};  // its --endpoint-rope settings stay the methods
+        o.window_bos = o.window_bos || (bos_windows && !o.text.empty());
+      }
+      if (!o.endpoint.url.empty() && parts.ppl && !bos_windows)
+        std::fprintf(stderr, "ropescale: warning: the golden perplexity windows do not start with BOS and an "
+                             "endpoint's do; its perplexity gates compare different windows (record with --window-bos)\n");
+      if (!o.endpoint.url.empty()) o.window_bos = false;  // the endpoint puts its own BOS first
       if (!over->endpoint.served_model.empty()) o.endpoint.served_model = over->endpoint.served_model;
       o.endpoint.api_key = over->endpoint.api_key;
       o.quiet = true;

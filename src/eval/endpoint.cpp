@@ -103,6 +103,7 @@ json Endpoint::call(const std::string& method, const std::string& path, const js
     cli.set_write_timeout(timeout);
     httplib::Headers headers;
     if (!o_.api_key.empty()) headers.emplace("Authorization", "Bearer " + o_.api_key);
+    const auto started = std::chrono::steady_clock::now();
     const auto res = method == "GET" ? cli.Get(path, headers)
                                      : cli.Post(path, headers, body.dump(-1, ' ', false, json::error_handler_t::replace),
                                                 "application/json");
@@ -111,9 +112,13 @@ json Endpoint::call(const std::string& method, const std::string& path, const js
       const httplib::Error err = res.error();
       if (err == httplib::Error::Connection)
         throw EndpointError(where + ": cannot connect (" + httplib::to_string(err) + "): is the server running there?");
+      // A dropped connection is retried; a request that ran out its timeout is not (it would only wait again).
+      const double took = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+      if (took >= 0.95 * o_.timeout_s)
+        throw EndpointError(where + fmt::format(": no reply within the per-request timeout of {:g} s (--timeout)", o_.timeout_s));
       if (last || (err != httplib::Error::Read && err != httplib::Error::Write))
         throw EndpointError(where + ": no reply (" + httplib::to_string(err) + ") after " + std::to_string(attempt + 1) +
-                            " attempt(s); per-request timeout " + fmt::format("{:g}", o_.timeout_s) + " s");
+                            " attempt(s)");
     } else if (res->status >= 400) {
       if (last || !retryable_status(res->status))
         throw EndpointError(where + ": HTTP " + std::to_string(res->status) + ": " + error_message(res->body) +
@@ -189,7 +194,8 @@ std::vector<double> Endpoint::prompt_logprobs(const std::string& text, size_t n_
         u["prompt_tokens"].get<int64_t>() != int64_t(expected_prompt))
       throw EndpointError(fmt::format("{}: token counts disagree: the server read a prompt of {} tokens where its "
                                       "tokenizer route gave {} (+{} special): the text does not survive "
-                                      "detokenize → tokenize on this server",
+                                      "detokenize → tokenize on this server (on a byte-level vocabulary, a window "
+                                      "cut inside a UTF-8 character does this)",
                                       where, u["prompt_tokens"].get<int64_t>(), n_tokens, prefix_.size()));
     if (u.contains("completion_tokens") && u["completion_tokens"].is_number_integer())
       generated = u["completion_tokens"].get<int64_t>();

@@ -163,6 +163,10 @@ def main():
                                          "yarn:4", *ppl_args, "--lengths", "256,1024", "--depths", "0,1", "--trials", "1",
                                          "--tasks", "kv", "--task-wording", "compact", "--quiet", "--out", golden])
         c.check(code == 0, "golden record through ropescale serve", err[-300:] if code else "")
+    # The same golden set re-run here on the runtime (its windows BOS-led, as the endpoint's were).
+    code, out, err = run_code(binary, ["golden", "compare", golden, "--runtime", "--quiet"])
+    c.check(code == 0, "golden compare --runtime of the set recorded through ropescale serve passes",
+            err[-300:] if code else "")
 
     # 2. llama-cpp-python's server, one GGUF per method (llama.cpp reads the setting from the file).
     if have_llama_server:
