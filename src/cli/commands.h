@@ -13,6 +13,7 @@ void add_bench_commands(CLI::App& app, int& exit_code);
 void add_model_commands(CLI::App& app, int& exit_code);
 void add_eval_commands(CLI::App& app, int& exit_code);
 void add_golden_commands(CLI::App& app, int& exit_code);
+void add_calibrate_commands(CLI::App& app, int& exit_code);
 void add_train_commands(CLI::App& app, int& exit_code);
 void add_serve_commands(CLI::App& app, int& exit_code);
 

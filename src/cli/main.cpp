@@ -46,6 +46,7 @@ int main(int argc, char** argv) {
   ropescale::cli::add_model_commands(app, exit_code);
   ropescale::cli::add_eval_commands(app, exit_code);
   ropescale::cli::add_golden_commands(app, exit_code);
+  ropescale::cli::add_calibrate_commands(app, exit_code);
   ropescale::cli::add_train_commands(app, exit_code);
   ropescale::cli::add_serve_commands(app, exit_code);
   for (int i = 0; i < argc; ++i) {

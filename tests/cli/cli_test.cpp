@@ -547,6 +547,45 @@ TEST(Cli, GoldenRecordAndCompare) {
   EXPECT_NE(r.err.find("compact wording is shorter"), std::string::npos) << r.err;
 }
 
+// calibrate: YaRN's ramp and attention factor searched on text, written for every engine; the budget
+// holds; held-out text must be other text; what is not built is refused.
+TEST(Cli, CalibrateYarn) {
+  const auto model = (test::source_dir() / "models/ropescale-kjv-256.gguf").string();
+  std::string text, other;
+  for (int i = 0; i < 30; ++i) text += "And God said, Let there be light: and there was light. ";
+  for (int i = 0; i < 30; ++i) other += "In the beginning God created the heaven and the earth. ";
+  const std::string cal = test::write_temp("cal.txt", text), held = test::write_temp("held.txt", other);
+  const std::string out = test::write_temp("cal.json", "");
+  auto r = run("calibrate --model " + model + " --text " + cal + " --target-context 512 --windows 1 --max-evals 12 "
+               "--eval-text " + held + " --eval-windows 1 --threads 1 --out " + out + " --json");
+  ASSERT_EQ(r.code, 0) << r.err;
+  const json j = r.j();
+  EXPECT_EQ(j["search"]["evals"], 12);
+  EXPECT_TRUE(j["search"]["stopped_by_budget"].get<bool>());
+  EXPECT_EQ(j["search"]["history"].size(), 12u);
+  EXPECT_DOUBLE_EQ(j["search"]["yarn_default"]["beta_fast"].get<double>(), 32.0);
+  const json rope = j["rope_scaling"];
+  EXPECT_EQ(rope["rope_type"], "yarn");
+  EXPECT_DOUBLE_EQ(rope["factor"].get<double>(), 2.0);
+  EXPECT_GT(rope["beta_fast"].get<double>(), rope["beta_slow"].get<double>());
+  EXPECT_LE(j["search"]["best"]["fitness_nll"].get<double>(), j["search"]["yarn_default"]["fitness_nll"].get<double>());
+  for (const char* e : {"hf", "vllm", "llama.cpp"}) EXPECT_TRUE(j["exports"].contains(e)) << e;
+  EXPECT_EQ(j["held_out"]["results"].size(), 3u);
+  EXPECT_EQ(json::parse(std::ifstream(out))["rope_scaling"], rope);
+  // The setting it wrote is one every command takes.
+  EXPECT_EQ(run("check " + model + " --rope-scaling '" + rope.dump() + "'").code, 0);
+  r = run("calibrate --model " + model + " --text " + cal + " --target-context 512 --eval-text " + cal);
+  EXPECT_EQ(r.code, 2);
+  EXPECT_NE(r.err.find("is the calibration text"), std::string::npos) << r.err;
+  EXPECT_EQ(run("calibrate --model " + model + " --text " + cal + " --target-context 256").code, 2);
+  r = run("calibrate --model " + model + " --text " + cal + " --target-context 512 --method longrope");
+  EXPECT_EQ(r.code, 2);
+  EXPECT_NE(r.err.find("only yarn"), std::string::npos) << r.err;
+  r = run("calibrate --model " + model + " --text " + cal + " --target-context 8192");
+  EXPECT_EQ(r.code, 2);
+  EXPECT_NE(r.err.find("fewer than 2 windows"), std::string::npos) << r.err;
+}
+
 TEST(Cli, ConvertToLlama2c) {
   const auto model = test::shared_dir() / "models/stories260K/stories260K.bin";
   if (!std::filesystem::exists(model)) GTEST_SKIP() << "SKIPPED LOUDLY: " << model << " is absent";
