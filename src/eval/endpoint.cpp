@@ -83,7 +83,7 @@ Endpoint::Endpoint(EndpointOptions options) : o_(std::move(options)) {
       prefix_ = tokenize_raw("", true);
       break;
     } catch (const EndpointError& e) {
-      if (std::string(e.what()).find("HTTP 404") == std::string::npos) throw;
+      if (e.http_status != 404) throw;
       if (route_ == "llama-cpp-python")
         throw EndpointError(base_ + ": the server has no tokenizer route (neither vLLM's POST /tokenize nor "
                                     "llama-cpp-python's POST /extras/tokenize): the evaluation cuts its texts by the "
@@ -122,7 +122,8 @@ json Endpoint::call(const std::string& method, const std::string& path, const js
     } else if (res->status >= 400) {
       if (last || !retryable_status(res->status))
         throw EndpointError(where + ": HTTP " + std::to_string(res->status) + ": " + error_message(res->body) +
-                            (retryable_status(res->status) ? " (after " + std::to_string(attempt + 1) + " attempts)" : ""));
+                                (retryable_status(res->status) ? " (after " + std::to_string(attempt + 1) + " attempts)" : ""),
+                            res->status);
       if (res->has_header("Retry-After")) {
         const double after = std::atof(res->get_header_value("Retry-After").c_str());
         if (after > 0) delay = std::min(after, 30.0);

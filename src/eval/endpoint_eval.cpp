@@ -73,8 +73,7 @@ std::vector<PerplexityResult> evaluate_perplexity_endpoint(const Endpoint& e, st
         done += int64_t(n);
         if (progress) progress(done, total);
       });
-      finish_perplexity(r);
-      r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      finish_perplexity(r, t0);
       results.push_back(std::move(r));
     }
   }

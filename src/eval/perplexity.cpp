@@ -59,11 +59,12 @@ PerplexityResult start_perplexity(const RopeSetting& setting, int64_t ctx) {
   return r;
 }
 
-void finish_perplexity(PerplexityResult& r) {
+void finish_perplexity(PerplexityResult& r, std::chrono::steady_clock::time_point started) {
   double sum = 0;
   for (double x : r.position_nll) sum += x;
   r.nll = r.tokens ? sum / double(r.tokens) : std::numeric_limits<double>::quiet_NaN();
   r.ppl = std::exp(r.nll);
+  r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
 }
 
 SessionOptions session_options_for(const RopeSetting& setting, const RunOptions& run, int64_t max_context) {
@@ -145,8 +146,7 @@ std::vector<PerplexityResult> evaluate_perplexity(const LlamaModel& model, std::
         done += w.end - w.begin;
         if (progress) progress(done, total);
       }
-      finish_perplexity(r);
-      r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      finish_perplexity(r, t0);
       results.push_back(std::move(r));
     }
   }

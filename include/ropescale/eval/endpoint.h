@@ -28,7 +28,9 @@
 namespace ropescale {
 
 struct EndpointError : std::runtime_error {
-  using std::runtime_error::runtime_error;
+  explicit EndpointError(const std::string& message, int http_status = 0)
+      : std::runtime_error(message), http_status(http_status) {}
+  int http_status;  // the reply's status when the server answered with an error, else 0
 };
 
 struct EndpointOptions {

@@ -15,6 +15,7 @@
 // so a token is scored as the model would score it at (about) its own length.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <optional>
@@ -104,8 +105,8 @@ struct PerplexityPlan {
 PerplexityPlan plan_perplexity(int64_t n_tokens, const PerplexityOptions& o, size_t methods);
 // An empty result of `setting` at `ctx`, its per-position sums sized to the window.
 PerplexityResult start_perplexity(const RopeSetting& setting, int64_t ctx);
-// Sets nll and ppl from the per-position sums.
-void finish_perplexity(PerplexityResult& r);
+// Sets nll and ppl from the per-position sums, and seconds since `started`.
+void finish_perplexity(PerplexityResult& r, std::chrono::steady_clock::time_point started);
 
 // Called after each window with (work done, total work) in tokens processed.
 using EvalProgress = std::function<void(int64_t done, int64_t total)>;
