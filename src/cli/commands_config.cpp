@@ -6,6 +6,7 @@
 #include <fmt/core.h>
 
 #include "commands.h"
+#include "runtime_flags.h"
 #include "output.h"
 #include "ropescale/advice/check.h"
 #include "ropescale/advice/export.h"
@@ -33,7 +34,7 @@ struct CommonOptions {
 void add_rope_scaling_option(CLI::App* c, CommonOptions& o) {
   c->add_option("--rope-scaling", o.rope_scaling,
                 "Override the model's scaling with the JSON you would pass to vLLM, e.g. "
-                "'{\"rope_type\":\"yarn\",\"factor\":4,\"original_max_position_embeddings\":8192}'");
+                "'{\"rope_type\":\"yarn\",\"factor\":4,\"original_max_position_embeddings\":8192}'")->transform(rope_scaling_argument());
 }
 
 ModelConfig load(const CommonOptions& o) {

@@ -264,7 +264,7 @@ static void add_model_bench_command(CLI::App& app, int& exit_code) {
   c->add_option("--threads", o->threads, "Comma-separated thread counts")->capture_default_str();
   c->add_option("--decode-tokens", o->decode_tokens, "Tokens decoded after the prompt")->capture_default_str()->check(CLI::PositiveNumber);
   add_runtime_flags(c, o->runtime, {.key_rotation = false, .threads = false});  // --threads is a list here
-  c->add_option("--rope-scaling", o->rope_scaling, "Scaling as vLLM JSON (default: YaRN at the needed factor past the trained length)");
+  c->add_option("--rope-scaling", o->rope_scaling, "Scaling as vLLM JSON (default: YaRN at the needed factor past the trained length)")->transform(rope_scaling_argument());
   c->add_flag("--json", o->json, "Print one JSON object");
   c->callback([o, &exit_code] { run_bench_model(*o), exit_code = 0; });
 }
@@ -285,7 +285,7 @@ void add_model_commands(CLI::App& app, int& exit_code) {
     auto* c = app.add_subcommand("logits", "Print the logits of the last N positions for given token ids (JSON), for comparisons");
     c->add_option("--model", o->model, "Model file or HF directory")->required();
     c->add_option("--ids", o->ids, "Whitespace-separated token ids")->required();
-    c->add_option("--rope-scaling", o->rope_scaling, "Scaling as vLLM JSON");
+    c->add_option("--rope-scaling", o->rope_scaling, "Scaling as vLLM JSON")->transform(rope_scaling_argument());
     c->add_option("--last", o->last, "Positions to print")->capture_default_str()->check(CLI::PositiveNumber);
     add_runtime_flags(c, o->runtime, {.threads = false});  // --chunk 0 (the default): all ids at once, as HF does
     c->callback([o, &exit_code] { run_logits(*o), exit_code = 0; });
@@ -300,7 +300,7 @@ void add_model_commands(CLI::App& app, int& exit_code) {
                                  "or llama2c (a v1 .bin and tok<vocab>.bin beside it; plain RoPE only)")
         ->capture_default_str();
     c->add_option("--dtype", o->dtype, "Weight type: f32, f16, bf16, q8_0 (norms stay f32)")->capture_default_str();
-    c->add_option("--rope-scaling", o->rope_scaling, "Scaling to store with the model, as vLLM JSON");
+    c->add_option("--rope-scaling", o->rope_scaling, "Scaling to store with the model, as vLLM JSON")->transform(rope_scaling_argument());
     c->callback([o, &exit_code] { run_convert(*o), exit_code = 0; });
   }
   auto o = std::make_shared<GenerateOptions>();
@@ -308,7 +308,7 @@ void add_model_commands(CLI::App& app, int& exit_code) {
   g->add_option("--model", o->model, "llama2.c checkpoint (.bin)")->required();
   g->add_option("--tokenizer", o->tokenizer, "llama2.c tokenizer (default: tokenizer.bin or tok<vocab>.bin beside the model)");
   g->add_option("--prompt", o->prompt, "Prompt text")->required();
-  g->add_option("--rope-scaling", o->rope_scaling, "This request's scaling as vLLM JSON, e.g. '{\"rope_type\":\"yarn\",\"factor\":8}'");
+  g->add_option("--rope-scaling", o->rope_scaling, "This request's scaling as vLLM JSON, e.g. '{\"rope_type\":\"yarn\",\"factor\":8}'")->transform(rope_scaling_argument());
   g->add_option("--rope-policy", o->rope_policy,
                 "Per-request policy: factor 1.0 within the trained context, else this method (yarn, linear, ntk, llama3) "
                 "at the factor the request's length needs");

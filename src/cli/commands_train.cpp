@@ -11,6 +11,7 @@
 #include <fmt/core.h>
 
 #include "commands.h"
+#include "runtime_flags.h"
 #include "output.h"
 #include "progress.h"
 #include "ropescale/config/error.h"
@@ -180,7 +181,7 @@ void add_train_commands(CLI::App& app, int& exit_code) {
     auto* c = app.add_subcommand("finetune", "Continue training a model at an extended length with a rope scaling in place");
     c->add_option("--model", o->model, "Model to start from (GGUF, llama2.c, HF directory)")->required();
     c->add_option("--tokenizer", o->tokenizer, "Tokenizer (default: the model's own or beside it)");
-    c->add_option("--rope-scaling", o->rope_scaling, "The scaling to train with, as vLLM JSON (recorded in the new checkpoint)")->required();
+    c->add_option("--rope-scaling", o->rope_scaling, "The scaling to train with, as vLLM JSON (recorded in the new checkpoint)")->transform(rope_scaling_argument())->required();
     add_loop_options(c, *o);
     c->callback([o, &exit_code] { run_training(*o, true), exit_code = 0; });
   }

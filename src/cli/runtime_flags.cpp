@@ -1,6 +1,7 @@
 #include "runtime_flags.h"
 
 #include "ropescale/config/error.h"
+#include "ropescale/config/model_config.h"
 
 namespace ropescale::cli {
 
@@ -27,6 +28,21 @@ void add_runtime_flags(CLI::App* c, RuntimeFlags& f, RuntimeFlagSet which) {
   }
   if (which.threads)
     c->add_option("--threads", f.threads, "Threads (0 = all cores)")->capture_default_str()->check(CLI::NonNegativeNumber);
+}
+
+CLI::Validator rope_scaling_argument() {
+  return CLI::Validator(
+      [](std::string& text) -> std::string {
+        const auto first = text.find_first_not_of(" \t\r\n");
+        if (first == std::string::npos || text[first] == '{') return "";
+        try {
+          text = read_rope_dict_file(text).dump();
+        } catch (const std::exception& e) {
+          return e.what();
+        }
+        return "";
+      },
+      "JSON or FILE", "rope_scaling");
 }
 
 KvType kv_cache_of(const RuntimeFlags& f) {

@@ -28,6 +28,11 @@ struct RuntimeFlagSet {
 
 void add_runtime_flags(CLI::App* c, RuntimeFlags& flags, RuntimeFlagSet which = {});
 
+// --rope-scaling's argument: JSON text as given, or a file holding the setting (a
+// dict, or a document with rope_scaling such as calibrate --out writes) turned into
+// that JSON text. Attach with ->transform(rope_scaling_argument()).
+CLI::Validator rope_scaling_argument();
+
 KvType kv_cache_of(const RuntimeFlags& flags);
 // nullopt for `auto`.
 std::optional<KeyRotation> key_rotation_of(const RuntimeFlags& flags);

@@ -95,6 +95,15 @@ json parse_rope_override(const std::string& text) {
   return o;
 }
 
+json read_rope_dict_file(const std::string& path) {
+  json j = json::parse(read_file_text(path), nullptr, false);
+  if (j.is_discarded()) throw_unreadable(path, "is not valid JSON (a rope setting or a document holding rope_scaling)");
+  if (j.is_object() && j.contains("rope_scaling") && j["rope_scaling"].is_object()) j = j["rope_scaling"];
+  else if (j.is_object() && j.contains("rope_parameters") && j["rope_parameters"].is_object()) j = j["rope_parameters"];
+  if (!j.is_object()) throw_invalid(path, "rope_scaling", safe_dump(j).substr(0, 60), "must be a JSON object");
+  return j;
+}
+
 void apply_rope_override(ModelConfig& cfg, const std::string& text) {
   apply_rope_setting(cfg, parse_rope_override(text), "--rope-scaling");
 }

@@ -1,7 +1,6 @@
 #include "ropescale/eval/eval_method.h"
 
 #include <cmath>
-#include <fstream>
 #include <set>
 #include <sstream>
 
@@ -9,6 +8,7 @@
 
 #include "ropescale/config/error.h"
 #include "ropescale/config/json_text.h"
+#include "ropescale/config/model_config.h"
 #include "ropescale/config/rope_params.h"
 #include "ropescale/rope/rope_types.h"
 
@@ -33,20 +33,8 @@ double parse_factor(const std::string& item, const std::string& text) {
 
 // A setting whose lists come from a file (LongRoPE factors): a rope_scaling
 // object, or a whole config.json holding one under rope_scaling / rope_parameters.
-json settings_from_file(const std::string& item, const std::string& path, const RopeTypeInfo& info, int64_t trained) {
-  std::ifstream in(path);
-  if (!in) throw_unreadable(path, "cannot open the LongRoPE factors file named by --methods '" + item + "'");
-  std::stringstream ss;
-  ss << in.rdbuf();
-  json j;
-  try {
-    j = json::parse(ss.str());
-  } catch (const json::exception& e) {
-    throw_unreadable(path, std::string("not valid JSON (") + e.what() + ")");
-  }
-  if (j.is_object() && j.contains("rope_scaling") && j["rope_scaling"].is_object()) j = j["rope_scaling"];
-  else if (j.is_object() && j.contains("rope_parameters") && j["rope_parameters"].is_object()) j = j["rope_parameters"];
-  if (!j.is_object()) throw_invalid(path, "rope_scaling", safe_dump(j).substr(0, 60), "must be a JSON object");
+json settings_from_file(const std::string& path, const RopeTypeInfo& info, int64_t trained) {
+  json j = read_rope_dict_file(path);
   for (const RopeParam& rp : info.params)
     if (rp.kind == ParamKind::PairList && !j.contains(rp.key))
       throw_invalid(path, std::string(rp.key), "(missing)",
@@ -105,7 +93,7 @@ EvalMethod parse_eval_method(const std::string& text, int64_t trained) {
     case ShorthandArg::File:
       if (arg.empty())
         throw_unreadable("--methods", "'" + text + "': give the factors file, " + std::string(info->shorthand) + ":FILE");
-      j = settings_from_file(text, arg, *info, trained);
+      j = settings_from_file(arg, *info, trained);
       break;
     case ShorthandArg::OptionalFactor:
       j = rope_dict_for(*info, arg.empty() ? std::nullopt : std::optional<double>(parse_factor(text, arg)), trained);

@@ -570,7 +570,7 @@ TEST(Cli, CalibrateYarn) {
   EXPECT_GT(rope["beta_fast"].get<double>(), rope["beta_slow"].get<double>());
   EXPECT_LE(j["search"]["best"]["fitness_nll"].get<double>(), j["search"]["yarn_default"]["fitness_nll"].get<double>());
   for (const char* e : {"hf", "vllm", "llama.cpp"}) EXPECT_TRUE(j["exports"].contains(e)) << e;
-  EXPECT_EQ(j["held_out"]["results"].size(), 3u);
+  EXPECT_EQ(j["held_out"]["results"].size(), 4u);  // none, NTK, YaRN, calibrated
   EXPECT_EQ(json::parse(std::ifstream(out))["rope_scaling"], rope);
   // The setting it wrote is one every command takes.
   EXPECT_EQ(run("check " + model + " --rope-scaling '" + rope.dump() + "'").code, 0);
@@ -578,12 +578,63 @@ TEST(Cli, CalibrateYarn) {
   EXPECT_EQ(r.code, 2);
   EXPECT_NE(r.err.find("is the calibration text"), std::string::npos) << r.err;
   EXPECT_EQ(run("calibrate --model " + model + " --text " + cal + " --target-context 256").code, 2);
-  r = run("calibrate --model " + model + " --text " + cal + " --target-context 512 --method longrope");
+  r = run("calibrate --model " + model + " --text " + cal + " --target-context 512 --method pi");
   EXPECT_EQ(r.code, 2);
-  EXPECT_NE(r.err.find("only yarn"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("--method"), std::string::npos) << r.err;
   r = run("calibrate --model " + model + " --text " + cal + " --target-context 8192");
   EXPECT_EQ(r.code, 2);
   EXPECT_NE(r.err.find("fewer than 2 windows"), std::string::npos) << r.err;
+}
+
+// calibrate --method longrope: per-pair factors, monotone and within the bounds, short factors after;
+// the same seed gives the same result, a resumed search the uninterrupted one; the file it writes is a
+// --rope-scaling argument for every command; a checkpoint of another search is refused.
+TEST(Cli, CalibrateLongRope) {
+  const auto model = (test::source_dir() / "models/ropescale-kjv-256.gguf").string();
+  std::string text;
+  for (int i = 0; i < 30; ++i) text += "And God said, Let there be light: and there was light. ";
+  const std::string cal = test::write_temp("lr-cal.txt", text), out = test::write_temp("lr.json", "");
+  const std::string ck = test::write_temp("lr-ck.json", ""), gguf = test::write_temp("lr.gguf", "");
+  const std::string small = " --population 6 --mutations 3 --crossovers 3 --parents 3 --short-iterations 1 --windows 1 "
+                            "--threads 1 --method longrope --model " + model + " --text " + cal + " --target-context 512";
+  auto r = run("calibrate" + small + " --iterations 2 --checkpoint " + ck + " --out " + out + " --out-gguf " + gguf + " --json");
+  ASSERT_EQ(r.code, 0) << r.err;
+  const json j = r.j();
+  const json rope = j["rope_scaling"];
+  EXPECT_EQ(rope["rope_type"], "longrope");
+  const auto lf = rope["long_factor"].get<std::vector<double>>(), sf = rope["short_factor"].get<std::vector<double>>();
+  ASSERT_EQ(lf.size(), 16u);
+  ASSERT_EQ(sf.size(), 16u);
+  for (size_t i = 0; i < lf.size(); ++i) {
+    EXPECT_GE(lf[i], 1.0);
+    EXPECT_LE(lf[i], 4.0);  // 2 × the factor 2
+    if (i) {
+      EXPECT_GE(lf[i], lf[i - 1]);
+    }
+  }
+  EXPECT_EQ(j["search"]["evals"], 6 + 2 * 6);
+  EXPECT_EQ(j["search"]["generations"], 2);
+  EXPECT_LE(j["search"]["best"]["fitness_nll"].get<double>(), j["search"]["seed_fitness_nll"][0].get<double>());
+  EXPECT_EQ(j["gguf"]["file"], gguf);
+  // One generation, then resumed to two: the same result as the run above.
+  const std::string ck2 = test::write_temp("lr-ck2.json", "");
+  ASSERT_EQ(run("calibrate" + small + " --iterations 1 --checkpoint " + ck2 + " --json").code, 0);
+  r = run("calibrate" + small + " --iterations 2 --checkpoint " + ck2 + " --resume --json");
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.j()["rope_scaling"], rope);
+  EXPECT_EQ(r.j()["search"]["evals"], j["search"]["evals"]);
+  // Another seed is another search: its checkpoint is refused, naming what differs.
+  r = run("calibrate" + small + " --iterations 2 --seed 9 --checkpoint " + ck + " --resume");
+  EXPECT_EQ(r.code, 2);
+  EXPECT_NE(r.err.find("seed"), std::string::npos) << r.err;
+  // The calibration file is a --rope-scaling argument; llama.cpp's keys in the GGUF carry the long factors.
+  EXPECT_EQ(run("check " + model + " --rope-scaling " + out).code, 0);
+  r = run("check " + model + " --rope-scaling /nonexistent/lr.json");
+  EXPECT_EQ(r.code, 2);
+  EXPECT_NE(r.err.find("/nonexistent/lr.json"), std::string::npos) << r.err;
+  r = run("--gguf-rope llama.cpp freqs --json --config " + gguf + " --seq-len 512");
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_NEAR(r.j()["attention_factor"].get<double>(), rope["attention_factor"].get<double>(), 1e-6);
 }
 
 TEST(Cli, ConvertToLlama2c) {

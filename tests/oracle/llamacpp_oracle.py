@@ -101,7 +101,13 @@ def check_scaling_in_keys(tally, label, binary, path, plain, n):
     tally.add(ok)
 
 
-def check_file(tally, label, binary, path, texts, nll_ids, trained, tmp, plain, long_only=False):
+def long_factors_everywhere(rope):
+    """A longrope dict with its long factors as the short ones too: how llama.cpp runs it at every length."""
+    return {**rope, "short_factor": rope["long_factor"]}
+
+
+def check_file(tally, label, binary, path, texts, nll_ids, trained, tmp, plain, long_only=None):
+    """long_only: a longrope dict (llama.cpp applies its long factors at every length), else None."""
     check_scaling_in_keys(tally, label, binary, path, plain, 8 * trained)
     check_ids(tally, label, binary, path, texts, tmp)
     for mult in (1, 8):
@@ -112,8 +118,8 @@ def check_file(tally, label, binary, path, texts, nll_ids, trained, tmp, plain, 
             # llama.cpp's llama architecture has no short/long switch: below the trained length it keeps
             # the long factors where ropescale (like HF) uses the short ones. Check that this is the only
             # difference: ropescale with the long factors at every length gives llama.cpp's numbers.
-            rope = {"rope_type": "longrope", "factor": 8.0, "short_factor": LONG_FACTOR, "long_factor": LONG_FACTOR}
-            check_nll(tally, label + " (1x: long factors, as llama.cpp runs it)", binary, path, nll_ids[:n], rope)
+            check_nll(tally, label + " (1x: long factors, as llama.cpp runs it)", binary, path, nll_ids[:n],
+                      long_factors_everywhere(long_only))
             continue
         check_nll(tally, label, binary, path, nll_ids[:n])
 
@@ -139,7 +145,7 @@ def main():
             path = os.path.join(tmp, "stories-" + label.replace(" ", "-") + ".gguf")
             convert(binary, src, path, rope, "--dtype", "f32")
             check_file(tally, "stories260K " + label, binary, path, texts, stories_ids, 512, tmp, plain,
-                       long_only=rope["rope_type"] == "longrope")
+                       long_only=rope if rope["rope_type"] == "longrope" else None)
         tuned = os.path.join(tmp, "stories-finetuned.gguf")
         finetune_yarn(binary, src, os.path.join(data, "tinystories_valid_head.txt"), tuned, 1024)
         check_file(tally, "stories260K finetuned yarn x8", binary, tuned, texts, stories_ids, 512, tmp, plain)
@@ -152,6 +158,17 @@ def main():
         yarn = os.path.join(tmp, "default-yarn.gguf")
         convert(binary, default, yarn, {"rope_type": "yarn", "factor": 8.0})
         check_file(tally, "default model yarn x8", binary, yarn, texts, kjv_ids, 256, tmp, default)
+        # A LongRoPE calibration (a short search) written as a GGUF by calibrate --out-gguf.
+        calibrated, calibration = os.path.join(tmp, "default-longrope.gguf"), os.path.join(tmp, "longrope.json")
+        subprocess.run([binary, "calibrate", "--method", "longrope", "--model", default, "--text",
+                        os.path.join(data, "kjv_genesis.txt"), "--target-context", "2048", "--windows", "1",
+                        "--population", "6", "--iterations", "1", "--mutations", "3", "--crossovers", "3", "--parents", "3",
+                        "--short-iterations", "1", "--out", calibration, "--out-gguf", calibrated],
+                       check=True, capture_output=True)
+        with open(calibration, encoding="utf-8") as f:
+            rope = json.load(f)["rope_scaling"]
+        check_file(tally, "default model longrope-calibrated x8", binary, calibrated, texts, kjv_ids, 256, tmp, default,
+                   long_only=rope)
         tuned = os.path.join(tmp, "default-finetuned.gguf")
         finetune_yarn(binary, default, os.path.join(data, "kjv_genesis.txt"), tuned, 1024)
         check_file(tally, "default model finetuned yarn x8", binary, tuned, texts, kjv_ids, 256, tmp, default)

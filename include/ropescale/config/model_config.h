@@ -91,6 +91,10 @@ ModelConfig load_model_config(const std::string& path, GgufRopeSource gguf_rope 
 void apply_rope_override(ModelConfig& cfg, const std::string& override_json);
 // The override text as a JSON object; throws ConfigError (Unreadable, naming --rope-scaling).
 nlohmann::json parse_rope_override(const std::string& override_json);
+// A rope setting kept in a file: a JSON object that is the dict itself, or a
+// document holding it as "rope_scaling" or "rope_parameters" (calibrate --out, an
+// HF config.json). Throws ConfigError naming the file.
+nlohmann::json read_rope_dict_file(const std::string& path);
 // The same for a dict already parsed; `source` names it in messages
 // ("--rope-scaling", "rope_scaling" for a recommended setting).
 void apply_rope_setting(ModelConfig& cfg, nlohmann::json rope_dict, const std::string& source);
