@@ -22,6 +22,8 @@
 #include "ropescale/config/json_text.h"
 #include "ropescale/config/mapped_file.h"
 #include "ropescale/config/sha256.h"
+#include "ropescale/eval/eval_target.h"
+#include "ropescale/eval/passkey.h"
 #include "ropescale/eval/perplexity.h"
 #include "ropescale/model/gguf_model.h"
 #include "ropescale/model/tokenizer.h"
@@ -34,8 +36,9 @@ using nlohmann::json;
 namespace {
 
 struct CalibrateOptions {
-  std::string model, tokenizer, text, eval_text, method = "yarn", out;
+  std::string model, tokenizer, text, eval_text, method = "yarn", out, fitness = "ppl";
   int64_t target = 0;
+  int needles = 4;
   int windows = 2, eval_windows = 4;
   std::optional<int> max_evals;        // unset: the method's own (yarn 400; longrope its whole search)
   std::optional<double> max_minutes;   // unset: yarn 3, longrope 20
@@ -90,6 +93,7 @@ struct Calibration {
   RopeSetting yarn;  // YaRN ×s as published: the reference every result is shown against
   std::vector<int> ids;
   PerplexityOptions po;
+  std::vector<PasskeyPrompt> needle_prompts;  // --fitness needle
 
   explicit Calibration(const CalibrateOptions& opts) : o(opts), model(load_model(opts.model)) {
     tok = tokenizer_for_model(model, o.model, o.tokenizer);
@@ -104,6 +108,34 @@ struct Calibration {
     ids = windows_of(*tok, o.text, o.target, o.windows);
     po.ctxs = {o.target};
     po.run = {o.runtime.chunk, o.runtime.threads, kv_cache_of(o.runtime), key_rotation_of(o.runtime)};
+    if (o.fitness == "needle") {
+      // LongRoPE2's needle-driven perplexity: passkey prompts of the target length in the calibration
+      // text, the needle at evenly spread depths; the fitness is the key's mean NLL per token.
+      PasskeyOptions pk;
+      pk.lengths = {o.target};
+      for (int i = 0; i < o.needles; ++i) pk.depths.push_back((i + 0.5) / o.needles);
+      pk.trials = 1;
+      pk.alternatives = 1;
+      pk.haystack = read_file_text(o.text);
+      pk.run = po.run;
+      needle_prompts = build_passkey_prompts(*tok, pk);
+    }
+  }
+  std::string fitness_name() const {
+    return needle_prompts.empty() ? fmt::format("mean NLL of {} window(s)", o.windows)
+                                  : fmt::format("needle NLL of {} passkey prompt(s)", o.needles);
+  }
+  // The fitness of a setting: the mean NLL of the calibration windows at the target
+  // length, or (--fitness needle) of the needles' keys.
+  double fitness_of(const RopeSetting& s) const {
+    if (needle_prompts.empty()) return nll_of(s, ids, o.target);
+    std::vector<const RetrievalPrompt*> prompts;
+    for (const auto& p : needle_prompts) prompts.push_back(&p);
+    const auto outcomes = LocalTarget(model, *tok, po.run).retrieve(std::vector<RopeSetting>{s}, prompts, 0, {})[0];
+    double sum = 0;
+    for (size_t i = 0; i < outcomes.size(); ++i)
+      sum += -outcomes[i].answer_logprobs[0] / double(needle_prompts[i].answers[0].size());
+    return sum / double(outcomes.size());
   }
   double nll_of(const RopeSetting& s, std::span<const int> on, int64_t ctx) const {
     PerplexityOptions p = po;
@@ -133,7 +165,8 @@ struct Calibration {
                 {"factor", factor},
                 {"rope_scaling", dict},
                 {"exports", exports},
-                {"calibration", {{"text", o.text}, {"text_sha256", file_sha256_hex(o.text)}, {"windows", o.windows}}},
+                {"calibration", {{"text", o.text}, {"text_sha256", file_sha256_hex(o.text)}, {"windows", o.windows},
+                                 {"fitness", fitness_name()}}},
                 {"search", std::move(search)}};
     if (!o.eval_text.empty()) {
       // Held out: other text, the target length and the trained length (the short-context cost).
@@ -183,14 +216,15 @@ void print_exports(const json& doc) {
 
 void run_yarn(const Calibration& cal) {
   const CalibrateOptions& o = cal.o;
-  const YarnFitness fitness = [&](const RopeSpec& spec) { return cal.nll_of(cal.with_spec(spec, "candidate"), cal.ids, o.target); };
+  const YarnFitness fitness = [&](const RopeSpec& spec) { return cal.fitness_of(cal.with_spec(spec, "candidate")); };
   YarnSearchOptions so;
   so.max_evals = o.max_evals.value_or(400);
   so.max_seconds = o.max_minutes.value_or(3) * 60;
   const RopeSpec& base = cal.yarn.spec;
-  std::fprintf(stderr, "ropescale: calibrating YaRN ×%g for %lld tokens on %d window(s) of %s (%d rotary pairs; "
+  std::fprintf(stderr, "ropescale: calibrating YaRN ×%g for %lld tokens, fitness %s of %s (%d rotary pairs; "
                        "theoretical critical pair %d)\n",
-               cal.factor, (long long)o.target, o.windows, o.text.c_str(), base.pairs(), theoretical_critical_pair(base));
+               cal.factor, (long long)o.target, cal.fitness_name().c_str(), o.text.c_str(), base.pairs(),
+               theoretical_critical_pair(base));
   ProgressBar bar("calibrate", "evals");
   double shown = INFINITY;
   const YarnSearchResult r = search_yarn(base, fitness, so, [&](int done, int total, const YarnCandidate& best) {
@@ -313,7 +347,8 @@ void run_longrope(const Calibration& cal) {
                          {"target_context", o.target}, {"windows", o.windows}, {"seed", std::to_string(so.seed)},
                          {"population", so.population}, {"mutations", so.mutations}, {"crossovers", so.crossovers},
                          {"parents", so.parents}, {"step", so.step}, {"upper", so.upper}, {"from", o.from},
-                         {"attention_factor", o.attention ? json(*o.attention) : json("searched")}};
+                         {"attention_factor", o.attention ? json(*o.attention) : json("searched")},
+                         {"fitness", o.fitness}, {"needles", o.needles}};
   std::optional<LongRopeSearchState> resumed;
   if (o.resume) {
     if (o.checkpoint.empty()) throw_unreadable("--resume", "needs --checkpoint FILE to resume from");
@@ -322,13 +357,12 @@ void run_longrope(const Calibration& cal) {
                  o.checkpoint.c_str(), resumed->generation, resumed->evals, resumed->population.front().fitness);
   }
   const int planned = so.population + so.iterations * (so.mutations + so.crossovers);
-  std::fprintf(stderr, "ropescale: LongRoPE search ×%g for %lld tokens on %d window(s) of %s: %d pairs in [%g, %g] step %g, "
+  std::fprintf(stderr, "ropescale: LongRoPE search ×%g for %lld tokens, fitness %s of %s: %d pairs in [%g, %g] step %g, "
                        "population %d, %d generations (≈ %d evaluations), seed %llu\n",
-               s, (long long)o.target, o.windows, o.text.c_str(), base.pairs(), so.lower, so.upper, so.step,
-               so.population, so.iterations, planned, (unsigned long long)so.seed);
+               s, (long long)o.target, cal.fitness_name().c_str(), o.text.c_str(), base.pairs(), so.lower, so.upper,
+               so.step, so.population, so.iterations, planned, (unsigned long long)so.seed);
   const LongRopeFitness long_fitness = [&](const LongRopeCandidate& c) {
-    return cal.nll_of(cal.with_spec(longrope_spec(base, c.factors, c.factors, c.attention_factor), "candidate"), cal.ids,
-                      o.target);
+    return cal.fitness_of(cal.with_spec(longrope_spec(base, c.factors, c.factors, c.attention_factor), "candidate"));
   };
   ProgressBar bar("longrope", "evals");
   int shown_generation = -1;
@@ -442,6 +476,12 @@ void add_calibrate_commands(CLI::App& app, int& exit_code) {
       ->capture_default_str()->check(CLI::IsMember({"yarn", "longrope"}));
   c->add_option("--windows", o->windows, "Calibration windows of the target length (the fitness is their mean NLL)")
       ->capture_default_str()->check(CLI::Range(1, 1024));
+  c->add_option("--fitness", o->fitness, "ppl: mean NLL of the calibration windows; needle: the NLL of passkey keys "
+                                         "hidden in the calibration text at the target length (LongRoPE2's needle "
+                                         "perplexity)")
+      ->capture_default_str()->check(CLI::IsMember({"ppl", "needle"}));
+  c->add_option("--needles", o->needles, "--fitness needle: prompts (the needle at evenly spread depths)")
+      ->capture_default_str()->check(CLI::Range(1, 256));
   c->add_option("--eval-text", o->eval_text,
                 "Held-out text (not the calibration text): NLL of none, NTK, YaRN and the result at 1× and the target");
   c->add_option("--eval-windows", o->eval_windows, "Held-out windows per length")->capture_default_str()->check(CLI::Range(1, 1024));

@@ -616,6 +616,11 @@ TEST(Cli, CalibrateLongRope) {
   EXPECT_EQ(j["search"]["generations"], 2);
   EXPECT_LE(j["search"]["best"]["fitness_nll"].get<double>(), j["search"]["seed_fitness_nll"][0].get<double>());
   EXPECT_EQ(j["gguf"]["file"], gguf);
+  // The needle fitness: LongRoPE2's needle perplexity of passkeys hidden in the calibration text.
+  r = run("calibrate" + small + " --iterations 0 --fitness needle --needles 2 --json");
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.j()["calibration"]["fitness"].get<std::string>().find("needle NLL of 2"), std::string::npos);
+  EXPECT_GT(r.j()["search"]["best"]["fitness_nll"].get<double>(), 0.0);
   // One generation, then resumed to two: the same result as the run above.
   const std::string ck2 = test::write_temp("lr-ck2.json", "");
   ASSERT_EQ(run("calibrate" + small + " --iterations 1 --checkpoint " + ck2 + " --json").code, 0);
