@@ -413,7 +413,7 @@ void run_longrope(const Calibration& cal) {
   json history = json::array();
   for (const auto& c : r.state.history) history.push_back(longrope_candidate_json(c));
   json seed_fitness = json::array();
-  for (size_t i = 0; i < std::min(seeds.size(), r.state.history.size()); ++i)
+  for (size_t i = 0; i < std::min({seeds.size(), size_t(so.population), r.state.history.size()}); ++i)
     seed_fitness.push_back(r.state.history[i].fitness);
   std::string table;
   const double seconds = r.state.seconds;
@@ -430,6 +430,8 @@ void run_longrope(const Calibration& cal) {
                                               {"mutation_probability", so.mutation_probability},
                                               {"lower", so.lower}, {"upper", so.upper}}},
                                  {"seed_names", "PI, NTK, YaRN, critical-pair seeds, --from"},
+                                 {"seeds", seeds.size()},
+                                 {"from", o.from},
                                  {"seed_fitness_nll", seed_fitness},
                                  {"best_by_generation", r.state.best_by_generation},
                                  {"best", longrope_candidate_json(best)},

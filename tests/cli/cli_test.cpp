@@ -616,6 +616,20 @@ TEST(Cli, CalibrateLongRope) {
   EXPECT_EQ(j["search"]["generations"], 2);
   EXPECT_LE(j["search"]["best"]["fitness_nll"].get<double>(), j["search"]["seed_fitness_nll"][0].get<double>());
   EXPECT_EQ(j["gguf"]["file"], gguf);
+  // Progressive extension: the ×2 result, as is and rescaled to ×4, joins the seeds of a search at 1 024.
+  std::string wide = small;
+  wide.replace(wide.find("--population 6"), 14, "--population 16");
+  r = run("calibrate" + wide + " --iterations 0 --json");
+  ASSERT_EQ(r.code, 0) << r.err;
+  const size_t seeds = r.j()["search"]["seeds"].get<size_t>();
+  const std::string small4 = std::string(wide).replace(wide.find("512"), 3, "1024");
+  r = run("calibrate" + small4 + " --iterations 0 --from " + out + " --json");
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.j()["search"]["seeds"].get<size_t>(), seeds + 2);
+  EXPECT_EQ(r.j()["search"]["from"], out);
+  r = run("calibrate" + small4 + " --iterations 0 --from " + cal);
+  EXPECT_EQ(r.code, 2);
+  EXPECT_NE(r.err.find(cal), std::string::npos) << r.err;
   // The needle fitness: LongRoPE2's needle perplexity of passkeys hidden in the calibration text.
   r = run("calibrate" + small + " --iterations 0 --fitness needle --needles 2 --json");
   ASSERT_EQ(r.code, 0) << r.err;
