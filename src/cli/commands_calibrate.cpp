@@ -386,6 +386,9 @@ void run_longrope(const Calibration& cal) {
   json short_search = nullptr;
   double short_fitness = NAN, short_ones = NAN;
   const double left = budget_seconds - std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  if (o.short_iterations > 0 && left <= 0)
+    std::fprintf(stderr, "ropescale: note: the budget (--max-minutes) is spent; the short factors are not searched "
+                         "and stay 1\n");
   if (o.short_iterations > 0 && left > 0) {
     const int short_windows = int(std::max<int64_t>(1, o.windows * o.target / cal.L));
     const std::vector<int> short_ids = windows_of(*cal.tok, o.text, cal.L, short_windows);
