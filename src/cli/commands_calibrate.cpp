@@ -21,6 +21,7 @@
 #include "ropescale/config/error.h"
 #include "ropescale/config/json_text.h"
 #include "ropescale/config/mapped_file.h"
+#include "ropescale/config/model_config.h"
 #include "ropescale/config/sha256.h"
 #include "ropescale/eval/eval_target.h"
 #include "ropescale/eval/passkey.h"
@@ -302,15 +303,13 @@ LongRopeSearchState search_state_from_file(const std::string& path, const json& 
   return s;
 }
 
-// --from: an earlier calibration's setting as per-pair divisors past its trained length,
+// --from: an earlier setting (a calibration, a config.json) as per-pair divisors past its trained length,
 // as it is and rescaled to this factor (LongRoPE's 1 + (λ − 1)·(s′ − 1)/(s − 1)).
 std::vector<std::vector<double>> seeds_from(const Calibration& cal, const std::string& path) {
-  const json j = json::parse(read_file_text(path), nullptr, false);
-  if (j.is_discarded() || !j.is_object() || !j.contains("rope_scaling") || !j["rope_scaling"].is_object())
-    throw_unreadable(path, "has no rope_scaling object (calibrate --out writes one)");
+  const json dict = read_rope_dict_file(path);  // a calibration, an HF config.json, or a bare dict
   RopeSetting earlier;
   try {
-    earlier = rope_setting_for_model(cal.model, j["rope_scaling"], "from");
+    earlier = rope_setting_for_model(cal.model, dict, "from");
   } catch (const std::exception& e) {
     throw_unreadable(path, std::string("rope_scaling: ") + e.what());
   }
