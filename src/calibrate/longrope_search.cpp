@@ -181,9 +181,9 @@ std::vector<std::vector<double>> longrope_seed_factors(const RopeSpec& base, con
   auto pair_of_period = [&](double period) {
     return (d / 2.0) * std::log(period / (2 * std::numbers::pi)) / std::log(base.theta);
   };
-  const int r_hi = std::clamp(int(std::ceil(pair_of_period(L))), 1, P - 1);
-  const int r_lo = std::clamp(int(std::floor(pair_of_period(L / 10))), 1, r_hi);
-  for (int r = r_lo; r <= r_hi && P > 1; ++r) {
+  const int r_hi = P > 1 ? std::clamp(int(std::ceil(pair_of_period(L))), 1, P - 1) : 0;
+  const int r_lo = P > 1 ? std::clamp(int(std::floor(pair_of_period(L / 10))), 1, r_hi) : 1;  // P = 1: none
+  for (int r = r_lo; r <= r_hi; ++r) {
     std::vector<double> f(static_cast<size_t>(P));
     for (int j = 0; j < P; ++j) f[size_t(j)] = j >= r ? s : std::pow(s, double(j) / r);
     seeds.push_back(f);

@@ -67,6 +67,10 @@ TEST(LongRopeSearch, SeedsArePiNtkAndYarnOnTheGrid) {
     c.attention_factor = 1.0;
     EXPECT_TRUE(candidate_is_valid(c, o));
   }
+  // One rotary pair (rotary_dim 2): PI, NTK (s at the last pair) and YaRN (its one pair extrapolates), no more.
+  RopeSpec one = base_spec(8);
+  one.rotary_dim = 2;
+  EXPECT_EQ(longrope_seed_factors(one, o), (std::vector<std::vector<double>>{{8.0}, {8.0}, {1.0}}));
   // An earlier result of another length is accepted only with the same number of pairs.
   EXPECT_THROW(longrope_seed_factors(base, o, {{1, 2, 3}}), std::invalid_argument);
 }
