@@ -5,6 +5,7 @@
 #include "ropescale/config/error.h"
 #include "ropescale/config/json_text.h"
 #include "ropescale/config/rope_params.h"
+#include "ropescale/kernels/kv_storage.h"
 #include "ropescale/rope/rope_types.h"
 
 namespace ropescale {
@@ -12,14 +13,23 @@ namespace ropescale {
 using nlohmann::json;
 
 std::vector<KvCacheSize> kv_cache_sizes(const ModelConfig& cfg, int64_t tokens) {
-  // Bytes per element: q8_0 stores 32 int8 + one f16 scale per block (34/32);
-  // q4_0 stores 32 4-bit values + one f16 scale (18/32).
-  const std::vector<std::pair<std::string, double>> dtypes = {
-      {"f16/bf16", 2.0}, {"fp8", 1.0}, {"q8_0", 34.0 / 32.0}, {"q4_0", 18.0 / 32.0}};
+  std::vector<KvCacheSize> out;
+  const auto add = [&](const std::string& name, KvType type) {  // bytes as InferenceSession allocates them
+    if (!kv_type_fits(type, static_cast<int>(cfg.head_dim))) return;
+    const double bytes = static_cast<double>(kv_cache_bytes(type, static_cast<int>(cfg.num_hidden_layers),
+                                                            static_cast<int>(cfg.num_key_value_heads), static_cast<int>(cfg.head_dim), tokens));
+    const double elements = 2.0 * static_cast<double>(cfg.num_hidden_layers) * static_cast<double>(cfg.num_key_value_heads) *
+                            static_cast<double>(cfg.head_dim) * static_cast<double>(tokens);
+    out.push_back({name, elements > 0 ? bytes / elements : 0.0, bytes, true});
+  };
+  add("f32", KvType::F32);
+  add("f16/bf16", KvType::F16);
+  // fp8 (vLLM's kv_cache_dtype): one byte an element; ropescale's runtime has no fp8 cache.
   const double elements = 2.0 * static_cast<double>(cfg.num_hidden_layers) * static_cast<double>(cfg.num_key_value_heads) *
                           static_cast<double>(cfg.head_dim) * static_cast<double>(tokens);
-  std::vector<KvCacheSize> out;
-  for (const auto& [name, b] : dtypes) out.push_back({name, b, elements * b});
+  out.push_back({"fp8", 1.0, elements, false});
+  add("q8_0", KvType::Q8_0);  // 32 int8 + an f16 scale per block: 34/32 bytes an element
+  add("q4_0", KvType::Q4_0);  // 32 4-bit values + an f16 scale: 18/32
   return out;
 }
 
@@ -42,6 +52,9 @@ Plan make_plan(const ModelConfig& cfg, const PlanOptions& o) {
   plan.native_context = std::max(cfg.max_position_embeddings, scaled_reach(cfg));
   plan.ratio = plan.trained_context > 0 ? static_cast<double>(o.target_context) / plan.trained_context : 0.0;
   plan.kv_cache = kv_cache_sizes(cfg, o.target_context);
+  if (cfg.head_dim % kQuantBlock != 0)
+    plan.notes.push_back("head_dim " + std::to_string(cfg.head_dim) + " is not a multiple of " + std::to_string(kQuantBlock) +
+                         ": q8_0 / q4_0 KV caches (ggml's 32-value blocks) do not apply");
   if (cfg.uses_mla)
     plan.notes.push_back("multi-head latent attention (DeepSeek) caches a compressed latent: the real KV cache is far smaller than this formula");
 

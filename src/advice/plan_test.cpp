@@ -1,4 +1,5 @@
 #include "ropescale/advice/plan.h"
+#include "ropescale/kernels/kv_storage.h"
 
 #include <gtest/gtest.h>
 
@@ -51,12 +52,23 @@ TEST(Plan, RoundsFactorsUpAndPlansAreClean) {
 TEST(Plan, KvCacheBytes) {
   // Llama-3.1-8B at 131072 tokens: 2 × 32 × 8 × 128 × 131072 × 2 B = 16 GiB.
   auto p = plan(model("llama-3.1-8b"), 131072);
-  ASSERT_EQ(p.kv_cache.size(), 4u);
-  EXPECT_EQ(p.kv_cache[0].dtype, "f16/bf16");
-  EXPECT_DOUBLE_EQ(p.kv_cache[0].bytes, 17179869184.0);
-  EXPECT_DOUBLE_EQ(p.kv_cache[1].bytes, 8589934592.0);            // fp8
-  EXPECT_DOUBLE_EQ(p.kv_cache[2].bytes, 8589934592.0 * 34 / 32);  // q8_0
-  EXPECT_DOUBLE_EQ(p.kv_cache[3].bytes, 8589934592.0 * 18 / 32);  // q4_0
+  ASSERT_EQ(p.kv_cache.size(), 5u);
+  EXPECT_EQ(p.kv_cache[0].dtype, "f32");
+  EXPECT_DOUBLE_EQ(p.kv_cache[0].bytes, 2 * 17179869184.0);
+  EXPECT_EQ(p.kv_cache[1].dtype, "f16/bf16");
+  EXPECT_DOUBLE_EQ(p.kv_cache[1].bytes, 17179869184.0);
+  EXPECT_DOUBLE_EQ(p.kv_cache[2].bytes, 8589934592.0);            // fp8
+  EXPECT_FALSE(p.kv_cache[2].runtime);
+  EXPECT_EQ(p.kv_cache[3].dtype, "q8_0");
+  EXPECT_DOUBLE_EQ(p.kv_cache[3].bytes, 8589934592.0 * 34 / 32);  // q8_0
+  EXPECT_DOUBLE_EQ(p.kv_cache[3].bytes_per_element, 34.0 / 32);
+  EXPECT_DOUBLE_EQ(p.kv_cache[4].bytes, 8589934592.0 * 18 / 32);  // q4_0
+  // Each runtime row is kv_cache_bytes — the function InferenceSession allocates by
+  // (session_test: SessionAllocatesWhatKvCacheBytesPredicts).
+  for (const auto& [row, type] : {std::pair{0, KvType::F32}, {1, KvType::F16}, {3, KvType::Q8_0}, {4, KvType::Q4_0}}) {
+    EXPECT_TRUE(p.kv_cache[row].runtime);
+    EXPECT_EQ(p.kv_cache[row].bytes, double(kv_cache_bytes(type, 32, 8, 128, 131072)));
+  }
   auto ds = plan(model("deepseek-v3"), 163840);
   bool mla_note = false;
   for (const auto& n : ds.notes) mla_note |= n.find("latent") != std::string::npos;

@@ -76,16 +76,16 @@ std::vector<AttentionBenchResult> run_attention_bench(const std::vector<Attentio
         o(q.size());
     for (auto* x : {&q, &k, &v})
       for (auto& e : *x) e = nd(rng);
-    std::vector<uint16_t> k16(k.size()), v16(v.size());
-    f32_to_f16(k.data(), k16.data(), k.size());
-    f32_to_f16(v.data(), v16.data(), v.size());
-    const bool f16 = c.kv == KvType::F16;
+    const int64_t rows = (T + 1) * c.n_kv_heads;
+    std::vector<std::byte> kc(size_t(rows) * kv_row_bytes(c.kv, c.head_dim)), vc(kc.size());
+    kv_store_rows(c.kv, k.data(), kc.data(), rows, c.head_dim);
+    kv_store_rows(c.kv, v.data(), vc.data(), rows, c.head_dim);
     AttentionProblem p;
     p.n_heads = c.n_heads;
     p.n_kv_heads = c.n_kv_heads;
     p.head_dim = c.head_dim;
-    p.k = f16 ? static_cast<const void*>(k16.data()) : k.data();
-    p.v = f16 ? static_cast<const void*>(v16.data()) : v.data();
+    p.k = kc.data();
+    p.v = vc.data();
     p.k_type = p.v_type = c.kv;
     p.scale = 1.0f / std::sqrt(float(c.head_dim));
     p.q = q.data();

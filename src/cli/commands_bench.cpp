@@ -117,8 +117,7 @@ void run_bench_attention(const AttentionBenchOptions& o) {
   });
   const auto threads = parse_threads(o.threads);
   const auto kvs = parse_list<KvType>(o.kv, "--kv-cache", [](const std::string& s) {
-    if (s == "f32") return KvType::F32;
-    if (s == "f16") return KvType::F16;
+    if (const auto t = parse_kv_type(s)) return *t;
     throw std::invalid_argument(s);
   });
   check_min_time(o.min_time);
@@ -127,8 +126,8 @@ void run_bench_attention(const AttentionBenchOptions& o) {
     for (auto [h, kv] : heads)
       for (int hd : dims)
         for (KvType k : kvs)
-          for (int64_t n : tokens) cases.push_back({n, h, kv, hd, k, t});
-  const auto kv_name = [](KvType k) { return k == KvType::F16 ? "f16" : "f32"; };
+          if (kv_type_fits(k, hd))  // q8_0 / q4_0 need whole blocks of 32 channels
+            for (int64_t n : tokens) cases.push_back({n, h, kv, hd, k, t});
   if (!o.json) {
     fmt::print("attention kernel ({} SIMD): causal prefill of N tokens and one decoded token after N;\n"
                "GFLOP/s count 4·head_dim per (query, key) pair and head; peak = OpenBLAS sgemm on the same threads\n",
@@ -139,7 +138,7 @@ void run_bench_attention(const AttentionBenchOptions& o) {
   const auto results = run_attention_bench(cases, o.min_time, [&](const AttentionBenchResult& r) {
     if (o.json) return;
     fmt::print("{:>6} {:>5} {:>4} {:>3} {:>3}  {:>11.2f} {:>9.1f} {:>7.0f}% {:>6.0f}%  {:>10.1f} {:>9.1f}  {:>8.1f}\n", r.c.tokens,
-               fmt::format("{}/{}", r.c.n_heads, r.c.n_kv_heads), r.c.head_dim, kv_name(r.c.kv), r.c.threads, r.prefill_s * 1e3,
+               fmt::format("{}/{}", r.c.n_heads, r.c.n_kv_heads), r.c.head_dim, to_string(r.c.kv), r.c.threads, r.prefill_s * 1e3,
                r.prefill_gflops(), 100 * r.fraction_of_peak(), 100 * r.exp_share(), r.decode_s * 1e6, r.decode_gflops(),
                r.peak_gflops);
     std::fflush(stdout);
@@ -148,7 +147,7 @@ void run_bench_attention(const AttentionBenchOptions& o) {
     nlohmann::json a = nlohmann::json::array();
     for (const auto& r : results)
       a.push_back({{"tokens", r.c.tokens}, {"n_heads", r.c.n_heads}, {"n_kv_heads", r.c.n_kv_heads}, {"head_dim", r.c.head_dim},
-                   {"kv_cache", kv_name(r.c.kv)}, {"threads", r.c.threads}, {"prefill_s", r.prefill_s},
+                   {"kv_cache", to_string(r.c.kv)}, {"threads", r.c.threads}, {"prefill_s", r.prefill_s},
                    {"prefill_gflops", r.prefill_gflops()}, {"fraction_of_peak", r.fraction_of_peak()},
                    {"exp_share", r.exp_share()}, {"decode_s", r.decode_s}, {"decode_gflops", r.decode_gflops()},
                    {"sgemm_peak_gflops", r.peak_gflops}});
@@ -176,7 +175,7 @@ void add_bench_commands(CLI::App& app, int& exit_code) {
   att->add_option("--head-dim", a->head_dims, "Comma-separated head dimensions")->capture_default_str();
   att->add_option("--heads", a->heads, "Comma-separated query/KV head counts (H/KV)")->capture_default_str();
   att->add_option("--threads", a->threads, "Comma-separated thread counts")->capture_default_str();
-  att->add_option("--kv-cache", a->kv, "Comma-separated K/V storage types: f32, f16")->capture_default_str();
+  att->add_option("--kv-cache", a->kv, "Comma-separated K/V storage types: f32, f16, q8_0, q4_0 (quantized: head dims that are multiples of 32)")->capture_default_str();
   att->add_option("--min-time", a->min_time, "Seconds per measurement")->capture_default_str();
   att->add_flag("--json", a->json, "Print one JSON object");
   att->callback([a, &exit_code] { run_bench_attention(*a), exit_code = 0; });

@@ -253,7 +253,7 @@ void run_plan(const PlanCliOptions& o) {
   const Plan p = make_plan(c, po);
   if (o.common.json) {
     json kv = json::array();
-    for (const auto& k : p.kv_cache) kv.push_back({{"dtype", k.dtype}, {"bytes_per_element", k.bytes_per_element}, {"bytes", k.bytes}});
+    for (const auto& k : p.kv_cache) kv.push_back({{"dtype", k.dtype}, {"bytes_per_element", k.bytes_per_element}, {"bytes", k.bytes}, {"ropescale_runtime", k.runtime}});
     json ex = json::array();
     for (const auto& e : p.exports) ex.push_back(export_json(e));
     print_json({{"file", c.path},
@@ -278,7 +278,8 @@ void run_plan(const PlanCliOptions& o) {
   for (const auto& n : p.notes) fmt::print("  note: {}\n", n);
   fmt::print("\nKV cache per sequence at {} tokens ({} layers × {} kv heads × {} dims × 2):\n", p.target_context,
              c.num_hidden_layers, c.num_key_value_heads, c.head_dim);
-  for (const auto& k : p.kv_cache) fmt::print("  {:<9} {:>12}\n", k.dtype, human_bytes(k.bytes));
+  for (const auto& k : p.kv_cache)
+    fmt::print("  {:<9} {:>12}{}\n", k.dtype, human_bytes(k.bytes), k.runtime ? fmt::format("   --kv-cache {}", k.dtype == "f16/bf16" ? "f16" : k.dtype) : "");
   fmt::print("\nexports:\n");
   for (const auto& e : p.exports) print_export(e);
   fmt::print("\ncheck of the planned configuration:\n");

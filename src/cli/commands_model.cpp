@@ -4,6 +4,7 @@
 #include <filesystem>
 #include <memory>
 #include <sys/resource.h>
+#include <unistd.h>
 
 #include <chrono>
 #include <fstream>
@@ -92,7 +93,7 @@ void run_generate(const GenerateOptions& o) {
 }
 
 struct BenchModelOptions {
-  std::string model, ctx = "512,2048,8192", threads = "1,2", rope_scaling;
+  std::string model, ctx = "512,2048,8192", threads = "1,2", rope_scaling, kv = "f32";
   RuntimeFlags runtime;
   int decode_tokens = 64;
   bool json = false;
@@ -104,18 +105,37 @@ double peak_rss_bytes() {
   return ru.ru_maxrss * 1024.0;  // Linux reports KiB
 }
 
+// Resident bytes now (/proc/self/statm): a row's own footprint while its session is alive, where the
+// peak is the whole run's high-water mark.
+double rss_bytes() {
+  long pages_total = 0, pages_resident = 0;
+  if (FILE* f = std::fopen("/proc/self/statm", "r")) {
+    if (std::fscanf(f, "%ld %ld", &pages_total, &pages_resident) != 2) pages_resident = 0;
+    std::fclose(f);
+  }
+  return double(pages_resident) * double(sysconf(_SC_PAGESIZE));
+}
+
 void run_bench_model(const BenchModelOptions& o) {
   const LlamaModel model = load_model(o.model);
   const auto ctxs = parse_positive_ints(o.ctx, "--ctx");
   const auto threads = parse_positive_ints(o.threads, "--threads");
+  const auto kvs = parse_list<KvType>(o.kv, "--kv-cache", [&](const std::string& s) {
+    const auto t = parse_kv_type(s);
+    if (!t) throw std::invalid_argument(s);
+    if (!kv_type_fits(*t, model.hp.head_dim)) throw std::out_of_range(s);
+    return *t;
+  }, "one of " + std::string(kKvTypeNames) + " (q8_0 and q4_0 need head_dim a multiple of 32; this model's is " +
+         std::to_string(model.hp.head_dim) + ")");
   using clock = std::chrono::steady_clock;
   nlohmann::json rows = nlohmann::json::array();
   if (!o.json)
     fmt::print("{}: {} layers, dim {}, {} heads / {} kv, trained at {}; prefill in chunks of {}\n"
-               "{:>7} {:>3} {:>14} {:>14} {:>12}\n",
+               "{:>7} {:>5} {:>3} {:>14} {:>14} {:>12} {:>12} {:>12}\n",
                o.model, model.hp.n_layers, model.hp.dim, model.hp.n_heads, model.hp.n_kv_heads, model.hp.trained_context,
-               o.runtime.chunk, "ctx", "thr", "prefill tok/s", "decode tok/s", "peak RSS");
+               o.runtime.chunk, "ctx", "kv", "thr", "prefill tok/s", "decode tok/s", "KV cache", "RSS", "peak RSS");
   for (int64_t ctx : ctxs)
+    for (KvType kv : kvs)
     for (int64_t thr : threads) {
       SessionOptions so;
       // Past the trained length, run as a user would: YaRN at the needed factor.
@@ -124,7 +144,7 @@ void run_bench_model(const BenchModelOptions& o) {
                                            : factor > 1 ? rope_dict_for(rope_type_info(RopeType::Yarn), factor, model.hp.trained_context).dump()
                                                         : "");
       so.max_context = ctx + o.decode_tokens;
-      so.kv_cache = kv_cache_of(o.runtime);
+      so.kv_cache = kv;
       so.chunk = o.runtime.chunk;
       so.threads = static_cast<int>(thr);
       InferenceSession s(model, so);
@@ -140,12 +160,14 @@ void run_bench_model(const BenchModelOptions& o) {
         logits = s.forward(std::span<const int>(&next, 1));
       }
       const double decode = std::chrono::duration<double>(clock::now() - t1).count();
-      const double rss = peak_rss_bytes();
-      rows.push_back({{"ctx", ctx}, {"threads", thr}, {"prefill_tokens_per_s", ctx / prefill},
-                      {"decode_tokens_per_s", o.decode_tokens / decode}, {"peak_rss_bytes", rss}});
+      const double rss = rss_bytes(), peak = peak_rss_bytes();
+      const size_t kv_bytes = s.kv_cache_bytes_allocated();
+      rows.push_back({{"ctx", ctx}, {"kv_cache", to_string(kv)}, {"threads", thr}, {"prefill_tokens_per_s", ctx / prefill},
+                      {"decode_tokens_per_s", o.decode_tokens / decode}, {"kv_cache_bytes", kv_bytes}, {"rss_bytes", rss},
+                      {"peak_rss_bytes", peak}});
       if (!o.json)
-        fmt::print("{:>7} {:>3} {:>14.0f} {:>14.1f} {:>9.1f} MiB\n", ctx, thr, ctx / prefill, o.decode_tokens / decode,
-                   rss / (1 << 20));
+        fmt::print("{:>7} {:>5} {:>3} {:>14.0f} {:>14.1f} {:>8.1f} MiB {:>8.1f} MiB {:>8.1f} MiB\n", ctx, to_string(kv), thr,
+                   ctx / prefill, o.decode_tokens / decode, kv_bytes / 1048576.0, rss / 1048576.0, peak / 1048576.0);
     }
   if (o.json) {
     const std::string s = nlohmann::json({{"benchmark", "model"}, {"model", o.model}, {"results", rows}}).dump(2);
@@ -263,7 +285,8 @@ static void add_model_bench_command(CLI::App& app, int& exit_code) {
   c->add_option("--ctx", o->ctx, "Comma-separated prompt lengths")->capture_default_str();
   c->add_option("--threads", o->threads, "Comma-separated thread counts")->capture_default_str();
   c->add_option("--decode-tokens", o->decode_tokens, "Tokens decoded after the prompt")->capture_default_str()->check(CLI::PositiveNumber);
-  add_runtime_flags(c, o->runtime, {.key_rotation = false, .threads = false});  // --threads is a list here
+  add_runtime_flags(c, o->runtime, {.kv_cache = false, .key_rotation = false, .threads = false});  // lists here
+  c->add_option("--kv-cache", o->kv, "Comma-separated KV-cache storage types, measured in one run: f32, f16, q8_0, q4_0")->capture_default_str();
   c->add_option("--rope-scaling", o->rope_scaling, "Scaling as vLLM JSON (default: YaRN at the needed factor past the trained length)")->transform(rope_scaling_argument());
   c->add_flag("--json", o->json, "Print one JSON object");
   c->callback([o, &exit_code] { run_bench_model(*o), exit_code = 0; });

@@ -26,7 +26,9 @@ void run_serve(ServeCliOptions o) {
   if (!(o.max_body_mib > 0)) throw_unreadable("--max-body", "must be > 0 MiB");
   o.serve.engine.kv_budget = static_cast<size_t>(o.kv_budget_mib * 1048576.0);
   o.serve.max_body_bytes = static_cast<size_t>(o.max_body_mib * 1048576.0);
-  o.serve.engine.kv_cache = o.kv_cache == "f16" ? KvType::F16 : KvType::F32;
+  RuntimeFlags kv_flags;
+  kv_flags.kv_cache = o.kv_cache;
+  o.serve.engine.kv_cache = kv_cache_of(kv_flags);
   const bool loopback = o.serve.host == "127.0.0.1" || o.serve.host == "localhost" || o.serve.host == "::1";
   if (!loopback && o.serve.api_key.empty())
     fmt::print(stderr, "ropescale: warning: serving on {} without --api-key: anyone who can reach it can use it\n", o.serve.host);
@@ -57,7 +59,7 @@ void add_serve_commands(CLI::App& app, int& exit_code) {
   c->add_option("--parallel", s.engine.parallel, "Requests running at once")->capture_default_str()->check(CLI::PositiveNumber);
   c->add_option("--queue", s.engine.queue, "Requests waiting beyond those (more get 429)")->capture_default_str()->check(CLI::NonNegativeNumber);
   c->add_option("--kv-budget", o->kv_budget_mib, "KV-cache MiB all running requests may hold")->capture_default_str();
-  c->add_option("--kv-cache", o->kv_cache, "KV-cache storage")->check(CLI::IsMember({"f32", "f16"}))->capture_default_str();
+  add_kv_cache_option(c, o->kv_cache);
   c->add_option("--threads", s.engine.threads, "Threads per step (0 = all cores)")->capture_default_str()->check(CLI::NonNegativeNumber);
   c->add_option("--max-context", s.max_context, "Longest prompt + max_tokens (0 = 64 × the trained context)")->capture_default_str();
   c->add_option("--max-tokens-limit", s.limits.max_tokens, "Largest max_tokens accepted")->capture_default_str()->check(CLI::PositiveNumber);

@@ -7,9 +7,7 @@ namespace ropescale::cli {
 
 void add_runtime_flags(CLI::App* c, RuntimeFlags& f, RuntimeFlagSet which) {
   if (which.kv_cache)
-    c->add_option("--kv-cache", f.kv_cache, "KV-cache storage: f32, or f16 (half the bytes, ~5e-4 relative rounding)")
-        ->check(CLI::IsMember({"f32", "f16"}))
-        ->capture_default_str();
+    add_kv_cache_option(c, f.kv_cache);
   if (which.key_rotation) {
     if (which.rotation_auto) f.key_rotation = "auto";
     c->add_option("--key-rotation", f.key_rotation,
@@ -45,10 +43,22 @@ CLI::Validator rope_scaling_argument() {
       "JSON or FILE", "rope_scaling");
 }
 
+CLI::Option* add_kv_cache_option(CLI::App* c, std::string& kv_cache) {
+  return c
+      ->add_option("--kv-cache", kv_cache,
+                   "KV-cache storage: f32; f16 (half the bytes, ~5e-4 relative rounding); q8_0 or q4_0 (ggml's blocks of 32 "
+                   "values + an f16 scale: 34/128 and 18/128 of f32's bytes; head_dim a multiple of 32)")
+      ->check(CLI::Validator(
+          [](std::string& s) -> std::string {
+            return parse_kv_type(s) ? "" : "'" + s + "' is not one of " + std::string(kKvTypeNames);
+          },
+          "f32|f16|q8_0|q4_0"))
+      ->capture_default_str();
+}
+
 KvType kv_cache_of(const RuntimeFlags& f) {
-  if (f.kv_cache == "f16") return KvType::F16;
-  if (f.kv_cache == "f32") return KvType::F32;
-  throw_unreadable("--kv-cache", "'" + f.kv_cache + "' is not one of f32, f16");
+  if (const auto t = parse_kv_type(f.kv_cache)) return *t;
+  throw_unreadable("--kv-cache", "'" + f.kv_cache + "' is not one of " + std::string(kKvTypeNames));
 }
 
 std::optional<KeyRotation> key_rotation_of(const RuntimeFlags& f) {

@@ -34,6 +34,8 @@ void add_runtime_flags(CLI::App* c, RuntimeFlags& flags, RuntimeFlagSet which = 
 CLI::Validator rope_scaling_argument();
 
 KvType kv_cache_of(const RuntimeFlags& flags);
+// --kv-cache alone (serve registers it without the other runtime flags).
+CLI::Option* add_kv_cache_option(CLI::App* c, std::string& kv_cache);
 // nullopt for `auto`.
 std::optional<KeyRotation> key_rotation_of(const RuntimeFlags& flags);
 

@@ -47,7 +47,7 @@ Style method_style(const RopeSetting& m) {
 
 std::string fixed(double v, int digits) { return std::isfinite(v) ? fmt::format("{:.{}f}", v, digits) : "—"; }
 
-std::string kv_name(KvType k) { return k == KvType::F16 ? "f16" : "f32"; }
+std::string kv_name(KvType k) { return std::string(to_string(k)); }
 std::string rotation_name(const std::optional<KeyRotation>& k) {
   return !k ? "auto (read for length-dependent methods, else write)" : *k == KeyRotation::AtRead ? "read" : "write";
 }

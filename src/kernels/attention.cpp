@@ -21,6 +21,8 @@ void check(const AttentionProblem& p) {
   if (p.keys_before + p.n_queries > int64_t{1} << 30)
     throw std::invalid_argument("attention: more than 2^30 positions");
   if (p.n_queries > 0 && (!p.q || !p.k || !p.v || !p.out)) throw std::invalid_argument("attention: null buffer");
+  if (!kv_type_fits(p.k_type, p.head_dim) || !kv_type_fits(p.v_type, p.head_dim))
+    throw std::invalid_argument("attention: quantized K/V need head_dim a multiple of 32");
 }
 
 }  // namespace
@@ -28,7 +30,11 @@ void check(const AttentionProblem& p) {
 void attention_scalar(const AttentionProblem& p) {
   check(p);
   const int hd = p.head_dim, group = p.n_heads / p.n_kv_heads;
-  const int64_t kv_stride = int64_t(p.n_kv_heads) * hd;
+  const size_t k_row = kv_row_bytes(p.k_type, hd), v_row = kv_row_bytes(p.v_type, hd);
+  std::vector<float> kr(hd), vr(hd);
+  const auto row = [&](const void* base, size_t row_bytes, int64_t i, int g) {
+    return static_cast<const char*>(base) + (i * p.n_kv_heads + g) * int64_t(row_bytes);
+  };
   for (int t = 0; t < p.n_queries; ++t)
     for (int h = 0; h < p.n_heads; ++h) {
       const int g = h / group;
@@ -36,25 +42,22 @@ void attention_scalar(const AttentionProblem& p) {
       const float* q = p.q + (int64_t(t) * p.n_heads + h) * hd;
       std::vector<double> s(n_keys);
       double mx = -std::numeric_limits<double>::infinity();
-      auto at = [&](const void* base, KvType type, int64_t i, int c) {
-        const int64_t e = i * kv_stride + int64_t(g) * hd + c;
-        return type == KvType::F32 ? double(static_cast<const float*>(base)[e])
-                                   : double(f16_to_float(static_cast<const uint16_t*>(base)[e]));
-      };
       for (int64_t i = 0; i < n_keys; ++i) {
+        kv_load_rows(p.k_type, row(p.k, k_row, i, g), kr.data(), 1, hd);
         double dot = 0;
-        for (int c = 0; c < hd; ++c) dot += double(q[c]) * at(p.k, p.k_type, i, c);
+        for (int c = 0; c < hd; ++c) dot += double(q[c]) * kr[c];
         s[i] = dot * p.scale;
         mx = std::max(mx, s[i]);
       }
       double sum = 0;
       for (auto& x : s) sum += (x = std::exp(x - mx));
-      float* out = p.out + (int64_t(t) * p.n_heads + h) * hd;
-      for (int c = 0; c < hd; ++c) {
-        double acc = 0;
-        for (int64_t i = 0; i < n_keys; ++i) acc += s[i] * at(p.v, p.v_type, i, c);
-        out[c] = static_cast<float>(acc / sum);
+      std::vector<double> acc(hd, 0.0);
+      for (int64_t i = 0; i < n_keys; ++i) {
+        kv_load_rows(p.v_type, row(p.v, v_row, i, g), vr.data(), 1, hd);
+        for (int c = 0; c < hd; ++c) acc[c] += s[i] * vr[c];
       }
+      float* out = p.out + (int64_t(t) * p.n_heads + h) * hd;
+      for (int c = 0; c < hd; ++c) out[c] = static_cast<float>(acc[c] / sum);
     }
 }
 

@@ -13,11 +13,13 @@
 //   element is loaded once per tile and used by every row of the block, no
 //   horizontal sums, and the softmax (max, exp, sum, rescale) runs on whole
 //   vectors of rows. K and V are read straight from the cache in f32, or a
-//   tile converted from f16 into L1. Tiles past the block's last query are
+//   tile converted from f16 (or dequantized from q8_0 / q4_0) into L1. Tiles past the block's last query are
 //   never touched; only tiles crossing the diagonal are masked.
 // - Narrow (a few rows; decode): vectorized over CHANNELS for the dot
 //   products and over KEYS for the softmax, so a single query does not pay
-//   for a padded vector of rows.
+//   for a padded vector of rows. Quantized rows are read in place: a block's
+//   integers are widened in registers, its scale multiplies the block's
+//   partial dot product and, for values, the softmax weight.
 #undef HWY_TARGET_INCLUDE
 #define HWY_TARGET_INCLUDE "src/kernels/attention_simd.cpp"
 #include "hwy/foreach_target.h"  // IWYU pragma: keep
@@ -26,12 +28,14 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <limits>
 #include <stdexcept>
 #include <vector>
 
 #include "attention_block.h"
 #include "ropescale/kernels/dtype.h"
+#include "ropescale/kernels/kv_storage.h"
 
 HWY_BEFORE_NAMESPACE();
 namespace ropescale {
@@ -54,27 +58,90 @@ Scratch& scratch() {
   return s;
 }
 
+// ---- storage readers --------------------------------------------------------
+// One row of the cache is head_dim values stored as T: float, float16_t, or
+// kQuantBlock-value blocks (BlockQ8_0 / BlockQ4_0). Load(d, row, c) gives values
+// [c, c + Lanes(d)) as f32 — for blocks, the integers before the scale, so the
+// lanes must not straddle a block (Lanes ≤ 16 divides 32) —; Scale(row, c) is the
+// factor they carry (1 for float types); kValues values per element of T.
+template <typename T> inline constexpr int kValues = 1;
+template <> inline constexpr int kValues<BlockQ8_0> = kQuantBlock;
+template <> inline constexpr int kValues<BlockQ4_0> = kQuantBlock;
+template <typename T> inline constexpr bool kScaled = kValues<T> > 1;
+
+template <class D>
+HWY_INLINE hn::Vec<D> Load(D d, const float* row, int c) {
+  return hn::LoadU(d, row + c);
+}
+template <class D>
+HWY_INLINE hn::Vec<D> Load(D d, const hwy::float16_t* row, int c) {
+  return hn::PromoteTo(d, hn::LoadU(hn::Rebind<hwy::float16_t, D>(), row + c));
+}
+template <class D>
+HWY_INLINE hn::Vec<D> Load(D d, const BlockQ8_0* row, int c) {
+  const hn::Rebind<int32_t, D> di;
+  const hn::Rebind<int8_t, D> d8;
+  return hn::ConvertTo(d, hn::PromoteTo(di, hn::LoadU(d8, row[c / kQuantBlock].qs + c % kQuantBlock)));
+}
+template <class D>
+HWY_INLINE hn::Vec<D> Load(D d, const BlockQ4_0* row, int c) {
+  const hn::Rebind<int32_t, D> di;
+  const hn::Rebind<uint8_t, D> d8;
+  const int j = c % kQuantBlock;  // values j < 16 are low nibbles of byte j, the rest high nibbles of byte j − 16
+  auto nib = hn::BitCast(di, hn::PromoteTo(hn::Rebind<uint32_t, D>(), hn::LoadU(d8, row[c / kQuantBlock].qs + j % 16)));
+  if (j >= 16) nib = hn::ShiftRight<4>(nib);
+  return hn::ConvertTo(d, hn::Sub(hn::And(nib, hn::Set(di, 15)), hn::Set(di, 8)));
+}
+
+// f16 → f32 for a block's scale (finite by construction): the bits moved into f32's
+// exponent and mantissa fields, rescaled by 2^112 — exact for normals and subnormals.
+HWY_INLINE float ScaleOf(uint16_t h) {
+  const uint32_t bits = static_cast<uint32_t>(h & 0x7fffu) << 13;
+  float f;
+  std::memcpy(&f, &bits, 4);
+  f *= 0x1p112f;
+  return (h & 0x8000u) ? -f : f;
+}
+template <typename T>
+HWY_INLINE float Scale(const T* row, int c) {
+  if constexpr (kScaled<T>) return ScaleOf(row[c / kQuantBlock].d);
+  else return 1.0f;
+}
+
 // Rows [j0, j0 + n) of one KV head as f32 with a row stride: a pointer into
-// an f32 cache, or the tile converted from f16 into `buf`.
+// an f32 cache, or the tile converted (f16) or dequantized (q8_0, q4_0) into `buf`.
 struct TileRows {
   const float* p;
   int64_t stride;
   const float* row(int j) const { return p + j * stride; }
 };
-TileRows tile_rows(const void* base, KvType type, int64_t j0, int n, int64_t kv_stride, int64_t offset, int hd,
-                   std::vector<float>& buf) {
-  if (type == KvType::F32) return {static_cast<const float*>(base) + j0 * kv_stride + offset, kv_stride};
-  const DF d;
-  const hn::Rebind<hwy::float16_t, DF> dh;
+template <typename T>
+void ConvertTile(const char* first_row, int64_t row_stride_bytes, int n, int hd, float* buf) {
+  const hn::CappedTag<float, 16> d;  // ≤ 16 lanes: within one quantized block
   const int N = static_cast<int>(hn::Lanes(d));
-  buf.resize(size_t(n) * hd);
   for (int j = 0; j < n; ++j) {
-    const uint16_t* src = static_cast<const uint16_t*>(base) + (j0 + j) * kv_stride + offset;
-    float* dst = buf.data() + size_t(j) * hd;
-    int c = 0;
-    for (; c + N <= hd; c += N)
-      hn::StoreU(hn::PromoteTo(d, hn::LoadU(dh, reinterpret_cast<const hwy::float16_t*>(src) + c)), d, dst + c);
-    for (; c < hd; ++c) dst[c] = f16_to_float(src[c]);
+    const T* src = reinterpret_cast<const T*>(first_row + j * row_stride_bytes);
+    float* dst = buf + size_t(j) * hd;
+    if constexpr (kScaled<T>) {
+      for (int c = 0; c < hd; c += N) hn::StoreU(hn::Mul(Load(d, src, c), hn::Set(d, Scale(src, c))), d, dst + c);
+    } else {
+      int c = 0;
+      for (; c + N <= hd; c += N) hn::StoreU(Load(d, src, c), d, dst + c);
+      for (; c < hd; ++c) dst[c] = f16_to_float(reinterpret_cast<const uint16_t*>(src)[c]);
+    }
+  }
+}
+TileRows tile_rows(const void* base, KvType type, int64_t j0, int n, int n_kv_heads, int kv_head, int hd,
+                   std::vector<float>& buf) {
+  const int64_t row_bytes = static_cast<int64_t>(kv_row_bytes(type, hd)), stride = n_kv_heads * row_bytes;
+  const char* first = static_cast<const char*>(base) + (j0 * n_kv_heads + kv_head) * row_bytes;
+  if (type == KvType::F32) return {reinterpret_cast<const float*>(first), int64_t(n_kv_heads) * hd};
+  buf.resize(size_t(n) * hd);
+  switch (type) {
+    case KvType::F16: ConvertTile<hwy::float16_t>(first, stride, n, hd, buf.data()); break;
+    case KvType::Q8_0: ConvertTile<BlockQ8_0>(first, stride, n, hd, buf.data()); break;
+    case KvType::Q4_0: ConvertTile<BlockQ4_0>(first, stride, n, hd, buf.data()); break;
+    case KvType::F32: break;
   }
   return {buf.data(), hd};
 }
@@ -140,7 +207,6 @@ void AttendWide(const AttentionProblem& p, const detail::AttentionBlock& b, cons
   const int N = static_cast<int>(hn::Lanes(d));
   const int group = p.n_heads / p.n_kv_heads, hd = p.head_dim, rows = b.rows(group);
   const int rv_count = (rows + 2 * N - 1) / (2 * N) * 2, rp = rv_count * N;  // padded rows
-  const int64_t kv_stride = int64_t(p.n_kv_heads) * hd, kv_offset = int64_t(b.kv_head) * hd;
   Scratch& s = scratch();
   s.qt.assign(size_t(hd) * rp, 0.0f);
   s.ot.assign(size_t(hd) * rp, 0.0f);
@@ -159,8 +225,8 @@ void AttendWide(const AttentionProblem& p, const detail::AttentionBlock& b, cons
   const int64_t key_end = std::min(b.key_end, last_pos + 1);
   for (int64_t j0 = b.key_begin; j0 < key_end; j0 += kKeyTile) {
     const int n = static_cast<int>(std::min<int64_t>(kKeyTile, key_end - j0));
-    const TileRows k = tile_rows(p.k, p.k_type, j0, n, kv_stride, kv_offset, hd, s.kbuf);
-    const TileRows v = tile_rows(p.v, p.v_type, j0, n, kv_stride, kv_offset, hd, s.vbuf);
+    const TileRows k = tile_rows(p.k, p.k_type, j0, n, p.n_kv_heads, b.kv_head, hd, s.kbuf);
+    const TileRows v = tile_rows(p.v, p.v_type, j0, n, p.n_kv_heads, b.kv_head, hd, s.vbuf);
     for (int rv = 0; rv < rv_count; rv += 2) {
       int jj = 0;
       for (; jj + 4 <= n; jj += 4) ScoreKeys<4>(d, k, jj, s.qt.data(), rp, rv, hd, s.st.data());
@@ -208,15 +274,6 @@ void AttendWide(const AttentionProblem& p, const detail::AttentionBlock& b, cons
 
 // ---- narrow blocks: vectorized over channels and keys -----------------------
 
-template <class D>
-HWY_INLINE hn::Vec<D> LoadKV(D d, const float* p) {
-  return hn::LoadU(d, p);
-}
-template <class D>
-HWY_INLINE hn::Vec<D> LoadKV(D d, const hwy::float16_t* p) {
-  return hn::PromoteTo(d, hn::LoadU(hn::Rebind<hwy::float16_t, D>(), p));
-}
-
 #if HWY_TARGET != HWY_SCALAR  // one-lane vectors have no blocks to interleave
 // The lanes of each 128-bit block summed across blocks: 4 lanes left.
 template <class D>
@@ -243,13 +300,17 @@ HWY_INLINE hn::Vec<hn::CappedTag<float, 4>> Sum4(D d, hn::Vec<D> a0, hn::Vec<D> 
 #endif
 
 // D: the channel vectors (a capped tag when head_dim is not a multiple of the
-// full vector), T: the cache's storage (float or float16_t).
+// full vector), T: the cache's storage (float, float16_t, BlockQ8_0, BlockQ4_0).
 template <class D, typename T>
 void AttendNarrow(D dc, const AttentionProblem& p, const detail::AttentionBlock& b, const detail::AttentionPartial& out) {
   const DF d;
   const int N = static_cast<int>(hn::Lanes(d)), NC = static_cast<int>(hn::Lanes(dc));
   const int group = p.n_heads / p.n_kv_heads, hd = p.head_dim, rows = b.rows(group);
-  const int64_t kv_stride = int64_t(p.n_kv_heads) * hd, kv_offset = int64_t(b.kv_head) * hd;
+  // Strides in elements of T; `span`: the channels that share one scale (a block, or the whole row).
+  const int64_t kv_stride = int64_t(p.n_kv_heads) * hd / kValues<T>, kv_offset = int64_t(b.kv_head) * hd / kValues<T>;
+  const int span = kScaled<T> ? kQuantBlock : hd;
+  // Channel vectors per pass over the keys when accumulating values: four, or (quantized) as many as one block holds.
+  constexpr int kGroup = kScaled<T> ? std::max<int>(1, std::min<int>(4, kQuantBlock / static_cast<int>(hn::MaxLanes(D())))) : 4;
   const T* kbase = static_cast<const T*>(p.k) + kv_offset;
   const T* vbase = static_cast<const T*>(p.v) + kv_offset;
   Scratch& s = scratch();
@@ -277,23 +338,34 @@ void AttendNarrow(D dc, const AttentionProblem& p, const detail::AttentionBlock&
 #if HWY_TARGET != HWY_SCALAR
       if constexpr (hn::MaxLanes(D()) >= 4) {
         for (; jj + 4 <= n; jj += 4) {
-          auto a0 = hn::Zero(dc), a1 = a0, a2 = a0, a3 = a0;
-          const T* kr = k + jj * kv_stride;
-          for (int c = 0; c < hd; c += NC) {
-            const auto qv = hn::LoadU(dc, q + c);
-            a0 = hn::MulAdd(qv, LoadKV(dc, kr + c), a0);
-            a1 = hn::MulAdd(qv, LoadKV(dc, kr + kv_stride + c), a1);
-            a2 = hn::MulAdd(qv, LoadKV(dc, kr + 2 * kv_stride + c), a2);
-            a3 = hn::MulAdd(qv, LoadKV(dc, kr + 3 * kv_stride + c), a3);
+          hn::Vec<D> a[4];
+          const T* kr[4];
+          for (int i = 0; i < 4; ++i) a[i] = hn::Zero(dc), kr[i] = k + (jj + i) * kv_stride;
+          for (int c0 = 0; c0 < hd; c0 += span) {
+            hn::Vec<D> t[4];
+            for (int i = 0; i < 4; ++i) t[i] = hn::Zero(dc);
+            for (int c = c0; c < c0 + span; c += NC) {
+              const auto qv = hn::LoadU(dc, q + c);
+              for (int i = 0; i < 4; ++i) t[i] = hn::MulAdd(qv, Load(dc, kr[i], c), t[i]);
+            }
+            for (int i = 0; i < 4; ++i) {
+              if constexpr (kScaled<T>) a[i] = hn::MulAdd(t[i], hn::Set(dc, Scale(kr[i], c0)), a[i]);
+              else a[i] = t[i];  // one span: the whole row
+            }
           }
-          hn::StoreU(Sum4(dc, a0, a1, a2, a3), hn::CappedTag<float, 4>(), sr + jj);
+          hn::StoreU(Sum4(dc, a[0], a[1], a[2], a[3]), hn::CappedTag<float, 4>(), sr + jj);
         }
       }
 #endif
       for (; jj < n; ++jj) {
-        auto acc = hn::Zero(dc);
-        for (int c = 0; c < hd; c += NC) acc = hn::MulAdd(hn::LoadU(dc, q + c), LoadKV(dc, k + jj * kv_stride + c), acc);
-        sr[jj] = hn::GetLane(hn::SumOfLanes(dc, acc));
+        const T* kr = k + jj * kv_stride;
+        float dot = 0;
+        for (int c0 = 0; c0 < hd; c0 += span) {
+          auto acc = hn::Zero(dc);
+          for (int c = c0; c < c0 + span; c += NC) acc = hn::MulAdd(hn::LoadU(dc, q + c), Load(dc, kr, c), acc);
+          dot += Scale(kr, c0) * hn::GetLane(hn::SumOfLanes(dc, acc));
+        }
+        sr[jj] = dot;
       }
       for (jj = static_cast<int>(std::max<int64_t>(0, pos + 1 - j0)); jj < kKeyTile; ++jj) sr[jj] = kMasked;
       auto mxv = hn::LoadU(d, sr);
@@ -312,25 +384,22 @@ void AttendNarrow(D dc, const AttentionProblem& p, const detail::AttentionBlock&
       float* o = out.o + size_t(r) * hd;
       const auto av = hn::Set(dc, alpha);
       int c = 0;
-      for (; c + 4 * NC <= hd; c += 4 * NC) {  // four channel vectors per pass over the keys
-        auto a0 = hn::Mul(hn::LoadU(dc, o + c), av), a1 = hn::Mul(hn::LoadU(dc, o + c + NC), av);
-        auto a2 = hn::Mul(hn::LoadU(dc, o + c + 2 * NC), av), a3 = hn::Mul(hn::LoadU(dc, o + c + 3 * NC), av);
+      for (; c + kGroup * NC <= hd; c += kGroup * NC) {  // kGroup channel vectors per pass over the keys
+        hn::Vec<D> a[kGroup];
+        for (int i = 0; i < kGroup; ++i) a[i] = hn::Mul(hn::LoadU(dc, o + c + i * NC), av);
         for (jj = 0; jj < n; ++jj) {
-          const auto w = hn::Set(dc, sr[jj]);
-          const T* vr = v + jj * kv_stride + c;
-          a0 = hn::MulAdd(w, LoadKV(dc, vr), a0);
-          a1 = hn::MulAdd(w, LoadKV(dc, vr + NC), a1);
-          a2 = hn::MulAdd(w, LoadKV(dc, vr + 2 * NC), a2);
-          a3 = hn::MulAdd(w, LoadKV(dc, vr + 3 * NC), a3);
+          const T* vr = v + jj * kv_stride;
+          const auto w = hn::Set(dc, sr[jj] * Scale(vr, c));  // a quantized row's block scale joins the weight
+          for (int i = 0; i < kGroup; ++i) a[i] = hn::MulAdd(w, Load(dc, vr, c + i * NC), a[i]);
         }
-        hn::StoreU(a0, dc, o + c);
-        hn::StoreU(a1, dc, o + c + NC);
-        hn::StoreU(a2, dc, o + c + 2 * NC);
-        hn::StoreU(a3, dc, o + c + 3 * NC);
+        for (int i = 0; i < kGroup; ++i) hn::StoreU(a[i], dc, o + c + i * NC);
       }
-      for (; c < hd; c += NC) {
+      for (; c < hd; c += NC) {  // float types only: quantized rows end on whole groups
         auto a = hn::Mul(hn::LoadU(dc, o + c), av);
-        for (jj = 0; jj < n; ++jj) a = hn::MulAdd(hn::Set(dc, sr[jj]), LoadKV(dc, v + jj * kv_stride + c), a);
+        for (jj = 0; jj < n; ++jj) {
+          const T* vr = v + jj * kv_stride;
+          a = hn::MulAdd(hn::Set(dc, sr[jj] * Scale(vr, c)), Load(dc, vr, c), a);
+        }
         hn::StoreU(a, dc, o + c);
       }
     }
@@ -339,10 +408,12 @@ void AttendNarrow(D dc, const AttentionProblem& p, const detail::AttentionBlock&
 
 template <typename T>
 void AttendNarrowAs(const AttentionProblem& p, const detail::AttentionBlock& b, const detail::AttentionPartial& out) {
-  // Channel vectors as wide as head_dim allows (head dims are multiples of 8 in practice).
+  // Channel vectors as wide as head_dim allows (head dims are multiples of 8 in practice);
+  // quantized rows at most 16 lanes, so that a vector stays inside one block's half.
   const DF d;
   const int N = static_cast<int>(hn::Lanes(d)), hd = p.head_dim;
-  if (hd % N == 0) return AttendNarrow<DF, T>(d, p, b, out);
+  if (hd % N == 0 && (!kScaled<T> || N <= 16)) return AttendNarrow<DF, T>(d, p, b, out);
+  if (N >= 16 && hd % 16 == 0) return AttendNarrow<hn::CappedTag<float, 16>, T>(hn::CappedTag<float, 16>(), p, b, out);
   if (N >= 8 && hd % 8 == 0) return AttendNarrow<hn::CappedTag<float, 8>, T>(hn::CappedTag<float, 8>(), p, b, out);
   if (N >= 4 && hd % 4 == 0) return AttendNarrow<hn::CappedTag<float, 4>, T>(hn::CappedTag<float, 4>(), p, b, out);
   return AttendNarrow<hn::CappedTag<float, 1>, T>(hn::CappedTag<float, 1>(), p, b, out);
@@ -356,7 +427,12 @@ void AttendBlock(const AttentionProblem& p, const detail::AttentionBlock& b, con
   const int N = static_cast<int>(hn::Lanes(d));
   if (b.rows(p.n_heads / p.n_kv_heads) >= 2 * N) return AttendWide(p, b, out);
   if (p.k_type != p.v_type) throw std::invalid_argument("attention: keys and values must share a storage type");
-  if (p.k_type == KvType::F16) return AttendNarrowAs<hwy::float16_t>(p, b, out);
+  switch (p.k_type) {
+    case KvType::F16: return AttendNarrowAs<hwy::float16_t>(p, b, out);
+    case KvType::Q8_0: return AttendNarrowAs<BlockQ8_0>(p, b, out);
+    case KvType::Q4_0: return AttendNarrowAs<BlockQ4_0>(p, b, out);
+    case KvType::F32: break;
+  }
   return AttendNarrowAs<float>(p, b, out);
 }
 

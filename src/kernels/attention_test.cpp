@@ -38,20 +38,27 @@ void compare(int n_queries, int H, int KV, int hd, int64_t keys_before, uint32_t
   std::vector<float> q(size_t(n_queries) * H * hd), k(size_t(keys) * KV * hd), v(k.size()), a(q.size()), b(q.size());
   for (auto* x : {&q, &k, &v})
     for (auto& e : *x) e = n(rng);
-  std::vector<uint16_t> k16(k.size()), v16(v.size());
-  for (size_t i = 0; i < k.size(); ++i) k16[i] = float_to_f16(k[i]), v16[i] = float_to_f16(v[i]);
-  const bool f16 = type == KvType::F16;
-  AttentionProblem p{n_queries, H, KV, hd, keys_before, q.data(), f16 ? static_cast<const void*>(k16.data()) : k.data(),
-                     f16 ? static_cast<const void*>(v16.data()) : v.data(), type, type, 1.0f / std::sqrt(float(hd)), a.data()};
+  // Edge rows in quantized caches: an all-zero key/value row (scale 0) and one 1000× larger.
+  if (is_quantized(type) && keys > 2) {
+    std::fill(k.begin(), k.begin() + KV * hd, 0.0f);
+    std::fill(v.begin(), v.begin() + KV * hd, 0.0f);
+    for (int c = 0; c < KV * hd; ++c) v[size_t(KV) * hd + c] *= 1000.0f;
+  }
+  const int64_t rows = keys * KV;
+  std::vector<std::byte> kc(size_t(rows) * kv_row_bytes(type, hd)), vc(kc.size());
+  kv_store_rows(type, k.data(), kc.data(), rows, hd);
+  kv_store_rows(type, v.data(), vc.data(), rows, hd);
+  AttentionProblem p{n_queries, H, KV, hd, keys_before, q.data(), kc.data(), vc.data(), type, type, 1.0f / std::sqrt(float(hd)), a.data()};
   attention_scalar(p);  // the twin reads the same stored values
   for (int threads : {1, 2}) {
     std::fill(b.begin(), b.end(), std::nanf(""));
     p.out = b.data();
     attention(p, threads);
-    // Outputs are convex combinations of N(0,1) values; float accumulation over
-    // up to 17K keys vs the double twin: 1e-4 absolute.
+    // Outputs are convex combinations of N(0,1) values (one row ×1000 in quantized
+    // caches); float accumulation over up to 17K keys vs the double twin: 1e-4 relative.
+    const double tol = is_quantized(type) ? 1e-4 * 1000 : 1e-4;
     for (size_t i = 0; i < a.size(); ++i)
-      ASSERT_NEAR(b[i], a[i], 1e-4) << "element " << i << " of " << n_queries << "q H" << H << " KV" << KV << " hd" << hd
+      ASSERT_NEAR(b[i], a[i], tol) << to_string(type) << " element " << i << " of " << n_queries << "q H" << H << " KV" << KV << " hd" << hd
                                    << " keys " << keys << " threads " << threads;
   }
 }
@@ -80,6 +87,25 @@ TEST(Attention, WideAndNarrowBlocksOnRandomShapes) {
     if (int64_t(Q) * ratio * KV * hd * (b + Q) > (int64_t{1} << 27)) b = 63;  // keep the double twin quick
     compare(Q, KV * ratio, KV, hd, b, 100 + trial, trial % 3 == 0 ? KvType::F16 : KvType::F32);
   }
+}
+
+TEST(Attention, QuantizedCachesMatchTwin) {
+  // q8_0 / q4_0 blocks read in place (decode: narrow blocks, keys split across threads)
+  // or dequantized a tile at a time (prefill: wide blocks), against the twin over the
+  // same blocks dequantized by kv_load_rows; head dims of 1 … 8 blocks.
+  std::mt19937 rng(20261203);
+  const int dims[] = {32, 64, 96, 128, 256};
+  const int ratios[] = {1, 2, 4, 8};
+  const int queries[] = {1, 2, 5, 17, 64, 130};
+  const int64_t before[] = {0, 1, 63, 64, 127, 700};
+  for (int trial = 0; trial < 32; ++trial) {
+    const int hd = dims[rng() % std::size(dims)], ratio = ratios[rng() % std::size(ratios)];
+    const int KV = 1 + int(rng() % 2), Q = queries[rng() % std::size(queries)];
+    int64_t b = before[rng() % std::size(before)];
+    if (int64_t(Q) * ratio * KV * hd * (b + Q) > (int64_t{1} << 26)) b = 63;
+    compare(Q, KV * ratio, KV, hd, b, 300 + trial, trial % 2 ? KvType::Q8_0 : KvType::Q4_0);
+  }
+  compare(1, 32, 8, 128, 9000, 7, KvType::Q8_0);  // a Llama-3-8B head layout decoding at 9K
 }
 
 TEST(Attention, ExtremeScoresStayFinite) {
@@ -120,6 +146,10 @@ TEST(Attention, RejectsBadShapes) {
   AttentionProblem p;
   p.n_queries = 1, p.n_heads = 3, p.n_kv_heads = 2, p.head_dim = 4;
   EXPECT_THROW(attention(p), std::invalid_argument);
+  float x[8] = {};
+  AttentionProblem q{1, 1, 1, 8, 0, x, x, x, KvType::Q8_0, KvType::Q8_0, 1.0f, x};  // q8_0 rows of 8: not a block
+  EXPECT_THROW(attention(q), std::invalid_argument);
+  EXPECT_THROW(attention_scalar(q), std::invalid_argument);
 }
 
 }  // namespace

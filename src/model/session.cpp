@@ -12,7 +12,7 @@
 #include "ropescale/config/model_config.h"
 #include "ropescale/config/rope_params.h"
 #include "ropescale/kernels/attention.h"
-#include "ropescale/kernels/convert.h"
+#include "ropescale/kernels/kv_storage.h"
 #include "ropescale/kernels/rotary.h"
 #include "ropescale/kernels/thread_pool.h"
 #include "ropescale/model/llama_ops.h"
@@ -44,14 +44,17 @@ InferenceSession::InferenceSession(const LlamaModel& model, SessionOptions optio
   if (opt_.chunk <= 0) throw std::invalid_argument("session: chunk must be > 0");
   if (opt_.rope.rotary_dim != hp.head_dim && opt_.rope.rotary_dim > hp.head_dim)
     throw std::invalid_argument("session: rotary_dim exceeds head_dim");
-  const size_t kv = size_t(hp.n_kv_heads) * hp.head_dim;
-  if (opt_.kv_cache == KvType::F16) {
-    k16_.assign(hp.n_layers, std::vector<uint16_t>(size_t(opt_.max_context) * kv));
-    v16_.assign(hp.n_layers, std::vector<uint16_t>(size_t(opt_.max_context) * kv));
-  } else {
-    k_cache_.assign(hp.n_layers, std::vector<float>(size_t(opt_.max_context) * kv));
-    v_cache_.assign(hp.n_layers, std::vector<float>(size_t(opt_.max_context) * kv));
-  }
+  kv_row_bytes_ = kv_row_bytes(opt_.kv_cache, hp.head_dim);  // refuses q8_0 / q4_0 for a head_dim they cannot hold
+  const size_t layer_bytes = size_t(opt_.max_context) * hp.n_kv_heads * kv_row_bytes_;
+  k_cache_.assign(hp.n_layers, std::vector<std::byte>(layer_bytes));
+  v_cache_.assign(hp.n_layers, std::vector<std::byte>(layer_bytes));
+}
+
+size_t InferenceSession::kv_cache_bytes_allocated() const {
+  size_t bytes = 0;
+  for (const auto* cache : {&k_cache_, &v_cache_})
+    for (const auto& layer : *cache) bytes += layer.size();
+  return bytes;
 }
 
 std::vector<float> InferenceSession::forward(std::span<const int> tokens, bool all_logits) {
@@ -156,25 +159,14 @@ void InferenceSession::attend(int l, int n, const ChunkRope& rope, float* q, flo
   if (!at_read) rp.k = {k, DType::F32, KV, kvd, hd};
   apply_rotary(rp, threads);
 
-  const bool f16 = opt_.kv_cache == KvType::F16;
-  const void* kc = f16 ? static_cast<const void*>(k16_[l].data()) : k_cache_[l].data();
-  const void* vc = f16 ? static_cast<const void*>(v16_[l].data()) : v_cache_[l].data();
-  const size_t rows = size_t(n) * kvd;
-  if (f16) {
-    f32_to_f16(k, k16_[l].data() + p0 * kvd, rows);
-    f32_to_f16(v, v16_[l].data() + p0 * kvd, rows);
-  } else {
-    std::memcpy(k_cache_[l].data() + p0 * kvd, k, rows * sizeof(float));
-    std::memcpy(v_cache_[l].data() + p0 * kvd, v, rows * sizeof(float));
-  }
-  const void* keys = kc;
+  const int64_t row0 = p0 * KV;  // the chunk's first cache row
+  kv_store_rows(opt_.kv_cache, k, k_cache_[l].data() + row0 * kv_row_bytes_, int64_t(n) * KV, hd);
+  kv_store_rows(opt_.kv_cache, v, v_cache_[l].data() + row0 * kv_row_bytes_, int64_t(n) * KV, hd);
+  const void* keys = k_cache_[l].data();
   KvType key_type = opt_.kv_cache;
   if (at_read) {
     k_rot_.resize(size_t(p1) * kvd);
-    if (f16)
-      f16_to_f32(k16_[l].data(), k_rot_.data(), size_t(p1) * kvd);
-    else
-      std::memcpy(k_rot_.data(), k_cache_[l].data(), size_t(p1) * kvd * sizeof(float));
+    kv_load_rows(opt_.kv_cache, k_cache_[l].data(), k_rot_.data(), p1 * KV, hd);
     RotaryProblem kp = rotary_problem(p1, rope.key_positions.data(), rope.key_table);
     kp.k = {k_rot_.data(), DType::F32, KV, kvd, hd};
     apply_rotary(kp, threads);
@@ -190,7 +182,7 @@ void InferenceSession::attend(int l, int n, const ChunkRope& rope, float* q, flo
   ap.keys_before = p0;
   ap.q = q;
   ap.k = keys;
-  ap.v = vc;
+  ap.v = v_cache_[l].data();
   ap.k_type = key_type;
   ap.v_type = opt_.kv_cache;
   ap.scale = 1.0f / std::sqrt(static_cast<float>(hd));

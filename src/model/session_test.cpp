@@ -9,7 +9,9 @@
 
 #include <gtest/gtest.h>
 
+#include "ropescale/config/mapped_file.h"
 #include "ropescale/model/tokenizer.h"
+#include "default_model.h"
 #include "test_support.h"
 
 namespace ropescale {
@@ -228,6 +230,17 @@ TEST_F(Stories260K, F16KvCacheStaysClose) {
   }
 }
 
+TEST_F(Stories260K, QuantizedKvCacheNeedsWholeBlocks) {
+  SessionOptions o = options();
+  o.kv_cache = KvType::Q8_0;
+  try {
+    InferenceSession s(*model_, o);
+    FAIL() << "q8_0 accepted for head_dim 8";
+  } catch (const std::invalid_argument& e) {
+    EXPECT_NE(std::string(e.what()).find("q8_0 needs head_dim a multiple of 32 (this model's is 8)"), std::string::npos) << e.what();
+  }
+}
+
 TEST_F(Stories260K, RequestPolicy) {
   RopePolicy p;
   EXPECT_EQ(rope_scaling_for_request(*model_, 300, p), "");   // within the trained 512: plain RoPE
@@ -254,6 +267,86 @@ TEST_F(Stories260K, RejectsOverflowAndBadTokens) {
   EXPECT_THROW(s.forward(nine), std::length_error);
   std::vector<int> bad = {1, 9999};
   EXPECT_THROW(s.forward(bad), std::invalid_argument);
+}
+
+}  // namespace
+}  // namespace ropescale
+
+namespace ropescale {
+namespace {
+
+// The committed default model (head_dim 32: one q8_0 / q4_0 block a row) on real text past its
+// trained 256 tokens.
+std::vector<int> genesis_tokens(const test::DefaultModel& d, size_t n) {
+  const auto path = test::shared_dir() / "data/kjv_genesis.txt";
+  if (!std::filesystem::exists(path)) return {};
+  auto ids = d.tok->encode(read_file_text(path.string()), true, false);
+  ids.resize(std::min(ids.size(), n));
+  return ids;
+}
+
+double mean_nll(const std::vector<float>& logits, const std::vector<int>& ids, int V) {
+  double sum = 0;
+  for (size_t t = 0; t + 1 < ids.size(); ++t) {
+    const float* row = logits.data() + t * V;
+    const float mx = *std::max_element(row, row + V);
+    double z = 0;
+    for (int v = 0; v < V; ++v) z += std::exp(double(row[v] - mx));
+    sum += std::log(z) + mx - row[ids[t + 1]];
+  }
+  return sum / double(ids.size() - 1);
+}
+
+TEST(SessionKvCache, AllocatesWhatKvCacheBytesPredicts) {
+  ROPESCALE_NEED_DEFAULT_MODEL(d);
+  const auto& hp = d->model.hp;
+  for (KvType type : {KvType::F32, KvType::F16, KvType::Q8_0, KvType::Q4_0}) {
+    SessionOptions o;
+    o.max_context = 1000;
+    o.rope = rope_spec_for_model(d->model, "");
+    o.kv_cache = type;
+    InferenceSession s(d->model, o);
+    EXPECT_EQ(s.kv_cache_bytes_allocated(), kv_cache_bytes(type, hp.n_layers, hp.n_kv_heads, hp.head_dim, 1000)) << to_string(type);
+  }
+  EXPECT_EQ(kv_cache_bytes(KvType::Q8_0, hp.n_layers, hp.n_kv_heads, hp.head_dim, 1000) * 64,
+            kv_cache_bytes(KvType::F16, hp.n_layers, hp.n_kv_heads, hp.head_dim, 1000) * 34);
+}
+
+TEST(SessionKvCache, QuantizedCachesStayCloseToF32) {
+  ROPESCALE_NEED_DEFAULT_MODEL(d);
+  const auto ids = genesis_tokens(*d, 700);
+  if (ids.size() < 700) GTEST_SKIP() << "SKIPPED LOUDLY: ../shared/data/kjv_genesis.txt is absent";
+  const int V = d->model.hp.vocab_size;
+  for (KeyRotation kr : {KeyRotation::AtWrite, KeyRotation::AtRead}) {
+    SessionOptions o;
+    o.max_context = 700;
+    o.rope = rope_spec_for_model(d->model, R"({"rope_type":"yarn","factor":4})");  // 700 tokens: past the trained 256
+    o.key_rotation = kr;
+    o.chunk = 128;  // prefill chunks attend to quantized earlier chunks (decode-like narrow blocks and wide ones)
+    double nll[4];
+    std::vector<float> f32_logits;
+    for (KvType type : {KvType::F32, KvType::F16, KvType::Q8_0, KvType::Q4_0}) {
+      o.kv_cache = type;
+      InferenceSession s(d->model, o);
+      const auto logits = s.forward(ids, true);
+      ASSERT_TRUE(std::all_of(logits.begin(), logits.end(), [](float v) { return std::isfinite(v); })) << to_string(type);
+      nll[int(type)] = mean_nll(logits, ids, V);
+      if (type == KvType::F32) f32_logits = logits;
+      double worst = 0;
+      for (size_t i = 0; i < logits.size(); ++i) worst = std::max(worst, double(std::abs(logits[i] - f32_logits[i])));
+      if (type != KvType::F32) {
+        EXPECT_GT(worst, 0.0) << to_string(type) << ": the cache really changed";
+      }
+    }
+    // Mean NLL relative to f32 (nats ~1.3 a byte): f16 ~1e-5, q8_0 within 0.5 %, q4_0 within 5 %, and q8_0 closer than q4_0.
+    const auto rel = [&](KvType t) { return std::abs(nll[int(t)] - nll[0]) / nll[0]; };
+    std::printf("  mean NLL %s: f32 %.5f, f16 %+.2e, q8_0 %+.2e, q4_0 %+.2e (relative)\n", kr == KeyRotation::AtRead ? "at read" : "at write",
+                nll[0], rel(KvType::F16), rel(KvType::Q8_0), rel(KvType::Q4_0));
+    EXPECT_LT(rel(KvType::F16), 1e-3);
+    EXPECT_LT(rel(KvType::Q8_0), 5e-3);
+    EXPECT_LT(rel(KvType::Q4_0), 5e-2);
+    EXPECT_LT(rel(KvType::Q8_0), rel(KvType::Q4_0));
+  }
 }
 
 }  // namespace

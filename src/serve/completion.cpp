@@ -31,7 +31,7 @@ void check_prompt_ids(const std::vector<int>& prompt, int vocab_size) {
 int64_t tokens_needed(size_t prompt_tokens, int max_tokens) { return int64_t(prompt_tokens) + std::max(1, max_tokens); }
 
 size_t CompletionRun::kv_bytes(const LlamaModel& m, int64_t tokens, KvType kv) {
-  return size_t(2) * m.hp.n_layers * size_t(tokens) * m.hp.n_kv_heads * m.hp.head_dim * (kv == KvType::F16 ? 2 : 4);
+  return kv_cache_bytes(kv, m.hp.n_layers, m.hp.n_kv_heads, m.hp.head_dim, tokens);  // what the session allocates
 }
 
 CompletionRun::CompletionRun(const LlamaModel& model, const Tokenizer& tok, const CompletionRequest& request,

@@ -24,9 +24,10 @@ struct PlanOptions {
 };
 
 struct KvCacheSize {
-  std::string dtype;            // f16/bf16, fp8, q8_0, q4_0
+  std::string dtype;            // f32, f16/bf16, fp8, q8_0, q4_0
   double bytes_per_element = 0;
   double bytes = 0;             // per sequence at the target length
+  bool runtime = false;         // ropescale's runtime has this cache (--kv-cache): bytes are what it allocates
 };
 
 struct Plan {
@@ -47,7 +48,9 @@ struct Plan {
 // Throws ConfigError for a target < 1.
 Plan make_plan(const ModelConfig& cfg, const PlanOptions& options);
 
-// 2 × layers × kv_heads × head_dim × tokens × bytes/element.
+// 2 × layers × kv_heads × tokens × bytes of a row: kv_cache_bytes (kernels/kv_storage.h), the function the
+// runtime allocates by, for the types it has (q8_0 / q4_0 only when head_dim is a multiple of 32); fp8 as
+// vLLM stores it, one byte an element.
 std::vector<KvCacheSize> kv_cache_sizes(const ModelConfig& cfg, int64_t tokens);
 
 }  // namespace ropescale

@@ -9,29 +9,33 @@
 #include <cstdint>
 #include <string>
 
-namespace ropescale {
+#include "ropescale/kernels/kv_storage.h"
 
-enum class KvType { F32, F16 };  // storage of the cached keys / values
+namespace ropescale {
 
 struct AttentionProblem {
   int n_queries = 0;
   int n_heads = 0, n_kv_heads = 0, head_dim = 0;
   int64_t keys_before = 0;     // keys already in the cache before this chunk
   const float* q = nullptr;    // [n_queries][n_heads][head_dim], rotated
-  const void* k = nullptr;     // [keys_before + n_queries][n_kv_heads][head_dim], rotated
-  const void* v = nullptr;     // same layout as k
+  const void* k = nullptr;     // [keys_before + n_queries][n_kv_heads] rows of k_type (kv_storage.h), rotated
+  const void* v = nullptr;     // same layout as k, rows of v_type
   KvType k_type = KvType::F32;
   KvType v_type = KvType::F32;
   float scale = 1.0f;          // usually 1/sqrt(head_dim)
   float* out = nullptr;        // [n_queries][n_heads][head_dim]
 };
 
-// Plain twin: all scores of one query, max, exp, normalize, weighted sum — in double.
+// Plain twin: all scores of one query, max, exp, normalize, weighted sum — in double,
+// over rows dequantized by kv_load_rows.
 void attention_scalar(const AttentionProblem& p);
 // Optimized: Highway SIMD blocks (all query heads of a KV group × a run of
 // queries against 64-key tiles, online softmax), threads over blocks, and over
 // key ranges with a merge of the partial softmax sums when blocks are fewer
-// than threads (decode). threads: 0 = the pool's size.
+// than threads (decode). Quantized rows are read block by block: decode folds
+// each block's scale into its dot product and its softmax weight, prefill
+// dequantizes one 64-key tile at a time into L1 — never the whole cache.
+// threads: 0 = the pool's size.
 void attention(const AttentionProblem& p, int threads = 0);
 // The SIMD target the dispatcher chose on this CPU ("AVX2", "AVX3", …).
 std::string attention_simd_target();

@@ -39,7 +39,7 @@ struct SessionOptions {
   int64_t max_context = 0;        // KV cache capacity (tokens); 0 = the model's trained context
   RopeSpec rope;                  // the request's setting (see rope_spec_for_model)
   KeyRotation key_rotation = KeyRotation::AtWrite;
-  KvType kv_cache = KvType::F32;  // f16 halves the cache (rounding ~5e-4 relative)
+  KvType kv_cache = KvType::F32;  // f16 halves the cache (rounding ~5e-4 relative); q8_0 / q4_0: ggml's blocks
   int chunk = 256;                // prefill chunk size
   int threads = 0;                // 0 = the pool's size
 };
@@ -69,6 +69,10 @@ struct DecoderScratch {
 class InferenceSession {
  public:
   InferenceSession(const LlamaModel& model, SessionOptions options);
+
+  // The bytes of K and V this session allocated: kv_cache_bytes(type, layers, kv heads, head_dim,
+  // max_context) — what `plan` and the server's admission predict.
+  size_t kv_cache_bytes_allocated() const;
 
   // Appends `tokens`; returns logits [vocab] of the last one, or [n × vocab]
   // for every token when `all_logits`. Throws std::length_error past max_context.
@@ -110,9 +114,9 @@ class InferenceSession {
   SessionOptions opt_;
   int64_t pos_ = 0;
   RopeFrequencies freqs_;
-  // Per layer [max_context][KV][hd], in f32 or f16 (one pair is used).
-  std::vector<std::vector<float>> k_cache_, v_cache_;
-  std::vector<std::vector<uint16_t>> k16_, v16_;
+  // Per layer [max_context][KV] rows of opt_.kv_cache (kv_storage.h), K and V.
+  std::vector<std::vector<std::byte>> k_cache_, v_cache_;
+  size_t kv_row_bytes_ = 0;
   DecoderScratch s_;
   std::vector<float> k_rot_;
 };
