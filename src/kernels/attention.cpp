@@ -23,6 +23,8 @@ void check(const AttentionProblem& p) {
   if (p.n_queries > 0 && (!p.q || !p.k || !p.v || !p.out)) throw std::invalid_argument("attention: null buffer");
   if (!kv_type_fits(p.k_type, p.head_dim) || !kv_type_fits(p.v_type, p.head_dim))
     throw std::invalid_argument("attention: quantized K/V need head_dim a multiple of 32");
+  if (p.k_type != p.v_type && p.k_type != KvType::F32)
+    throw std::invalid_argument("attention: keys must be f32 or of the values' storage type");
 }
 
 }  // namespace

@@ -300,19 +300,20 @@ HWY_INLINE hn::Vec<hn::CappedTag<float, 4>> Sum4(D d, hn::Vec<D> a0, hn::Vec<D> 
 #endif
 
 // D: the channel vectors (a capped tag when head_dim is not a multiple of the
-// full vector), T: the cache's storage (float, float16_t, BlockQ8_0, BlockQ4_0).
-template <class D, typename T>
+// full vector), TK / TV: the storage of keys and values (float, float16_t,
+// BlockQ8_0, BlockQ4_0): the same, or f32 keys rotated at read beside stored values.
+template <class D, typename TK, typename TV>
 void AttendNarrow(D dc, const AttentionProblem& p, const detail::AttentionBlock& b, const detail::AttentionPartial& out) {
   const DF d;
   const int N = static_cast<int>(hn::Lanes(d)), NC = static_cast<int>(hn::Lanes(dc));
   const int group = p.n_heads / p.n_kv_heads, hd = p.head_dim, rows = b.rows(group);
-  // Strides in elements of T; `span`: the channels that share one scale (a block, or the whole row).
-  const int64_t kv_stride = int64_t(p.n_kv_heads) * hd / kValues<T>, kv_offset = int64_t(b.kv_head) * hd / kValues<T>;
-  const int span = kScaled<T> ? kQuantBlock : hd;
+  // Strides in elements of TK / TV; `span`: the key channels that share one scale (a block, or the whole row).
+  const int64_t k_stride = int64_t(p.n_kv_heads) * hd / kValues<TK>, v_stride = int64_t(p.n_kv_heads) * hd / kValues<TV>;
+  const int span = kScaled<TK> ? kQuantBlock : hd;
   // Channel vectors per pass over the keys when accumulating values: four, or (quantized) as many as one block holds.
-  constexpr int kGroup = kScaled<T> ? std::max<int>(1, std::min<int>(4, kQuantBlock / static_cast<int>(hn::MaxLanes(D())))) : 4;
-  const T* kbase = static_cast<const T*>(p.k) + kv_offset;
-  const T* vbase = static_cast<const T*>(p.v) + kv_offset;
+  constexpr int kGroup = kScaled<TV> ? std::max<int>(1, std::min<int>(4, kQuantBlock / static_cast<int>(hn::MaxLanes(D())))) : 4;
+  const TK* kbase = static_cast<const TK*>(p.k) + int64_t(b.kv_head) * hd / kValues<TK>;
+  const TV* vbase = static_cast<const TV*>(p.v) + int64_t(b.kv_head) * hd / kValues<TV>;
   Scratch& s = scratch();
   s.qt.resize(size_t(rows) * hd);  // row-major here: scaled query rows
   s.st.resize(size_t(rows) * kKeyTile);
@@ -328,8 +329,8 @@ void AttendNarrow(D dc, const AttentionProblem& p, const detail::AttentionBlock&
   const int64_t key_end = std::min(b.key_end, last_pos + 1);
   for (int64_t j0 = b.key_begin; j0 < key_end; j0 += kKeyTile) {
     const int n = static_cast<int>(std::min<int64_t>(kKeyTile, key_end - j0));
-    const T* k = kbase + j0 * kv_stride;
-    const T* v = vbase + j0 * kv_stride;
+    const TK* k = kbase + j0 * k_stride;
+    const TV* v = vbase + j0 * v_stride;
     for (int r = 0; r < rows; ++r) {
       const int64_t pos = p.keys_before + b.t0 + r / group;
       const float* q = s.qt.data() + size_t(r) * hd;
@@ -339,8 +340,8 @@ void AttendNarrow(D dc, const AttentionProblem& p, const detail::AttentionBlock&
       if constexpr (hn::MaxLanes(D()) >= 4) {
         for (; jj + 4 <= n; jj += 4) {
           hn::Vec<D> a[4];
-          const T* kr[4];
-          for (int i = 0; i < 4; ++i) a[i] = hn::Zero(dc), kr[i] = k + (jj + i) * kv_stride;
+          const TK* kr[4];
+          for (int i = 0; i < 4; ++i) a[i] = hn::Zero(dc), kr[i] = k + (jj + i) * k_stride;
           for (int c0 = 0; c0 < hd; c0 += span) {
             hn::Vec<D> t[4];
             for (int i = 0; i < 4; ++i) t[i] = hn::Zero(dc);
@@ -349,7 +350,7 @@ void AttendNarrow(D dc, const AttentionProblem& p, const detail::AttentionBlock&
               for (int i = 0; i < 4; ++i) t[i] = hn::MulAdd(qv, Load(dc, kr[i], c), t[i]);
             }
             for (int i = 0; i < 4; ++i) {
-              if constexpr (kScaled<T>) a[i] = hn::MulAdd(t[i], hn::Set(dc, Scale(kr[i], c0)), a[i]);
+              if constexpr (kScaled<TK>) a[i] = hn::MulAdd(t[i], hn::Set(dc, Scale(kr[i], c0)), a[i]);
               else a[i] = t[i];  // one span: the whole row
             }
           }
@@ -358,7 +359,7 @@ void AttendNarrow(D dc, const AttentionProblem& p, const detail::AttentionBlock&
       }
 #endif
       for (; jj < n; ++jj) {
-        const T* kr = k + jj * kv_stride;
+        const TK* kr = k + jj * k_stride;
         float dot = 0;
         for (int c0 = 0; c0 < hd; c0 += span) {
           auto acc = hn::Zero(dc);
@@ -388,7 +389,7 @@ void AttendNarrow(D dc, const AttentionProblem& p, const detail::AttentionBlock&
         hn::Vec<D> a[kGroup];
         for (int i = 0; i < kGroup; ++i) a[i] = hn::Mul(hn::LoadU(dc, o + c + i * NC), av);
         for (jj = 0; jj < n; ++jj) {
-          const T* vr = v + jj * kv_stride;
+          const TV* vr = v + jj * v_stride;
           const auto w = hn::Set(dc, sr[jj] * Scale(vr, c));  // a quantized row's block scale joins the weight
           for (int i = 0; i < kGroup; ++i) a[i] = hn::MulAdd(w, Load(dc, vr, c + i * NC), a[i]);
         }
@@ -397,7 +398,7 @@ void AttendNarrow(D dc, const AttentionProblem& p, const detail::AttentionBlock&
       for (; c < hd; c += NC) {  // float types only: quantized rows end on whole groups
         auto a = hn::Mul(hn::LoadU(dc, o + c), av);
         for (jj = 0; jj < n; ++jj) {
-          const T* vr = v + jj * kv_stride;
+          const TV* vr = v + jj * v_stride;
           a = hn::MulAdd(hn::Set(dc, sr[jj] * Scale(vr, c)), Load(dc, vr, c), a);
         }
         hn::StoreU(a, dc, o + c);
@@ -406,17 +407,18 @@ void AttendNarrow(D dc, const AttentionProblem& p, const detail::AttentionBlock&
   }
 }
 
-template <typename T>
+template <typename TK, typename TV>
 void AttendNarrowAs(const AttentionProblem& p, const detail::AttentionBlock& b, const detail::AttentionPartial& out) {
+  constexpr bool kQuantized = kScaled<TK> || kScaled<TV>;
   // Channel vectors as wide as head_dim allows (head dims are multiples of 8 in practice);
   // quantized rows at most 16 lanes, so that a vector stays inside one block's half.
   const DF d;
   const int N = static_cast<int>(hn::Lanes(d)), hd = p.head_dim;
-  if (hd % N == 0 && (!kScaled<T> || N <= 16)) return AttendNarrow<DF, T>(d, p, b, out);
-  if (N >= 16 && hd % 16 == 0) return AttendNarrow<hn::CappedTag<float, 16>, T>(hn::CappedTag<float, 16>(), p, b, out);
-  if (N >= 8 && hd % 8 == 0) return AttendNarrow<hn::CappedTag<float, 8>, T>(hn::CappedTag<float, 8>(), p, b, out);
-  if (N >= 4 && hd % 4 == 0) return AttendNarrow<hn::CappedTag<float, 4>, T>(hn::CappedTag<float, 4>(), p, b, out);
-  return AttendNarrow<hn::CappedTag<float, 1>, T>(hn::CappedTag<float, 1>(), p, b, out);
+  if (hd % N == 0 && (!kQuantized || N <= 16)) return AttendNarrow<DF, TK, TV>(d, p, b, out);
+  if (N >= 16 && hd % 16 == 0) return AttendNarrow<hn::CappedTag<float, 16>, TK, TV>(hn::CappedTag<float, 16>(), p, b, out);
+  if (N >= 8 && hd % 8 == 0) return AttendNarrow<hn::CappedTag<float, 8>, TK, TV>(hn::CappedTag<float, 8>(), p, b, out);
+  if (N >= 4 && hd % 4 == 0) return AttendNarrow<hn::CappedTag<float, 4>, TK, TV>(hn::CappedTag<float, 4>(), p, b, out);
+  return AttendNarrow<hn::CappedTag<float, 1>, TK, TV>(hn::CappedTag<float, 1>(), p, b, out);
 }
 
 }  // namespace attention_impl
@@ -426,14 +428,24 @@ void AttendBlock(const AttentionProblem& p, const detail::AttentionBlock& b, con
   const DF d;
   const int N = static_cast<int>(hn::Lanes(d));
   if (b.rows(p.n_heads / p.n_kv_heads) >= 2 * N) return AttendWide(p, b, out);
-  if (p.k_type != p.v_type) throw std::invalid_argument("attention: keys and values must share a storage type");
+  // Keys and values of one type, or f32 keys (rotated at read) beside values of any type.
+  const auto with_keys = [&](auto key) {
+    using TK = decltype(key);
+    switch (p.v_type) {
+      case KvType::F16: return AttendNarrowAs<TK, hwy::float16_t>(p, b, out);
+      case KvType::Q8_0: return AttendNarrowAs<TK, BlockQ8_0>(p, b, out);
+      case KvType::Q4_0: return AttendNarrowAs<TK, BlockQ4_0>(p, b, out);
+      case KvType::F32: return AttendNarrowAs<TK, float>(p, b, out);
+    }
+  };
+  if (p.k_type == KvType::F32) return with_keys(float{});
+  if (p.k_type != p.v_type) throw std::invalid_argument("attention: keys must be f32 or of the values' storage type");
   switch (p.k_type) {
-    case KvType::F16: return AttendNarrowAs<hwy::float16_t>(p, b, out);
-    case KvType::Q8_0: return AttendNarrowAs<BlockQ8_0>(p, b, out);
-    case KvType::Q4_0: return AttendNarrowAs<BlockQ4_0>(p, b, out);
+    case KvType::F16: return AttendNarrowAs<hwy::float16_t, hwy::float16_t>(p, b, out);
+    case KvType::Q8_0: return AttendNarrowAs<BlockQ8_0, BlockQ8_0>(p, b, out);
+    case KvType::Q4_0: return AttendNarrowAs<BlockQ4_0, BlockQ4_0>(p, b, out);
     case KvType::F32: break;
   }
-  return AttendNarrowAs<float>(p, b, out);
 }
 
 const char* AttentionTargetName() { return hwy::TargetName(HWY_TARGET); }

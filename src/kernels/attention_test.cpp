@@ -2,6 +2,7 @@
 
 #include <cmath>
 #include <iterator>
+#include <optional>
 #include <random>
 #include <vector>
 
@@ -31,7 +32,9 @@ TEST(Attention, TwoKeysByHand) {
 
 // The optimized kernel against the double-precision twin on one shape, with
 // 1 and 2 threads (2 threads exercise the key splits of short problems).
-void compare(int n_queries, int H, int KV, int hd, int64_t keys_before, uint32_t seed, KvType type = KvType::F32) {
+// key_type: F32 for keys rotated at read beside stored values of `type`; by default `type`.
+void compare(int n_queries, int H, int KV, int hd, int64_t keys_before, uint32_t seed, KvType type = KvType::F32,
+             std::optional<KvType> key_type = std::nullopt) {
   std::mt19937 rng(seed);
   std::normal_distribution<float> n(0, 1);
   const int64_t keys = keys_before + n_queries;
@@ -45,10 +48,11 @@ void compare(int n_queries, int H, int KV, int hd, int64_t keys_before, uint32_t
     for (int c = 0; c < KV * hd; ++c) v[size_t(KV) * hd + c] *= 1000.0f;
   }
   const int64_t rows = keys * KV;
-  std::vector<std::byte> kc(size_t(rows) * kv_row_bytes(type, hd)), vc(kc.size());
-  kv_store_rows(type, k.data(), kc.data(), rows, hd);
+  const KvType kt = key_type.value_or(type);
+  std::vector<std::byte> kc(size_t(rows) * kv_row_bytes(kt, hd)), vc(size_t(rows) * kv_row_bytes(type, hd));
+  kv_store_rows(kt, k.data(), kc.data(), rows, hd);
   kv_store_rows(type, v.data(), vc.data(), rows, hd);
-  AttentionProblem p{n_queries, H, KV, hd, keys_before, q.data(), kc.data(), vc.data(), type, type, 1.0f / std::sqrt(float(hd)), a.data()};
+  AttentionProblem p{n_queries, H, KV, hd, keys_before, q.data(), kc.data(), vc.data(), kt, type, 1.0f / std::sqrt(float(hd)), a.data()};
   attention_scalar(p);  // the twin reads the same stored values
   for (int threads : {1, 2}) {
     std::fill(b.begin(), b.end(), std::nanf(""));
@@ -106,6 +110,15 @@ TEST(Attention, QuantizedCachesMatchTwin) {
     compare(Q, KV * ratio, KV, hd, b, 300 + trial, trial % 2 ? KvType::Q8_0 : KvType::Q4_0);
   }
   compare(1, 32, 8, 128, 9000, 7, KvType::Q8_0);  // a Llama-3-8B head layout decoding at 9K
+}
+
+TEST(Attention, F32KeysBesideStoredValues) {
+  // Keys rotated at read are f32 whatever the cache stores; values stay in the cache's type.
+  for (KvType values : {KvType::F16, KvType::Q8_0, KvType::Q4_0})
+    for (int queries : {1, 3, 64}) compare(queries, 4, 2, 64, 200, 11 + queries, values, KvType::F32);
+  float x[64] = {};
+  AttentionProblem p{1, 1, 1, 32, 0, x, x, x, KvType::F16, KvType::Q8_0, 1.0f, x};  // f16 keys, q8_0 values
+  EXPECT_THROW(attention(p), std::invalid_argument);
 }
 
 TEST(Attention, ExtremeScoresStayFinite) {

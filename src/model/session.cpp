@@ -44,8 +44,12 @@ InferenceSession::InferenceSession(const LlamaModel& model, SessionOptions optio
   if (opt_.chunk <= 0) throw std::invalid_argument("session: chunk must be > 0");
   if (opt_.rope.rotary_dim != hp.head_dim && opt_.rope.rotary_dim > hp.head_dim)
     throw std::invalid_argument("session: rotary_dim exceeds head_dim");
+  if (opt_.kv_window < 0 || opt_.kv_sinks < 0) throw std::invalid_argument("session: kv_window and kv_sinks must be >= 0");
+  if (opt_.kv_sinks > 0 && !windowed()) throw std::invalid_argument("session: kv_sinks needs a kv_window");
+  if (windowed()) opt_.key_rotation = KeyRotation::AtRead;  // keys at their cache positions, re-rotated as the window slides
   kv_row_bytes_ = kv_row_bytes(opt_.kv_cache, hp.head_dim);  // refuses q8_0 / q4_0 for a head_dim they cannot hold
-  const size_t layer_bytes = size_t(opt_.max_context) * hp.n_kv_heads * kv_row_bytes_;
+  const int64_t rows = windowed() ? opt_.kv_sinks + opt_.kv_window + opt_.chunk : opt_.max_context;
+  const size_t layer_bytes = size_t(rows) * hp.n_kv_heads * kv_row_bytes_;
   k_cache_.assign(hp.n_layers, std::vector<std::byte>(layer_bytes));
   v_cache_.assign(hp.n_layers, std::vector<std::byte>(layer_bytes));
 }
@@ -59,7 +63,7 @@ size_t InferenceSession::kv_cache_bytes_allocated() const {
 
 std::vector<float> InferenceSession::forward(std::span<const int> tokens, bool all_logits) {
   const int V = m_.hp.vocab_size;
-  if (pos_ + static_cast<int64_t>(tokens.size()) > opt_.max_context)
+  if (!windowed() && pos_ + static_cast<int64_t>(tokens.size()) > opt_.max_context)
     throw std::length_error("session: " + std::to_string(pos_ + tokens.size()) + " tokens exceed the KV cache of " +
                             std::to_string(opt_.max_context));
   for (int t : tokens)
@@ -74,9 +78,28 @@ std::vector<float> InferenceSession::forward(std::span<const int> tokens, bool a
   return logits;
 }
 
+void InferenceSession::advance(int n) {
+  pos_ += n;
+  cache_len_ += n;
+  const int64_t keep = opt_.kv_sinks + opt_.kv_window;
+  if (!windowed() || cache_len_ <= keep) return;
+  // Evict the oldest tokens after the sinks: the window's rows move down to follow the sinks, where
+  // the next chunk's rotation gives them their new cache positions (keys are stored unrotated).
+  const int64_t drop = cache_len_ - keep, row = int64_t(m_.hp.n_kv_heads) * int64_t(kv_row_bytes_);
+  const int64_t sinks = std::min(opt_.kv_sinks, cache_len_);
+  for (auto* cache : {&k_cache_, &v_cache_})
+    for (auto& layer : *cache)
+      std::memmove(layer.data() + sinks * row, layer.data() + (sinks + drop) * row, size_t(opt_.kv_window) * row);
+  cache_len_ = keep;
+}
+
 void InferenceSession::rewind(int64_t position) {
-  if (position < 0 || position > pos_)
-    throw std::out_of_range("session: cannot rewind to " + std::to_string(position) + " from " + std::to_string(pos_));
+  // With a window that has evicted E tokens, rows hold the sinks and the text from S + E on.
+  const int64_t evicted = pos_ - cache_len_, earliest = opt_.kv_sinks + evicted;
+  if (position < 0 || position > pos_ || (evicted > 0 && position < earliest))
+    throw std::out_of_range("session: cannot rewind to " + std::to_string(position) + " from " + std::to_string(pos_) +
+                            (evicted > 0 ? " (the window's earliest kept token is " + std::to_string(earliest) + ")" : ""));
+  cache_len_ -= pos_ - position;
   pos_ = position;  // cache rows past it are overwritten by the next chunk
 }
 
@@ -134,7 +157,7 @@ void output_logits(const LlamaModel& m, DecoderScratch& s, int first, int rows, 
 }  // namespace
 
 InferenceSession::ChunkRope InferenceSession::prepare_rope(int n) {
-  const int64_t p0 = pos_, p1 = pos_ + n;
+  const int64_t p0 = cache_len_, p1 = cache_len_ + n;  // cache positions (the text's, without a window)
   ChunkRope r;
   // Frequencies for the current length (static methods ignore it).
   freqs_ = compute_frequencies(opt_.rope, p1);
@@ -152,7 +175,7 @@ InferenceSession::ChunkRope InferenceSession::prepare_rope(int n) {
 void InferenceSession::attend(int l, int n, const ChunkRope& rope, float* q, float* k, const float* v, float* out, int threads) {
   const auto& hp = m_.hp;
   const int hd = hp.head_dim, H = hp.n_heads, KV = hp.n_kv_heads, qd = H * hd, kvd = KV * hd;
-  const int64_t p0 = pos_, p1 = pos_ + n;
+  const int64_t p0 = cache_len_, p1 = cache_len_ + n;
   const bool at_read = opt_.key_rotation == KeyRotation::AtRead;
   RotaryProblem rp = rotary_problem(n, rope.positions.data(), rope.table);
   rp.q = {q, DType::F32, H, qd, hd};
@@ -198,7 +221,7 @@ void InferenceSession::forward_chunk(const int* tokens, int n, float* logits_out
   for (int l = 0; l < hp.n_layers; ++l)
     decoder_layer(m_.layers[l], hp, s_, n, opt_.threads,
                   [&] { attend(l, n, rope, s_.q.data(), s_.k.data(), s_.v.data(), s_.att.data(), opt_.threads); });
-  pos_ += n;
+  advance(n);
   if (!logits_out) return;
   if (all_logits) output_logits(m_, s_, 0, n, logits_out, opt_.threads);
   else output_logits(m_, s_, n - 1, 1, logits_out, opt_.threads);
@@ -213,7 +236,7 @@ std::vector<float> InferenceSession::forward_batch(std::span<InferenceSession* c
   for (int b = 0; b < B; ++b) {
     InferenceSession& s = *sessions[b];
     if (&s.m_ != &m) throw std::invalid_argument("forward_batch: the sessions must share one model");
-    if (s.pos_ + 1 > s.opt_.max_context)
+    if (!s.windowed() && s.pos_ + 1 > s.opt_.max_context)
       throw std::length_error("session: " + std::to_string(s.pos_ + 1) + " tokens exceed the KV cache of " +
                               std::to_string(s.opt_.max_context));
     if (tokens[b] < 0 || tokens[b] >= hp.vocab_size)
@@ -235,7 +258,7 @@ std::vector<float> InferenceSession::forward_batch(std::span<InferenceSession* c
                             batch.v.data() + size_t(b) * kvd, batch.att.data() + size_t(b) * qd, 1);
       });
     });
-  for (auto* s : sessions) ++s->pos_;
+  for (auto* s : sessions) s->advance(1);
   std::vector<float> logits(size_t(B) * hp.vocab_size);
   output_logits(m, batch, 0, B, logits.data(), threads);
   return logits;

@@ -6,12 +6,14 @@
 #include <cmath>
 #include <filesystem>
 #include <numeric>
+#include <random>
 
 #include <gtest/gtest.h>
 
 #include "ropescale/config/mapped_file.h"
 #include "ropescale/model/tokenizer.h"
 #include "default_model.h"
+#include "tiny_model.h"
 #include "test_support.h"
 
 namespace ropescale {
@@ -347,6 +349,71 @@ TEST(SessionKvCache, QuantizedCachesStayCloseToF32) {
     EXPECT_LT(rel(KvType::Q4_0), 5e-2);
     EXPECT_LT(rel(KvType::Q8_0), rel(KvType::Q4_0));
   }
+}
+
+}  // namespace
+}  // namespace ropescale
+
+namespace ropescale {
+namespace {
+
+// With one layer, a token's key and value depend on the token alone, so a stream through sinks + a
+// sliding window must give, token for token, the logits of a fresh session prefilled with just the
+// kept tokens (the sinks, then the window) at the same positions — the cache positions.
+TEST(SessionWindow, SinksAndWindowEqualAFreshPrefillOfTheKeptTokens) {
+  const LlamaModel m = test::tiny_llama(/*dim*/ 64, /*hidden*/ 96, /*layers*/ 1, /*heads*/ 2, /*kv*/ 1, /*vocab*/ 40, /*trained*/ 64, 5, 0.5f);
+  std::mt19937 rng(3);
+  std::vector<int> ids(150);
+  for (auto& t : ids) t = int(rng() % 40);
+  const int64_t S = 4, W = 20;
+  for (const char* rope : {"", R"({"rope_type":"yarn","factor":2})", R"({"rope_type":"dynamic","factor":2})"}) {
+    for (KvType kv : {KvType::F32, KvType::Q8_0}) {
+      SessionOptions o;
+      o.rope = rope_spec_for_model(m, rope);
+      o.kv_window = W, o.kv_sinks = S, o.chunk = 1, o.kv_cache = kv;
+      InferenceSession stream(m, o);
+      double worst = 0;
+      for (size_t t = 0; t < ids.size(); ++t) {
+        const auto got = stream.forward(std::span<const int>(&ids[t], 1));
+        ASSERT_LE(stream.cache_length(), S + W);
+        if (t < size_t(S + W)) continue;  // nothing evicted yet
+        std::vector<int> kept(ids.begin(), ids.begin() + S);
+        kept.insert(kept.end(), ids.begin() + long(t) - W, ids.begin() + long(t) + 1);
+        SessionOptions f = o;
+        f.kv_window = f.kv_sinks = 0, f.chunk = 256, f.max_context = int64_t(kept.size());
+        f.key_rotation = KeyRotation::AtRead;  // keys quantized before rotation, as the window stores them
+        InferenceSession fresh(m, f);
+        const auto want = fresh.forward(kept);
+        for (size_t v = 0; v < want.size(); ++v) worst = std::max(worst, double(std::abs(got[v] - want[v])));
+      }
+      EXPECT_LT(worst, 1e-4) << rope << " " << to_string(kv);
+      EXPECT_EQ(stream.position(), int64_t(ids.size()));
+      EXPECT_EQ(stream.cache_length(), S + W);
+    }
+  }
+}
+
+TEST(SessionWindow, StreamsPastMaxContextAndRefusesToRewindIntoEvictedTokens) {
+  ROPESCALE_NEED_DEFAULT_MODEL(d);
+  SessionOptions o;
+  o.rope = rope_spec_for_model(d->model, "");
+  o.max_context = 256;
+  o.kv_window = 200, o.kv_sinks = 4, o.chunk = 64;
+  InferenceSession s(d->model, o);
+  std::vector<int> ids(1000);
+  for (size_t i = 0; i < ids.size(); ++i) ids[i] = 'a' + int(i % 26);
+  const auto logits = s.forward(ids);  // four times max_context, in chunks of 64
+  EXPECT_TRUE(std::all_of(logits.begin(), logits.end(), [](float v) { return std::isfinite(v); }));
+  EXPECT_EQ(s.position(), 1000);
+  EXPECT_EQ(s.cache_length(), 204);
+  EXPECT_EQ(s.kv_cache_bytes_allocated(), kv_cache_bytes(KvType::F32, d->model.hp.n_layers, d->model.hp.n_kv_heads,
+                                                          d->model.hp.head_dim, 4 + 200 + 64));
+  EXPECT_THROW(s.rewind(500), std::out_of_range);  // evicted: the window keeps tokens from 800 on
+  s.rewind(900);
+  EXPECT_EQ(s.cache_length(), 104);
+  SessionOptions bad = o;
+  bad.kv_window = 0;
+  EXPECT_THROW(InferenceSession(d->model, bad), std::invalid_argument);  // sinks without a window
 }
 
 }  // namespace

@@ -42,6 +42,15 @@ struct SessionOptions {
   KvType kv_cache = KvType::F32;  // f16 halves the cache (rounding ~5e-4 relative); q8_0 / q4_0: ggml's blocks
   int chunk = 256;                // prefill chunk size
   int threads = 0;                // 0 = the pool's size
+  // Attention sinks + sliding window (StreamingLLM): keep the first kv_sinks tokens and the last
+  // kv_window, and give the kept keys their CACHE positions (sinks 0 … S−1, the window after them),
+  // not their places in the text; 0 = keep every token. Keys are then cached unrotated and rotated at
+  // read (key_rotation is ignored), so every chunk sees them at their current cache positions, and a
+  // length-dependent method's length is the cache's. Eviction happens after each chunk: within a
+  // chunk its queries also see the chunk's earlier tokens (exactly StreamingLLM with chunk = 1).
+  // The stream has no length limit; the cache holds kv_sinks + kv_window + chunk rows.
+  int64_t kv_window = 0;
+  int64_t kv_sinks = 0;
 };
 
 // rope_setting_for_model / rope_spec_for_model (llama_model.h) build SessionOptions.rope.
@@ -86,13 +95,15 @@ class InferenceSession {
   static std::vector<float> forward_batch(std::span<InferenceSession* const> sessions, std::span<const int> tokens);
 
   int64_t position() const { return pos_; }
+  // Rows in the KV cache: position() without a window, at most kv_sinks + kv_window with one.
+  int64_t cache_length() const { return cache_len_; }
   const SessionOptions& options() const { return opt_; }
   // The frequencies used for the most recent chunk.
   const RopeFrequencies& current_frequencies() const { return freqs_; }
-  void reset() { pos_ = 0; }
+  void reset() { pos_ = cache_len_ = 0; }
   // Forgets every token from `position` on (e.g. to score several continuations
   // of one prompt); the next forward() continues there. Throws std::out_of_range
-  // past the current position.
+  // past the current position, or before a window's first kept token.
   void rewind(int64_t position);
 
  private:
@@ -107,12 +118,16 @@ class InferenceSession {
   // over the cache: out = n rows of attention output for layer l, on up to `threads` threads.
   void attend(int l, int n, const ChunkRope& rope, float* q, float* k, const float* v, float* out, int threads);
   void forward_chunk(const int* tokens, int n, float* logits_out, bool all_logits);
+  // After a chunk of n tokens: counts them and, with a window, evicts all but the sinks and the window.
+  void advance(int n);
+  bool windowed() const { return opt_.kv_window > 0; }
   // A rotation of `n` rows at `positions` with this session's RoPE; tensors set by the caller.
   RotaryProblem rotary_problem(int64_t n, const int64_t* positions, const CosSinTable& table) const;
 
   const LlamaModel& m_;
   SessionOptions opt_;
-  int64_t pos_ = 0;
+  int64_t pos_ = 0;        // tokens seen
+  int64_t cache_len_ = 0;  // rows in the cache (= pos_ without a window)
   RopeFrequencies freqs_;
   // Per layer [max_context][KV] rows of opt_.kv_cache (kv_storage.h), K and V.
   std::vector<std::vector<std::byte>> k_cache_, v_cache_;
