@@ -108,7 +108,7 @@ struct Calibration {
     yarn = rope_setting_for_model(model, yarn_dict, fmt::format("yarn:{:g}", factor));
     ids = windows_of(*tok, o.text, o.target, o.windows);
     po.ctxs = {o.target};
-    po.run = {o.runtime.chunk, o.runtime.threads, kv_cache_of(o.runtime), key_rotation_of(o.runtime)};
+    po.run = run_options_of(o.runtime);
     if (o.fitness == "needle") {
       // LongRoPE2's needle-driven perplexity: passkey prompts of the target length in the calibration
       // text, the needle at evenly spread depths; the fitness is the key's mean NLL per token.
@@ -516,7 +516,7 @@ void add_calibrate_commands(CLI::App& app, int& exit_code) {
   lr->add_flag("--resume", o->resume, "Continue the search saved in --checkpoint FILE (same model, text and options)");
   lr->add_option("--from", o->from, "Start from an earlier calibration (progressive extension): its setting, as is and "
                                     "rescaled to this factor, joins the seeds");
-  add_runtime_flags(c, o->runtime, {.rotation_auto = true});
+  add_runtime_flags(c, o->runtime, {.kv_window = false, .rotation_auto = true});
   c->callback([o, &exit_code] {
     run_calibrate(*o);
     exit_code = 0;

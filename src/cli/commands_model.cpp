@@ -69,7 +69,7 @@ void run_generate(const GenerateOptions& o) {
   }
   so.rope = rope_spec_for_model(model, rope_scaling);
   so.key_rotation = *key_rotation_of(o.runtime);
-  so.kv_cache = kv_cache_of(o.runtime);
+  apply_kv_flags(o.runtime, so);
   so.max_context = o.ctx > 0 ? o.ctx : std::max<int64_t>(model.hp.trained_context, int64_t(prompt.size()) + o.max_tokens);
   if (int64_t(prompt.size()) >= so.max_context)
     throw_unreadable("--ctx", "the prompt has " + std::to_string(prompt.size()) + " tokens; --ctx " +
@@ -149,6 +149,8 @@ void run_bench_model(const BenchModelOptions& o) {
                                                         : "");
       so.max_context = ctx + o.decode_tokens;
       so.kv_cache = kv;
+      so.kv_window = o.runtime.kv_window;
+      so.kv_sinks = o.runtime.kv_sinks;
       so.chunk = o.runtime.chunk;
       so.threads = static_cast<int>(thr);
       const double rss_before = rss_bytes();
@@ -220,7 +222,7 @@ void run_logits(const LogitsOptions& o) {
   SessionOptions so;
   so.rope = rope_spec_for_model(model, o.rope_scaling);
   so.key_rotation = *key_rotation_of(o.runtime);
-  so.kv_cache = kv_cache_of(o.runtime);
+  apply_kv_flags(o.runtime, so);
   so.max_context = std::max<int64_t>(model.hp.trained_context, ids.size());
   // One chunk by default: HF computes length-dependent frequencies once per forward.
   so.chunk = o.runtime.chunk > 0 ? o.runtime.chunk : static_cast<int>(ids.size());

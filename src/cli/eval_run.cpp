@@ -48,7 +48,7 @@ std::vector<int> read_ids(const std::string& path, int vocab) {
 }
 
 RunOptions run_options(const EvalOptions& o) {
-  return {o.runtime.chunk, o.runtime.threads, kv_cache_of(o.runtime), key_rotation_of(o.runtime)};
+  return run_options_of(o.runtime);
 }
 
 std::vector<double> parse_depths(const std::string& text) {
@@ -318,7 +318,8 @@ json eval_options_json(const EvalOptions& o, EvalParts parts) {
             {"model", o.model},
             {"tokenizer", o.tokenizer},
             {"methods", o.methods},
-            {"runtime", {{"kv_cache", o.runtime.kv_cache}, {"key_rotation", o.runtime.key_rotation}, {"chunk", o.runtime.chunk}}},
+            {"runtime", {{"kv_cache", o.runtime.kv_cache}, {"kv_window", o.runtime.kv_window}, {"kv_sinks", o.runtime.kv_sinks},
+                         {"key_rotation", o.runtime.key_rotation}, {"chunk", o.runtime.chunk}}},
             {"text", o.text},
             {"text_sha256", file_sha256(o.text)},
             {"ids", o.ids},
@@ -361,6 +362,8 @@ EvalOptions eval_options_from_json(const json& j, EvalParts& parts) {
     o.methods = j.at("methods").get<std::vector<std::string>>();
     const json& rt = j.at("runtime");
     o.runtime.kv_cache = rt.at("kv_cache").get<std::string>();
+    o.runtime.kv_window = rt.value("kv_window", int64_t{0});  // golden sets recorded before windows keep every token
+    o.runtime.kv_sinks = rt.value("kv_sinks", int64_t{0});
     o.runtime.key_rotation = rt.at("key_rotation").get<std::string>();
     o.runtime.chunk = rt.at("chunk").get<int>();
     o.text = j.at("text").get<std::string>();

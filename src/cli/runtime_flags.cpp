@@ -8,6 +8,16 @@ namespace ropescale::cli {
 void add_runtime_flags(CLI::App* c, RuntimeFlags& f, RuntimeFlagSet which) {
   if (which.kv_cache)
     add_kv_cache_option(c, f.kv_cache);
+  if (which.kv_window) {
+    c->add_option("--kv-window", f.kv_window,
+                  "Keep only the last W tokens in the KV cache (with --kv-sinks, StreamingLLM): kept keys take their cache "
+                  "positions, re-rotated as the window slides; the stream has no length limit; 0 = keep every token")
+        ->capture_default_str()
+        ->check(CLI::NonNegativeNumber);
+    c->add_option("--kv-sinks", f.kv_sinks, "With --kv-window: also keep the first S tokens (attention sinks)")
+        ->capture_default_str()
+        ->check(CLI::NonNegativeNumber);
+  }
   if (which.key_rotation) {
     if (which.rotation_auto) f.key_rotation = "auto";
     c->add_option("--key-rotation", f.key_rotation,
@@ -59,6 +69,26 @@ CLI::Option* add_kv_cache_option(CLI::App* c, std::string& kv_cache) {
 KvType kv_cache_of(const RuntimeFlags& f) {
   if (const auto t = parse_kv_type(f.kv_cache)) return *t;
   throw_unreadable("--kv-cache", "'" + f.kv_cache + "' is not one of " + std::string(kKvTypeNames));
+}
+
+void apply_kv_flags(const RuntimeFlags& f, SessionOptions& so) {
+  if (f.kv_sinks > 0 && f.kv_window == 0) throw_unreadable("--kv-sinks", std::to_string(f.kv_sinks) + " needs --kv-window");
+  so.kv_cache = kv_cache_of(f);
+  so.kv_window = f.kv_window;
+  so.kv_sinks = f.kv_sinks;
+}
+
+RunOptions run_options_of(const RuntimeFlags& f) {
+  SessionOptions so;
+  apply_kv_flags(f, so);
+  RunOptions r;
+  r.chunk = f.chunk;
+  r.threads = f.threads;
+  r.kv_cache = so.kv_cache;
+  r.kv_window = so.kv_window;
+  r.kv_sinks = so.kv_sinks;
+  r.key_rotation = key_rotation_of(f);
+  return r;
 }
 
 std::optional<KeyRotation> key_rotation_of(const RuntimeFlags& f) {

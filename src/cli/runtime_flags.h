@@ -8,12 +8,14 @@
 
 #include <CLI/CLI.hpp>
 
+#include "ropescale/eval/perplexity.h"
 #include "ropescale/model/session.h"
 
 namespace ropescale::cli {
 
 struct RuntimeFlags {
   std::string kv_cache = "f32";
+  int64_t kv_window = 0, kv_sinks = 0;  // StreamingLLM sinks + sliding window; 0 = keep every token
   std::string key_rotation = "write";  // "auto" where the command offers it
   int chunk = 256;
   int threads = 0;
@@ -23,6 +25,7 @@ struct RuntimeFlags {
 // (read for length-dependent methods, else write) and defaults to it.
 struct RuntimeFlagSet {
   bool kv_cache = true, key_rotation = true, chunk = true, threads = true;
+  bool kv_window = true;  // --kv-window, --kv-sinks
   bool rotation_auto = false;
 };
 
@@ -34,6 +37,10 @@ void add_runtime_flags(CLI::App* c, RuntimeFlags& flags, RuntimeFlagSet which = 
 CLI::Validator rope_scaling_argument();
 
 KvType kv_cache_of(const RuntimeFlags& flags);
+// The cache policy of the flags into session options: --kv-cache, --kv-window, --kv-sinks.
+void apply_kv_flags(const RuntimeFlags& flags, SessionOptions& so);
+// The run options an evaluation uses: the flags above, --key-rotation, --chunk, --threads.
+RunOptions run_options_of(const RuntimeFlags& flags);
 // --kv-cache alone (serve registers it without the other runtime flags).
 CLI::Option* add_kv_cache_option(CLI::App* c, std::string& kv_cache);
 // nullopt for `auto`.

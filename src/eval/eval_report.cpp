@@ -150,6 +150,8 @@ json eval_json(const EvalReport& r, const LlamaModel& model) {
                      {"bucket", r.bucket},
                      {"chunk", r.ppl_options.run.chunk},
                      {"kv_cache", kv_name(r.ppl_options.run.kv_cache)},
+                     {"kv_window", r.ppl_options.run.kv_window},
+                     {"kv_sinks", r.ppl_options.run.kv_sinks},
                      {"key_rotation", rotation_name(r.ppl_options.run.key_rotation)}};
     json results = json::array();
     for (const auto& x : r.ppl) {

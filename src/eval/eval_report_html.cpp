@@ -59,7 +59,7 @@ std::string perplexity_section(const EvalReport& r, int64_t L, const std::vector
                    "position t is predicted from positions &lt; t. Prefill chunk {}, KV cache {}, key rotation {}.</p>\n",
                    html_escape(r.input), r.input_tokens,
                    r.ppl_options.stride ? fmt::format("sliding (stride {})", r.ppl_options.stride) : "non-overlapping",
-                   r.ppl_options.run.chunk, kv_name(r.ppl_options.run.kv_cache),
+                   r.ppl_options.run.chunk, kv_policy_label(r.ppl_options.run),
                    html_escape(rotation_name(r.ppl_options.run.key_rotation)));
   // Table, best per column in bold, baseline-relative colouring past L.
   h += "<table><tr><th>method</th>";

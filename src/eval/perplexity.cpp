@@ -67,6 +67,13 @@ void finish_perplexity(PerplexityResult& r, std::chrono::steady_clock::time_poin
   r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
 }
 
+std::string kv_policy_label(const RunOptions& run) {
+  std::string s(to_string(run.kv_cache));
+  if (run.kv_window > 0)
+    s += (run.kv_sinks > 0 ? ", sinks " + std::to_string(run.kv_sinks) + " + window " : ", window ") + std::to_string(run.kv_window);
+  return s;
+}
+
 SessionOptions session_options_for(const RopeSetting& setting, const RunOptions& run, int64_t max_context) {
   SessionOptions so;
   so.rope = setting.spec;
@@ -74,6 +81,8 @@ SessionOptions session_options_for(const RopeSetting& setting, const RunOptions&
   so.chunk = run.chunk;
   so.threads = run.threads;
   so.kv_cache = run.kv_cache;
+  so.kv_window = run.kv_window;
+  so.kv_sinks = run.kv_sinks;
   so.key_rotation = run.key_rotation.value_or(so.rope.is_dynamic() ? KeyRotation::AtRead : KeyRotation::AtWrite);
   return so;
 }

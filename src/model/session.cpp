@@ -48,7 +48,8 @@ InferenceSession::InferenceSession(const LlamaModel& model, SessionOptions optio
   if (opt_.kv_sinks > 0 && !windowed()) throw std::invalid_argument("session: kv_sinks needs a kv_window");
   if (windowed()) opt_.key_rotation = KeyRotation::AtRead;  // keys at their cache positions, re-rotated as the window slides
   kv_row_bytes_ = kv_row_bytes(opt_.kv_cache, hp.head_dim);  // refuses q8_0 / q4_0 for a head_dim they cannot hold
-  const int64_t rows = windowed() ? opt_.kv_sinks + opt_.kv_window + opt_.chunk : opt_.max_context;
+  if (windowed()) opt_.chunk = static_cast<int>(std::min<int64_t>(opt_.chunk, std::max<int64_t>(1, opt_.kv_window / 4)));
+  const int64_t rows = windowed() ? opt_.kv_sinks + opt_.kv_window : opt_.max_context;
   const size_t layer_bytes = size_t(rows) * hp.n_kv_heads * kv_row_bytes_;
   k_cache_.assign(hp.n_layers, std::vector<std::byte>(layer_bytes));
   v_cache_.assign(hp.n_layers, std::vector<std::byte>(layer_bytes));
@@ -78,19 +79,22 @@ std::vector<float> InferenceSession::forward(std::span<const int> tokens, bool a
   return logits;
 }
 
+void InferenceSession::make_room(int n) {
+  const int64_t capacity = opt_.kv_sinks + opt_.kv_window;
+  if (!windowed() || cache_len_ + n <= capacity) return;
+  // Evict the oldest tokens after the sinks so that the chunk fits: the kept rows move down to follow
+  // the sinks, where this chunk's rotation gives them their new cache positions (keys are stored unrotated).
+  const int64_t sinks = std::min(opt_.kv_sinks, cache_len_);
+  const int64_t drop = std::min(cache_len_ + n - capacity, cache_len_ - sinks), kept = cache_len_ - sinks - drop;
+  const int64_t row = int64_t(m_.hp.n_kv_heads) * int64_t(kv_row_bytes_);
+  for (auto* cache : {&k_cache_, &v_cache_})
+    for (auto& layer : *cache) std::memmove(layer.data() + sinks * row, layer.data() + (sinks + drop) * row, size_t(kept * row));
+  cache_len_ -= drop;
+}
+
 void InferenceSession::advance(int n) {
   pos_ += n;
   cache_len_ += n;
-  const int64_t keep = opt_.kv_sinks + opt_.kv_window;
-  if (!windowed() || cache_len_ <= keep) return;
-  // Evict the oldest tokens after the sinks: the window's rows move down to follow the sinks, where
-  // the next chunk's rotation gives them their new cache positions (keys are stored unrotated).
-  const int64_t drop = cache_len_ - keep, row = int64_t(m_.hp.n_kv_heads) * int64_t(kv_row_bytes_);
-  const int64_t sinks = std::min(opt_.kv_sinks, cache_len_);
-  for (auto* cache : {&k_cache_, &v_cache_})
-    for (auto& layer : *cache)
-      std::memmove(layer.data() + sinks * row, layer.data() + (sinks + drop) * row, size_t(opt_.kv_window) * row);
-  cache_len_ = keep;
 }
 
 void InferenceSession::rewind(int64_t position) {
@@ -215,6 +219,7 @@ void InferenceSession::attend(int l, int n, const ChunkRope& rope, float* q, flo
 
 void InferenceSession::forward_chunk(const int* tokens, int n, float* logits_out, bool all_logits) {
   const auto& hp = m_.hp;
+  make_room(n);
   const ChunkRope rope = prepare_rope(n);
   s_.x.resize(size_t(n) * hp.dim);
   embed(m_, tokens, n, s_.x.data());
@@ -245,7 +250,10 @@ std::vector<float> InferenceSession::forward_batch(std::span<InferenceSession* c
   if (B == 1) return sessions[0]->forward(tokens.subspan(0, 1));  // the single-session path, bit for bit
   const int threads = sessions[0]->opt_.threads;
   std::vector<ChunkRope> ropes;
-  for (auto* s : sessions) ropes.push_back(s->prepare_rope(1));  // each row: its own position and setting
+  for (auto* s : sessions) {
+    s->make_room(1);
+    ropes.push_back(s->prepare_rope(1));
+  }  // each row: its own position and setting
   DecoderScratch batch;
   batch.x.resize(size_t(B) * hp.dim);
   embed(m, tokens.data(), B, batch.x.data());

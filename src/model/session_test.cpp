@@ -376,9 +376,9 @@ TEST(SessionWindow, SinksAndWindowEqualAFreshPrefillOfTheKeptTokens) {
       for (size_t t = 0; t < ids.size(); ++t) {
         const auto got = stream.forward(std::span<const int>(&ids[t], 1));
         ASSERT_LE(stream.cache_length(), S + W);
-        if (t < size_t(S + W)) continue;  // nothing evicted yet
-        std::vector<int> kept(ids.begin(), ids.begin() + S);
-        kept.insert(kept.end(), ids.begin() + long(t) - W, ids.begin() + long(t) + 1);
+        if (t < size_t(S + W)) continue;  // nothing evicted before token S + W
+        std::vector<int> kept(ids.begin(), ids.begin() + S);  // the sinks, the W − 1 tokens before t, and t
+        kept.insert(kept.end(), ids.begin() + long(t) - W + 1, ids.begin() + long(t) + 1);
         SessionOptions f = o;
         f.kv_window = f.kv_sinks = 0, f.chunk = 256, f.max_context = int64_t(kept.size());
         f.key_rotation = KeyRotation::AtRead;  // keys quantized before rotation, as the window stores them
@@ -386,7 +386,7 @@ TEST(SessionWindow, SinksAndWindowEqualAFreshPrefillOfTheKeptTokens) {
         const auto want = fresh.forward(kept);
         for (size_t v = 0; v < want.size(); ++v) worst = std::max(worst, double(std::abs(got[v] - want[v])));
       }
-      EXPECT_LT(worst, 1e-4) << rope << " " << to_string(kv);
+      EXPECT_LT(worst, 5e-4) << rope << " " << to_string(kv);  // float rounding (decode vs prefill blocks); a wrong row is O(0.1)
       EXPECT_EQ(stream.position(), int64_t(ids.size()));
       EXPECT_EQ(stream.cache_length(), S + W);
     }
@@ -406,8 +406,9 @@ TEST(SessionWindow, StreamsPastMaxContextAndRefusesToRewindIntoEvictedTokens) {
   EXPECT_TRUE(std::all_of(logits.begin(), logits.end(), [](float v) { return std::isfinite(v); }));
   EXPECT_EQ(s.position(), 1000);
   EXPECT_EQ(s.cache_length(), 204);
+  EXPECT_EQ(s.options().chunk, 50);  // capped at W / 4: a chunk's first query still sees 150 recent tokens
   EXPECT_EQ(s.kv_cache_bytes_allocated(), kv_cache_bytes(KvType::F32, d->model.hp.n_layers, d->model.hp.n_kv_heads,
-                                                          d->model.hp.head_dim, 4 + 200 + 64));
+                                                          d->model.hp.head_dim, 4 + 200));
   EXPECT_THROW(s.rewind(500), std::out_of_range);  // evicted: the window keeps tokens from 800 on
   s.rewind(900);
   EXPECT_EQ(s.cache_length(), 104);

@@ -43,8 +43,11 @@ struct RunOptions {  // how sessions are run, shared by every evaluation
   int chunk = 256;
   int threads = 0;
   KvType kv_cache = KvType::F32;
+  int64_t kv_window = 0, kv_sinks = 0;      // SessionOptions: StreamingLLM sinks + window (0 = keep every token)
   std::optional<KeyRotation> key_rotation;  // unset: AtRead for length-dependent methods, else AtWrite
 };
+// "f32", or "q8_0, sinks 4 + window 1024": the cache policy as reports name it.
+std::string kv_policy_label(const RunOptions& run);
 
 // Session options for one method (see RunOptions), max_context tokens of cache.
 SessionOptions session_options_for(const RopeSetting& setting, const RunOptions& run,

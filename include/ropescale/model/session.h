@@ -42,13 +42,15 @@ struct SessionOptions {
   KvType kv_cache = KvType::F32;  // f16 halves the cache (rounding ~5e-4 relative); q8_0 / q4_0: ggml's blocks
   int chunk = 256;                // prefill chunk size
   int threads = 0;                // 0 = the pool's size
-  // Attention sinks + sliding window (StreamingLLM): keep the first kv_sinks tokens and the last
-  // kv_window, and give the kept keys their CACHE positions (sinks 0 … S−1, the window after them),
-  // not their places in the text; 0 = keep every token. Keys are then cached unrotated and rotated at
-  // read (key_rotation is ignored), so every chunk sees them at their current cache positions, and a
-  // length-dependent method's length is the cache's. Eviction happens after each chunk: within a
-  // chunk its queries also see the chunk's earlier tokens (exactly StreamingLLM with chunk = 1).
-  // The stream has no length limit; the cache holds kv_sinks + kv_window + chunk rows.
+  // Attention sinks + sliding window (StreamingLLM): a cache of kv_sinks + kv_window rows that keeps
+  // the first kv_sinks tokens and the most recent ones, and gives the kept keys their CACHE positions
+  // (sinks 0 … S−1, the recent tokens after them), not their places in the text — so positions never
+  // pass S + W − 1; 0 = keep every token. Keys are cached unrotated and rotated at read (key_rotation
+  // is ignored), at their current cache positions, and a length-dependent method's length is the
+  // cache's. Before each chunk of n tokens the oldest tokens after the sinks are evicted to make room:
+  // a decoded token sees the sinks and the W − 1 tokens before it (StreamingLLM's cache of S + W);
+  // a prefill chunk's first query sees W − n, so the chunk is capped at max(1, W / 4). The stream has
+  // no length limit.
   int64_t kv_window = 0;
   int64_t kv_sinks = 0;
 };
@@ -118,7 +120,9 @@ class InferenceSession {
   // over the cache: out = n rows of attention output for layer l, on up to `threads` threads.
   void attend(int l, int n, const ChunkRope& rope, float* q, float* k, const float* v, float* out, int threads);
   void forward_chunk(const int* tokens, int n, float* logits_out, bool all_logits);
-  // After a chunk of n tokens: counts them and, with a window, evicts all but the sinks and the window.
+  // With a window, before a chunk of n tokens: evicts the oldest tokens after the sinks so that the
+  // cache holds at most kv_sinks + kv_window rows with the chunk. After it, advance counts them.
+  void make_room(int n);
   void advance(int n);
   bool windowed() const { return opt_.kv_window > 0; }
   // A rotation of `n` rows at `positions` with this session's RoPE; tensors set by the caller.
