@@ -148,11 +148,12 @@ json eval_json(const EvalReport& r, const LlamaModel& model) {
                      {"windows", r.ppl_options.stride ? "sliding" : "non-overlapping"},
                      {"bos_each_window", r.ppl_options.bos_each_window.has_value()},
                      {"bucket", r.bucket},
-                     {"chunk", r.ppl_options.run.chunk},
+                     {"chunk", session_chunk(r.ppl_options.run.chunk, r.ppl_options.run.kv_window)},
                      {"kv_cache", kv_name(r.ppl_options.run.kv_cache)},
                      {"kv_window", r.ppl_options.run.kv_window},
                      {"kv_sinks", r.ppl_options.run.kv_sinks},
-                     {"key_rotation", rotation_name(r.ppl_options.run.key_rotation)}};
+                     {"key_rotation", r.ppl_options.run.kv_window > 0 ? "read (a window's keys take their cache positions)"
+                                                                     : rotation_name(r.ppl_options.run.key_rotation)}};
     json results = json::array();
     for (const auto& x : r.ppl) {
       json buckets = json::array();

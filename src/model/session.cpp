@@ -37,6 +37,10 @@ std::string rope_scaling_for_request(const LlamaModel& m, int64_t tokens, const 
   return rope_dict_for(*info, factor, L).dump();
 }
 
+int session_chunk(int chunk, int64_t kv_window) {
+  return kv_window > 0 ? static_cast<int>(std::min<int64_t>(chunk, std::max<int64_t>(1, kv_window / 4))) : chunk;
+}
+
 InferenceSession::InferenceSession(const LlamaModel& model, SessionOptions options) : m_(model), opt_(std::move(options)) {
   single_threaded_blas();
   const auto& hp = m_.hp;
@@ -48,7 +52,7 @@ InferenceSession::InferenceSession(const LlamaModel& model, SessionOptions optio
   if (opt_.kv_sinks > 0 && !windowed()) throw std::invalid_argument("session: kv_sinks needs a kv_window");
   if (windowed()) opt_.key_rotation = KeyRotation::AtRead;  // keys at their cache positions, re-rotated as the window slides
   kv_row_bytes_ = kv_row_bytes(opt_.kv_cache, hp.head_dim);  // refuses q8_0 / q4_0 for a head_dim they cannot hold
-  if (windowed()) opt_.chunk = static_cast<int>(std::min<int64_t>(opt_.chunk, std::max<int64_t>(1, opt_.kv_window / 4)));
+  opt_.chunk = session_chunk(opt_.chunk, opt_.kv_window);
   const int64_t rows = windowed() ? opt_.kv_sinks + opt_.kv_window : opt_.max_context;
   const size_t layer_bytes = size_t(rows) * hp.n_kv_heads * kv_row_bytes_;
   k_cache_.assign(hp.n_layers, std::vector<std::byte>(layer_bytes));

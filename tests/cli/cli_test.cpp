@@ -681,3 +681,38 @@ TEST(Cli, ConvertToLlama2c) {
 }
 
 }  // namespace
+
+TEST(Cli, KvCachePolicyFlags) {
+  const auto stories = test::shared_dir() / "models/stories260K/stories260K.bin";
+  const auto text = test::shared_dir() / "data/tinystories_valid_head.txt";
+  if (!std::filesystem::exists(stories) || !std::filesystem::exists(text)) GTEST_SKIP() << "SKIPPED LOUDLY: ../shared is absent";
+  const std::string m = " --model " + stories.string() + " --text " + text.string() + " --ctx 64 --tokens 200 --methods none --quiet";
+  auto r = run("eval ppl" + m + " --kv-cache q8_0");  // head_dim 8: not a whole q8_0 block
+  EXPECT_EQ(r.code, 1);
+  EXPECT_NE(r.err.find("q8_0 needs head_dim a multiple of 32 (this model's is 8)"), std::string::npos) << r.err;
+  r = run("eval ppl" + m + " --kv-cache q5");
+  EXPECT_EQ(r.code, 2);
+  EXPECT_NE(r.err.find("'q5' is not one of f32, f16, q8_0, q4_0"), std::string::npos) << r.err;
+  r = run("eval ppl" + m + " --kv-sinks 4");
+  EXPECT_EQ(r.code, 2);
+  EXPECT_NE(r.err.find("--kv-sinks: 4 needs --kv-window"), std::string::npos) << r.err;
+  // The default model (head_dim 32): a quantized cache with sinks + window, recorded in the JSON protocol.
+  const auto kjv = test::source_dir() / "models/ropescale-kjv-256.gguf";
+  r = run("eval ppl --model " + kjv.string() + " --text " + text.string() +
+          " --ctx 256,1024 --tokens 2048 --methods none --kv-cache q8_0 --kv-window 128 --kv-sinks 4 --quiet --json -");
+  ASSERT_EQ(r.code, 0) << r.err;
+  const auto p = r.j()["protocol"];
+  EXPECT_EQ(p["kv_cache"], "q8_0");
+  EXPECT_EQ(p["kv_window"], 128);
+  EXPECT_EQ(p["kv_sinks"], 4);
+  EXPECT_EQ(p["chunk"], 32);  // capped at W / 4
+  for (const auto& x : r.j()["results"]) EXPECT_TRUE(x["ppl"].is_number()) << x.dump();
+  // bench model: every cache type in one run, each row's KV bytes as the session allocated them.
+  r = run("bench model --model " + kjv.string() + " --ctx 64 --threads 1 --decode-tokens 2 --kv-cache f32,q8_0,q4_0 --json");
+  ASSERT_EQ(r.code, 0) << r.err;
+  const auto rows = r.j()["results"];
+  ASSERT_EQ(rows.size(), 3u);
+  EXPECT_EQ(rows[1]["kv_cache"], "q8_0");
+  EXPECT_EQ(rows[0]["kv_cache_bytes"].get<double>() * 34 / 128, rows[1]["kv_cache_bytes"].get<double>());
+  EXPECT_EQ(rows[0]["kv_cache_bytes"].get<double>() * 18 / 128, rows[2]["kv_cache_bytes"].get<double>());
+}

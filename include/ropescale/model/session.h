@@ -57,6 +57,9 @@ struct SessionOptions {
 
 // rope_setting_for_model / rope_spec_for_model (llama_model.h) build SessionOptions.rope.
 
+// The prefill chunk a session runs: `chunk`, or with a window of W tokens at most max(1, W / 4).
+int session_chunk(int chunk, int64_t kv_window);
+
 
 // The request policy production teams use: up to the model's trained context
 // a request runs with factor 1.0 (plain RoPE, short prompts untouched); past
