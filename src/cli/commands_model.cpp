@@ -151,6 +151,7 @@ void run_bench_model(const BenchModelOptions& o) {
       so.kv_cache = kv;
       so.kv_window = o.runtime.kv_window;
       so.kv_sinks = o.runtime.kv_sinks;
+      so.self_extend = {o.runtime.self_extend_group, o.runtime.self_extend_window};
       so.chunk = o.runtime.chunk;
       so.threads = static_cast<int>(thr);
       const double rss_before = rss_bytes();

@@ -319,6 +319,7 @@ json eval_options_json(const EvalOptions& o, EvalParts parts) {
             {"tokenizer", o.tokenizer},
             {"methods", o.methods},
             {"runtime", {{"kv_cache", o.runtime.kv_cache}, {"kv_window", o.runtime.kv_window}, {"kv_sinks", o.runtime.kv_sinks},
+                         {"self_extend_group", o.runtime.self_extend_group}, {"self_extend_window", o.runtime.self_extend_window},
                          {"key_rotation", o.runtime.key_rotation}, {"chunk", o.runtime.chunk}}},
             {"text", o.text},
             {"text_sha256", file_sha256(o.text)},
@@ -364,6 +365,8 @@ EvalOptions eval_options_from_json(const json& j, EvalParts& parts) {
     o.runtime.kv_cache = rt.at("kv_cache").get<std::string>();
     o.runtime.kv_window = rt.value("kv_window", int64_t{0});  // golden sets recorded before windows keep every token
     o.runtime.kv_sinks = rt.value("kv_sinks", int64_t{0});
+    o.runtime.self_extend_group = rt.value("self_extend_group", int64_t{1});
+    o.runtime.self_extend_window = rt.value("self_extend_window", int64_t{0});
     o.runtime.key_rotation = rt.at("key_rotation").get<std::string>();
     o.runtime.chunk = rt.at("chunk").get<int>();
     o.text = j.at("text").get<std::string>();

@@ -17,6 +17,15 @@ void add_runtime_flags(CLI::App* c, RuntimeFlags& f, RuntimeFlagSet which) {
     c->add_option("--kv-sinks", f.kv_sinks, "With --kv-window: also keep the first S tokens (attention sinks)")
         ->capture_default_str()
         ->check(CLI::NonNegativeNumber);
+    c->add_option("--self-extend-window", f.self_extend_window,
+                  "Self-Extend (llama.cpp's --grp-attn-w): neighbours within W tokens keep exact positions, farther keys "
+                  "take grouped ones (training-free; combines with any --rope-scaling); 0 = off")
+        ->capture_default_str()
+        ->check(CLI::NonNegativeNumber);
+    c->add_option("--self-extend-group", f.self_extend_group,
+                  "Self-Extend's group size G (llama.cpp's --grp-attn-n): far positions ⌊p/G⌋; reach ≈ (trained − W)·G + W")
+        ->capture_default_str()
+        ->check(CLI::PositiveNumber);
   }
   if (which.key_rotation) {
     if (which.rotation_auto) f.key_rotation = "auto";
@@ -76,6 +85,10 @@ void apply_kv_flags(const RuntimeFlags& f, SessionOptions& so) {
   so.kv_cache = kv_cache_of(f);
   so.kv_window = f.kv_window;
   so.kv_sinks = f.kv_sinks;
+  so.self_extend = {f.self_extend_group, f.self_extend_window};
+  if (f.self_extend_group > 1 && f.self_extend_window == 0)
+    throw_unreadable("--self-extend-group", std::to_string(f.self_extend_group) + " needs --self-extend-window");
+  if (so.self_extend.enabled() && f.kv_window > 0) throw_unreadable("--self-extend-window", "does not combine with --kv-window");
 }
 
 RunOptions run_options_of(const RuntimeFlags& f) {
@@ -87,6 +100,7 @@ RunOptions run_options_of(const RuntimeFlags& f) {
   r.kv_cache = so.kv_cache;
   r.kv_window = so.kv_window;
   r.kv_sinks = so.kv_sinks;
+  r.self_extend = so.self_extend;
   r.key_rotation = key_rotation_of(f);
   return r;
 }

@@ -152,7 +152,11 @@ json eval_json(const EvalReport& r, const LlamaModel& model) {
                      {"kv_cache", kv_name(r.ppl_options.run.kv_cache)},
                      {"kv_window", r.ppl_options.run.kv_window},
                      {"kv_sinks", r.ppl_options.run.kv_sinks},
-                     {"key_rotation", r.ppl_options.run.kv_window > 0 ? "read (a window's keys take their cache positions)"
+                     {"self_extend", r.ppl_options.run.self_extend.enabled()
+                                         ? json{{"group", r.ppl_options.run.self_extend.group}, {"window", r.ppl_options.run.self_extend.window}}
+                                         : json(nullptr)},
+                     {"key_rotation", r.ppl_options.run.kv_window > 0 || r.ppl_options.run.self_extend.enabled()
+                                          ? "read (keys take their cache or grouped positions)"
                                                                      : rotation_name(r.ppl_options.run.key_rotation)}};
     json results = json::array();
     for (const auto& x : r.ppl) {

@@ -71,6 +71,8 @@ std::string kv_policy_label(const RunOptions& run) {
   std::string s(to_string(run.kv_cache));
   if (run.kv_window > 0)
     s += (run.kv_sinks > 0 ? ", sinks " + std::to_string(run.kv_sinks) + " + window " : ", window ") + std::to_string(run.kv_window);
+  if (run.self_extend.enabled())
+    s += ", self-extend G " + std::to_string(run.self_extend.group) + " W " + std::to_string(run.self_extend.window);
   return s;
 }
 
@@ -83,6 +85,7 @@ SessionOptions session_options_for(const RopeSetting& setting, const RunOptions&
   so.kv_cache = run.kv_cache;
   so.kv_window = run.kv_window;
   so.kv_sinks = run.kv_sinks;
+  so.self_extend = run.self_extend;
   so.key_rotation = run.key_rotation.value_or(so.rope.is_dynamic() ? KeyRotation::AtRead : KeyRotation::AtWrite);
   return so;
 }

@@ -60,7 +60,20 @@ void attention_scalar(const AttentionProblem& p) {
       }
       float* out = p.out + (int64_t(t) * p.n_heads + h) * hd;
       for (int c = 0; c < hd; ++c) out[c] = static_cast<float>(acc[c] / sum);
+      if (p.lse) p.lse[int64_t(t) * p.n_heads + h] = static_cast<float>(mx + std::log(sum));
     }
+}
+
+void merge_attention(const float* a, const float* lse_a, const float* b, const float* lse_b, float* out, int64_t rows,
+                     int head_dim) {
+  for (int64_t r = 0; r < rows; ++r) {
+    const float m = std::max(lse_a[r], lse_b[r]);
+    const float wa = std::exp(lse_a[r] - m), wb = std::exp(lse_b[r] - m), inv = 1.0f / (wa + wb);
+    for (int c = 0; c < head_dim; ++c) {
+      const int64_t i = r * head_dim + c;
+      out[i] = (wa * a[i] + wb * b[i]) * inv;
+    }
+  }
 }
 
 void attention(const AttentionProblem& p, int threads) {
@@ -113,6 +126,7 @@ void attention(const AttentionProblem& p, int threads) {
       }
       const float inv = 1.0f / l;
       for (int c = 0; c < hd; ++c) out[c] *= inv;
+      if (p.lse) p.lse[int64_t(t) * p.n_heads + h] = m + std::log(l);
     }
   };
   const int tasks = blocks * splits;

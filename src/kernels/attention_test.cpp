@@ -121,6 +121,36 @@ TEST(Attention, F32KeysBesideStoredValues) {
   EXPECT_THROW(attention(p), std::invalid_argument);
 }
 
+TEST(Attention, LogSumExpMergesDisjointKeys) {
+  // Attention of one query over keys [0, 300) = the merge of [0, 120) and [120, 300) through
+  // their log-sum-exps; each lse against the twin's.
+  std::mt19937 rng(13);
+  std::normal_distribution<float> n(0, 1);
+  const int H = 4, KV = 2, hd = 32, keys = 300, split = 120;
+  std::vector<float> q(size_t(H) * hd), k(size_t(keys) * KV * hd), v(k.size());
+  for (auto* x : {&q, &k, &v})
+    for (auto& e : *x) e = n(rng);
+  std::vector<float> whole(q.size()), a(q.size()), b(q.size()), merged(q.size()), lse_a(H), lse_b(H), lse_twin(H);
+  AttentionProblem p{1, H, KV, hd, keys - 1, q.data(), k.data(), v.data(), KvType::F32, KvType::F32, 0.2f, whole.data()};
+  attention(p, 2);
+  AttentionProblem pa = p, pb = p;
+  pa.keys_before = split - 1, pa.out = a.data(), pa.lse = lse_a.data();  // keys 0 … 119
+  pb.keys_before = keys - split - 1, pb.out = b.data(), pb.lse = lse_b.data();  // keys 120 … 299
+  pb.k = k.data() + size_t(split) * KV * hd, pb.v = v.data() + size_t(split) * KV * hd;
+  for (int threads : {1, 2}) {
+    attention(pa, threads);
+    attention(pb, threads);
+    merge_attention(a.data(), lse_a.data(), b.data(), lse_b.data(), merged.data(), H, hd);
+    for (size_t i = 0; i < whole.size(); ++i) ASSERT_NEAR(merged[i], whole[i], 1e-5) << i;
+    AttentionProblem twin = pa;
+    twin.lse = lse_twin.data();
+    std::vector<float> o(q.size());
+    twin.out = o.data();
+    attention_scalar(twin);
+    for (int h = 0; h < H; ++h) ASSERT_NEAR(lse_a[h], lse_twin[h], 1e-4) << h;
+  }
+}
+
 TEST(Attention, ExtremeScoresStayFinite) {
   // Scores of ±640 (exp overflows float without the running max) and one key
   // that dominates: the result must be that key's value.

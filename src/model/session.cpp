@@ -50,7 +50,9 @@ InferenceSession::InferenceSession(const LlamaModel& model, SessionOptions optio
     throw std::invalid_argument("session: rotary_dim exceeds head_dim");
   if (opt_.kv_window < 0 || opt_.kv_sinks < 0) throw std::invalid_argument("session: kv_window and kv_sinks must be >= 0");
   if (opt_.kv_sinks > 0 && !windowed()) throw std::invalid_argument("session: kv_sinks needs a kv_window");
-  if (windowed()) opt_.key_rotation = KeyRotation::AtRead;  // keys at their cache positions, re-rotated as the window slides
+  validate(opt_.self_extend);
+  if (opt_.self_extend.enabled() && windowed()) throw std::invalid_argument("session: Self-Extend and a KV window do not combine");
+  if (windowed() || opt_.self_extend.enabled()) opt_.key_rotation = KeyRotation::AtRead;  // keys at their cache positions, re-rotated as the window slides
   kv_row_bytes_ = kv_row_bytes(opt_.kv_cache, hp.head_dim);  // refuses q8_0 / q4_0 for a head_dim they cannot hold
   opt_.chunk = session_chunk(opt_.chunk, opt_.kv_window);
   const int64_t rows = windowed() ? opt_.kv_sinks + opt_.kv_window : opt_.max_context;
@@ -177,6 +179,13 @@ InferenceSession::ChunkRope InferenceSession::prepare_rope(int n) {
     r.key_positions.resize(p1);
     for (int64_t i = 0; i < p1; ++i) r.key_positions[i] = i;
   }
+  if (const SelfExtend& se = opt_.self_extend; se.enabled()) {
+    r.grouped_positions.resize(n);
+    for (int t = 0; t < n; ++t) r.grouped_positions[t] = self_extend_query_position(se, p0 + t);
+    r.grouped_key_positions.resize(p1);
+    for (int64_t i = 0; i < p1; ++i) r.grouped_key_positions[i] = self_extend_key_position(se, i);
+    r.grouped_table = build_cos_sin_table(freqs_, 0, self_extend_query_position(se, p1 - 1) + 1);
+  }
   return r;
 }
 
@@ -185,6 +194,12 @@ void InferenceSession::attend(int l, int n, const ChunkRope& rope, float* q, flo
   const int hd = hp.head_dim, H = hp.n_heads, KV = hp.n_kv_heads, qd = H * hd, kvd = KV * hd;
   const int64_t p0 = cache_len_, p1 = cache_len_ + n;
   const bool at_read = opt_.key_rotation == KeyRotation::AtRead;
+  if (opt_.self_extend.enabled()) {  // the queries again, at their grouped positions
+    q_grouped_.assign(q, q + size_t(n) * qd);
+    RotaryProblem gp = rotary_problem(n, rope.grouped_positions.data(), rope.grouped_table);
+    gp.q = {q_grouped_.data(), DType::F32, H, qd, hd};
+    apply_rotary(gp, threads);
+  }
   RotaryProblem rp = rotary_problem(n, rope.positions.data(), rope.table);
   rp.q = {q, DType::F32, H, qd, hd};
   if (!at_read) rp.k = {k, DType::F32, KV, kvd, hd};
@@ -203,6 +218,14 @@ void InferenceSession::attend(int l, int n, const ChunkRope& rope, float* q, flo
     apply_rotary(kp, threads);
     keys = k_rot_.data();
     key_type = KvType::F32;
+    if (opt_.self_extend.enabled()) {
+      k_grouped_.resize(size_t(p1) * kvd);
+      kv_load_rows(opt_.kv_cache, k_cache_[l].data(), k_grouped_.data(), p1 * KV, hd);
+      RotaryProblem gp = rotary_problem(p1, rope.grouped_key_positions.data(), rope.grouped_table);
+      gp.k = {k_grouped_.data(), DType::F32, KV, kvd, hd};
+      apply_rotary(gp, threads);
+      return attend_self_extend(l, n, q, k_rot_.data(), out, threads);
+    }
   }
 
   AttentionProblem ap;
@@ -219,6 +242,56 @@ void InferenceSession::attend(int l, int n, const ChunkRope& rope, float* q, flo
   ap.scale = 1.0f / std::sqrt(static_cast<float>(hd));
   ap.out = out;
   attention(ap, threads);
+}
+
+void InferenceSession::attend_self_extend(int l, int n, const float* q, const float* k_exact, float* out, int threads) {
+  const auto& hp = m_.hp;
+  const int hd = hp.head_dim, H = hp.n_heads, KV = hp.n_kv_heads, qd = H * hd, kvd = KV * hd;
+  const int64_t p0 = cache_len_, W = opt_.self_extend.window, row = int64_t(KV) * int64_t(kv_row_bytes_);
+  AttentionProblem base;
+  base.n_heads = H;
+  base.n_kv_heads = KV;
+  base.head_dim = hd;
+  base.k_type = KvType::F32;
+  base.v_type = opt_.kv_cache;
+  base.scale = 1.0f / std::sqrt(static_cast<float>(hd));
+  // Queries at positions < W see only neighbours: one causal problem, as without Self-Extend.
+  const int exact_only = static_cast<int>(std::clamp<int64_t>(W - p0, 0, n));
+  if (exact_only > 0) {
+    AttentionProblem ap = base;
+    ap.n_queries = exact_only;
+    ap.keys_before = p0;
+    ap.q = q;
+    ap.k = k_exact;
+    ap.v = v_cache_[l].data();
+    ap.out = out;
+    attention(ap, threads);
+  }
+  // Each later query p: its W neighbours [p − W + 1, p] at exact positions, the keys [0, p − W] grouped,
+  // merged by their log-sum-exps.
+  near_out_.resize(size_t(qd)), far_out_.resize(size_t(qd)), near_lse_.resize(H), far_lse_.resize(H);
+  for (int t = exact_only; t < n; ++t) {
+    const int64_t p = p0 + t, first_near = p - W + 1;
+    AttentionProblem near = base;
+    near.n_queries = 1;
+    near.keys_before = W - 1;
+    near.q = q + size_t(t) * qd;
+    near.k = k_exact + size_t(first_near) * kvd;
+    near.v = v_cache_[l].data() + first_near * row;
+    near.out = near_out_.data();
+    near.lse = near_lse_.data();
+    attention(near, threads);
+    AttentionProblem far = base;
+    far.n_queries = 1;
+    far.keys_before = first_near - 1;  // keys 0 … p − W
+    far.q = q_grouped_.data() + size_t(t) * qd;
+    far.k = k_grouped_.data();
+    far.v = v_cache_[l].data();
+    far.out = far_out_.data();
+    far.lse = far_lse_.data();
+    attention(far, threads);
+    merge_attention(near_out_.data(), near_lse_.data(), far_out_.data(), far_lse_.data(), out + size_t(t) * qd, H, hd);
+  }
 }
 
 void InferenceSession::forward_chunk(const int* tokens, int n, float* logits_out, bool all_logits) {

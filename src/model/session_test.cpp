@@ -419,3 +419,55 @@ TEST(SessionWindow, StreamsPastMaxContextAndRefusesToRewindIntoEvictedTokens) {
 
 }  // namespace
 }  // namespace ropescale
+
+namespace ropescale {
+namespace {
+
+std::vector<float> logits_with(const LlamaModel& m, const std::vector<int>& ids, SelfExtend se, KvType kv = KvType::F32,
+                               const std::string& rope = "") {
+  SessionOptions o;
+  o.rope = rope_spec_for_model(m, rope);
+  o.max_context = int64_t(ids.size());
+  o.key_rotation = KeyRotation::AtRead;
+  o.chunk = 100;  // chunks that straddle the window: queries before and after it in one chunk
+  o.kv_cache = kv;
+  o.self_extend = se;
+  InferenceSession s(m, o);
+  return s.forward(ids, true);
+}
+
+double max_abs_diff(const std::vector<float>& a, const std::vector<float>& b) {
+  double worst = 0;
+  for (size_t i = 0; i < a.size(); ++i) worst = std::max(worst, double(std::abs(a[i] - b[i])));
+  return worst;
+}
+
+TEST(SessionSelfExtend, GroupOneAndALargeWindowAreHowPlainRopeAttends) {
+  ROPESCALE_NEED_DEFAULT_MODEL(d);
+  const auto ids = genesis_tokens(*d, 600);
+  if (ids.size() < 600) GTEST_SKIP() << "SKIPPED LOUDLY: ../shared/data/kjv_genesis.txt is absent";
+  for (const char* rope : {"", R"({"rope_type":"yarn","factor":4})"}) {
+    const auto yarn = logits_with(d->model, ids, {}, KvType::F32, rope);
+    // G = 1: every far key at its own position and the query at p + W − W = p — the two attentions
+    // merged are the one attention, up to the merge's rounding.
+    const double g1 = max_abs_diff(logits_with(d->model, ids, {1, 64}, KvType::F32, rope), yarn);
+    std::printf("  Self-Extend G = 1 against plain (%s): max logit difference %.2e\n", *rope ? rope : "no scaling", g1);
+    EXPECT_LT(g1, 1e-3) << rope;
+    // W at least the sequence: every key is a neighbour — exactly plain RoPE.
+    EXPECT_EQ(logits_with(d->model, ids, {4, 600}, KvType::F32, rope), yarn) << rope;
+  }
+  // G = 4, W = 64 at 600 tokens (past the trained 256): different, and finite, also over a q8_0 cache.
+  const auto se = logits_with(d->model, ids, {4, 64}, KvType::Q8_0);
+  EXPECT_GT(max_abs_diff(se, logits_with(d->model, ids, {})), 0.1);
+  EXPECT_TRUE(std::all_of(se.begin(), se.end(), [](float v) { return std::isfinite(v); }));
+  SessionOptions bad;
+  bad.rope = rope_spec_for_model(d->model, "");
+  bad.self_extend = {4, 0};
+  EXPECT_THROW(InferenceSession(d->model, bad), std::invalid_argument);
+  bad.self_extend = {4, 64};
+  bad.kv_window = 128;
+  EXPECT_THROW(InferenceSession(d->model, bad), std::invalid_argument);
+}
+
+}  // namespace
+}  // namespace ropescale

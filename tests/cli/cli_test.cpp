@@ -707,6 +707,18 @@ TEST(Cli, KvCachePolicyFlags) {
   EXPECT_EQ(p["kv_sinks"], 4);
   EXPECT_EQ(p["chunk"], 32);  // capped at W / 4
   for (const auto& x : r.j()["results"]) EXPECT_TRUE(x["ppl"].is_number()) << x.dump();
+  // Self-Extend: flags checked, recorded in the protocol.
+  r = run("eval ppl" + m + " --self-extend-group 4");
+  EXPECT_EQ(r.code, 2);
+  EXPECT_NE(r.err.find("--self-extend-group: 4 needs --self-extend-window"), std::string::npos) << r.err;
+  r = run("eval ppl" + m + " --self-extend-group 4 --self-extend-window 16 --kv-window 32");
+  EXPECT_EQ(r.code, 2);
+  EXPECT_NE(r.err.find("does not combine with --kv-window"), std::string::npos) << r.err;
+  r = run("eval ppl --model " + kjv.string() + " --text " + text.string() +
+          " --ctx 512 --tokens 1024 --methods none --self-extend-group 4 --self-extend-window 64 --quiet --json -");
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.j()["protocol"]["self_extend"]["group"], 4);
+  EXPECT_EQ(r.j()["protocol"]["self_extend"]["window"], 64);
   // bench model: every cache type in one run, each row's KV bytes as the session allocated them.
   r = run("bench model --model " + kjv.string() + " --ctx 64 --threads 1 --decode-tokens 2 --kv-cache f32,q8_0,q4_0 --json");
   ASSERT_EQ(r.code, 0) << r.err;

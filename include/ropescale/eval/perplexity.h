@@ -44,9 +44,10 @@ struct RunOptions {  // how sessions are run, shared by every evaluation
   int threads = 0;
   KvType kv_cache = KvType::F32;
   int64_t kv_window = 0, kv_sinks = 0;      // SessionOptions: StreamingLLM sinks + window (0 = keep every token)
+  SelfExtend self_extend;                   // SessionOptions: Self-Extend's grouped positions (window 0 = off)
   std::optional<KeyRotation> key_rotation;  // unset: AtRead for length-dependent methods, else AtWrite
 };
-// "f32", or "q8_0, sinks 4 + window 1024": the cache policy as reports name it.
+// "f32", "q8_0, sinks 4 + window 1024", "f16, self-extend G 4 W 64": the cache and position policy as reports name it.
 std::string kv_policy_label(const RunOptions& run);
 
 // Session options for one method (see RunOptions), max_context tokens of cache.

@@ -24,7 +24,15 @@ struct AttentionProblem {
   KvType v_type = KvType::F32;
   float scale = 1.0f;          // usually 1/sqrt(head_dim)
   float* out = nullptr;        // [n_queries][n_heads][head_dim]
+  // Optional [n_queries][n_heads]: log Σ_i exp(scale · q·k_i) over the keys each query saw — what
+  // merges attentions over disjoint key sets (merge_attention).
+  float* lse = nullptr;
 };
+
+// Merges two attentions of the same queries over disjoint keys, given each one's output and
+// log-sum-exp: out = (e^lse_a · a + e^lse_b · b) / (e^lse_a + e^lse_b), row by row (rows of head_dim).
+void merge_attention(const float* a, const float* lse_a, const float* b, const float* lse_b, float* out, int64_t rows,
+                     int head_dim);
 
 // Plain twin: all scores of one query, max, exp, normalize, weighted sum — in double,
 // over rows dequantized by kv_load_rows.

@@ -30,6 +30,7 @@
 #include "ropescale/config/rope_setting.h"
 #include "ropescale/model/llama_model.h"
 #include "ropescale/rope/frequencies.h"
+#include "ropescale/rope/self_extend.h"
 
 namespace ropescale {
 
@@ -53,6 +54,10 @@ struct SessionOptions {
   // no length limit.
   int64_t kv_window = 0;
   int64_t kv_sinks = 0;
+  // Self-Extend (rope/self_extend.h): neighbours within self_extend.window at exact positions, farther
+  // keys at grouped ones — keys cached unrotated and rotated at read twice (exact and grouped), each
+  // query's attention the merge of the two. Combines with any RoPE scaling; not with a window.
+  SelfExtend self_extend;
 };
 
 // rope_setting_for_model / rope_spec_for_model (llama_model.h) build SessionOptions.rope.
@@ -117,6 +122,9 @@ class InferenceSession {
   struct ChunkRope {
     CosSinTable table, key_table;
     std::vector<int64_t> positions, key_positions;
+    // Self-Extend: the grouped positions of the chunk's queries and of every cached key, one table.
+    CosSinTable grouped_table;
+    std::vector<int64_t> grouped_positions, grouped_key_positions;
   };
   ChunkRope prepare_rope(int n);
   // Rotates this chunk's q (and k, at write), caches k and v at the current position and attends
@@ -141,6 +149,9 @@ class InferenceSession {
   size_t kv_row_bytes_ = 0;
   DecoderScratch s_;
   std::vector<float> k_rot_;
+  std::vector<float> k_grouped_, q_grouped_, near_out_, far_out_, near_lse_, far_lse_;  // Self-Extend
+  // Self-Extend's attention of the chunk's n queries (q rotated exactly, q_grouped at grouped positions).
+  void attend_self_extend(int l, int n, const float* q, const float* k_exact, float* out, int threads);
 };
 
 }  // namespace ropescale
