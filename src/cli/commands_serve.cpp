@@ -33,8 +33,8 @@ void run_serve(ServeCliOptions o) {
   if (!loopback && o.serve.api_key.empty())
     fmt::print(stderr, "ropescale: warning: serving on {} without --api-key: anyone who can reach it can use it\n", o.serve.host);
   serve(o.serve, [&](const std::string& host, int port) {
-    fmt::print("ropescale: serving {} on http://{}:{} — {} sessions, queue {}, KV budget {:.0f} MiB{}\n", o.serve.model, host,
-               port, o.serve.engine.parallel, o.serve.engine.queue, o.kv_budget_mib,
+    fmt::print("ropescale: serving {} on http://{}:{} — {} sessions, queue {}, KV budget {:.0f} MiB of {} caches{}\n", o.serve.model, host,
+               port, o.serve.engine.parallel, o.serve.engine.queue, o.kv_budget_mib, to_string(o.serve.engine.kv_cache),
                o.serve.api_key.empty() ? "" : ", API key required");
     std::fflush(stdout);
   });
