@@ -228,19 +228,26 @@ void InferenceSession::attend(int l, int n, const ChunkRope& rope, float* q, flo
     }
   }
 
+  attention_over(n, p0, q, keys, key_type, v_cache_[l].data(), out, nullptr, threads);
+}
+
+void InferenceSession::attention_over(int n, int64_t keys_before, const float* q, const void* k, KvType k_type,
+                                      const std::byte* v, float* out, float* lse, int threads) const {
+  const auto& hp = m_.hp;
   AttentionProblem ap;
   ap.n_queries = n;
-  ap.n_heads = H;
-  ap.n_kv_heads = KV;
-  ap.head_dim = hd;
-  ap.keys_before = p0;
+  ap.n_heads = hp.n_heads;
+  ap.n_kv_heads = hp.n_kv_heads;
+  ap.head_dim = hp.head_dim;
+  ap.keys_before = keys_before;
   ap.q = q;
-  ap.k = keys;
-  ap.v = v_cache_[l].data();
-  ap.k_type = key_type;
+  ap.k = k;
+  ap.v = v;
+  ap.k_type = k_type;
   ap.v_type = opt_.kv_cache;
-  ap.scale = 1.0f / std::sqrt(static_cast<float>(hd));
+  ap.scale = 1.0f / std::sqrt(static_cast<float>(hp.head_dim));
   ap.out = out;
+  ap.lse = lse;
   attention(ap, threads);
 }
 
@@ -248,48 +255,19 @@ void InferenceSession::attend_self_extend(int l, int n, const float* q, const fl
   const auto& hp = m_.hp;
   const int hd = hp.head_dim, H = hp.n_heads, KV = hp.n_kv_heads, qd = H * hd, kvd = KV * hd;
   const int64_t p0 = cache_len_, W = opt_.self_extend.window, row = int64_t(KV) * int64_t(kv_row_bytes_);
-  AttentionProblem base;
-  base.n_heads = H;
-  base.n_kv_heads = KV;
-  base.head_dim = hd;
-  base.k_type = KvType::F32;
-  base.v_type = opt_.kv_cache;
-  base.scale = 1.0f / std::sqrt(static_cast<float>(hd));
+  const std::byte* values = v_cache_[l].data();
   // Queries at positions < W see only neighbours: one causal problem, as without Self-Extend.
   const int exact_only = static_cast<int>(std::clamp<int64_t>(W - p0, 0, n));
-  if (exact_only > 0) {
-    AttentionProblem ap = base;
-    ap.n_queries = exact_only;
-    ap.keys_before = p0;
-    ap.q = q;
-    ap.k = k_exact;
-    ap.v = v_cache_[l].data();
-    ap.out = out;
-    attention(ap, threads);
-  }
+  if (exact_only > 0) attention_over(exact_only, p0, q, k_exact, KvType::F32, values, out, nullptr, threads);
   // Each later query p: its W neighbours [p − W + 1, p] at exact positions, the keys [0, p − W] grouped,
   // merged by their log-sum-exps.
   near_out_.resize(size_t(qd)), far_out_.resize(size_t(qd)), near_lse_.resize(H), far_lse_.resize(H);
   for (int t = exact_only; t < n; ++t) {
-    const int64_t p = p0 + t, first_near = p - W + 1;
-    AttentionProblem near = base;
-    near.n_queries = 1;
-    near.keys_before = W - 1;
-    near.q = q + size_t(t) * qd;
-    near.k = k_exact + size_t(first_near) * kvd;
-    near.v = v_cache_[l].data() + first_near * row;
-    near.out = near_out_.data();
-    near.lse = near_lse_.data();
-    attention(near, threads);
-    AttentionProblem far = base;
-    far.n_queries = 1;
-    far.keys_before = first_near - 1;  // keys 0 … p − W
-    far.q = q_grouped_.data() + size_t(t) * qd;
-    far.k = k_grouped_.data();
-    far.v = v_cache_[l].data();
-    far.out = far_out_.data();
-    far.lse = far_lse_.data();
-    attention(far, threads);
+    const int64_t first_near = p0 + t - W + 1;
+    attention_over(1, W - 1, q + size_t(t) * qd, k_exact + size_t(first_near) * kvd, KvType::F32, values + first_near * row,
+                   near_out_.data(), near_lse_.data(), threads);
+    attention_over(1, first_near - 1, q_grouped_.data() + size_t(t) * qd, k_grouped_.data(), KvType::F32, values,
+                   far_out_.data(), far_lse_.data(), threads);  // keys 0 … p − W
     merge_attention(near_out_.data(), near_lse_.data(), far_out_.data(), far_lse_.data(), out + size_t(t) * qd, H, hd);
   }
 }

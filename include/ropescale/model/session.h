@@ -150,6 +150,10 @@ class InferenceSession {
   DecoderScratch s_;
   std::vector<float> k_rot_;
   std::vector<float> k_grouped_, q_grouped_, near_out_, far_out_, near_lse_, far_lse_;  // Self-Extend
+  // Attention of n queries (query t sees keys 0 … keys_before + t) over key rows k and this layer's
+  // value rows from v; lse: optional log-sum-exps.
+  void attention_over(int n, int64_t keys_before, const float* q, const void* k, KvType k_type, const std::byte* v,
+                      float* out, float* lse, int threads) const;
   // Self-Extend's attention of the chunk's n queries (q rotated exactly, q_grouped at grouped positions).
   void attend_self_extend(int l, int n, const float* q, const float* k_exact, float* out, int threads);
 };
