@@ -94,15 +94,7 @@ void apply_kv_flags(const RuntimeFlags& f, SessionOptions& so) {
 RunOptions run_options_of(const RuntimeFlags& f) {
   SessionOptions so;
   apply_kv_flags(f, so);
-  RunOptions r;
-  r.chunk = f.chunk;
-  r.threads = f.threads;
-  r.kv_cache = so.kv_cache;
-  r.kv_window = so.kv_window;
-  r.kv_sinks = so.kv_sinks;
-  r.self_extend = so.self_extend;
-  r.key_rotation = key_rotation_of(f);
-  return r;
+  return {f.chunk, f.threads, so.kv_cache, so.kv_window, so.kv_sinks, so.self_extend, key_rotation_of(f)};
 }
 
 std::optional<KeyRotation> key_rotation_of(const RuntimeFlags& f) {
