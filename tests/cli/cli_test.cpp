@@ -706,7 +706,9 @@ TEST(Cli, KvCachePolicyFlags) {
   EXPECT_EQ(p["kv_window"], 128);
   EXPECT_EQ(p["kv_sinks"], 4);
   EXPECT_EQ(p["chunk"], 32);  // capped at W / 4
-  for (const auto& x : r.j()["results"]) EXPECT_TRUE(x["ppl"].is_number()) << x.dump();
+  const auto results = r.j()["results"];  // a copy: the parsed document is a temporary
+  ASSERT_EQ(results.size(), 2u);
+  for (const auto& x : results) EXPECT_TRUE(x["ppl"].is_number()) << x.dump();
   // Self-Extend: flags checked, recorded in the protocol.
   r = run("eval ppl" + m + " --self-extend-group 4");
   EXPECT_EQ(r.code, 2);
