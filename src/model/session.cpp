@@ -56,9 +56,18 @@ InferenceSession::InferenceSession(const LlamaModel& model, SessionOptions optio
   kv_row_bytes_ = kv_row_bytes(opt_.kv_cache, hp.head_dim);  // refuses q8_0 / q4_0 for a head_dim they cannot hold
   opt_.chunk = session_chunk(opt_.chunk, opt_.kv_window);
   const int64_t rows = windowed() ? opt_.kv_sinks + opt_.kv_window : opt_.max_context;
+  if (rows > int64_t{1} << 30)  // the attention kernel's position limit
+    throw std::invalid_argument("session: a KV cache of " + std::to_string(rows) + " tokens exceeds 2^30 positions");
   const size_t layer_bytes = size_t(rows) * hp.n_kv_heads * kv_row_bytes_;
-  k_cache_.assign(hp.n_layers, std::vector<std::byte>(layer_bytes));
-  v_cache_.assign(hp.n_layers, std::vector<std::byte>(layer_bytes));
+  try {
+    k_cache_.assign(hp.n_layers, std::vector<std::byte>(layer_bytes));
+    v_cache_.assign(hp.n_layers, std::vector<std::byte>(layer_bytes));
+  } catch (const std::bad_alloc&) {
+    k_cache_.clear(), v_cache_.clear();
+    throw std::invalid_argument("session: cannot allocate a KV cache of " + std::to_string(rows) + " tokens (" +
+                                std::to_string(kv_cache_bytes(opt_.kv_cache, hp.n_layers, hp.n_kv_heads, hp.head_dim, rows)) +
+                                " bytes of " + std::string(to_string(opt_.kv_cache)) + ")");
+  }
 }
 
 size_t InferenceSession::kv_cache_bytes_allocated() const {

@@ -709,6 +709,10 @@ TEST(Cli, KvCachePolicyFlags) {
   const auto results = r.j()["results"];  // a copy: the parsed document is a temporary
   ASSERT_EQ(results.size(), 2u);
   for (const auto& x : results) EXPECT_TRUE(x["ppl"].is_number()) << x.dump();
+  // An absurd window is refused by name, not attempted.
+  r = run("eval ppl --model " + kjv.string() + " --text " + text.string() + " --ctx 256 --tokens 512 --methods none --kv-window 100000000000 --quiet");
+  EXPECT_EQ(r.code, 1);
+  EXPECT_NE(r.err.find("KV cache of 100000000000 tokens exceeds 2^30 positions"), std::string::npos) << r.err;
   // Self-Extend: flags checked, recorded in the protocol.
   r = run("eval ppl" + m + " --self-extend-group 4");
   EXPECT_EQ(r.code, 2);
