@@ -222,14 +222,13 @@ void InferenceSession::attend(int l, int n, const ChunkRope& rope, float* q, flo
   if (at_read) {
     k_rot_.resize(size_t(p1) * kvd);
     kv_load_rows(opt_.kv_cache, k_cache_[l].data(), k_rot_.data(), p1 * KV, hd);
+    if (opt_.self_extend.enabled()) k_grouped_.assign(k_rot_.begin(), k_rot_.end());  // the same unrotated keys, for grouped positions
     RotaryProblem kp = rotary_problem(p1, rope.key_positions.data(), rope.key_table);
     kp.k = {k_rot_.data(), DType::F32, KV, kvd, hd};
     apply_rotary(kp, threads);
     keys = k_rot_.data();
     key_type = KvType::F32;
     if (opt_.self_extend.enabled()) {
-      k_grouped_.resize(size_t(p1) * kvd);
-      kv_load_rows(opt_.kv_cache, k_cache_[l].data(), k_grouped_.data(), p1 * KV, hd);
       RotaryProblem gp = rotary_problem(p1, rope.grouped_key_positions.data(), rope.grouped_table);
       gp.k = {k_grouped_.data(), DType::F32, KV, kvd, hd};
       apply_rotary(gp, threads);
