@@ -148,10 +148,8 @@ void run_bench_model(const BenchModelOptions& o) {
                                            : factor > 1 ? rope_dict_for(rope_type_info(RopeType::Yarn), factor, model.hp.trained_context).dump()
                                                         : "");
       so.max_context = ctx + o.decode_tokens;
-      so.kv_cache = kv;
-      so.kv_window = o.runtime.kv_window;
-      so.kv_sinks = o.runtime.kv_sinks;
-      so.self_extend = {o.runtime.self_extend_group, o.runtime.self_extend_window};
+      apply_kv_flags(o.runtime, so);  // --kv-window, --kv-sinks, Self-Extend, checked as every command checks them
+      so.kv_cache = kv;               // this row's type from the --kv-cache list
       so.chunk = o.runtime.chunk;
       so.threads = static_cast<int>(thr);
       const double rss_before = rss_bytes();
