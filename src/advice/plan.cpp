@@ -13,20 +13,18 @@ namespace ropescale {
 using nlohmann::json;
 
 std::vector<KvCacheSize> kv_cache_sizes(const ModelConfig& cfg, int64_t tokens) {
+  const double elements = 2.0 * static_cast<double>(cfg.num_hidden_layers) * static_cast<double>(cfg.num_key_value_heads) *
+                          static_cast<double>(cfg.head_dim) * static_cast<double>(tokens);
   std::vector<KvCacheSize> out;
   const auto add = [&](const std::string& name, KvType type) {  // bytes as InferenceSession allocates them
     if (!kv_type_fits(type, static_cast<int>(cfg.head_dim))) return;
     const double bytes = static_cast<double>(kv_cache_bytes(type, static_cast<int>(cfg.num_hidden_layers),
                                                             static_cast<int>(cfg.num_key_value_heads), static_cast<int>(cfg.head_dim), tokens));
-    const double elements = 2.0 * static_cast<double>(cfg.num_hidden_layers) * static_cast<double>(cfg.num_key_value_heads) *
-                            static_cast<double>(cfg.head_dim) * static_cast<double>(tokens);
     out.push_back({name, elements > 0 ? bytes / elements : 0.0, bytes, true});
   };
   add("f32", KvType::F32);
   add("f16/bf16", KvType::F16);
   // fp8 (vLLM's kv_cache_dtype): one byte an element; ropescale's runtime has no fp8 cache.
-  const double elements = 2.0 * static_cast<double>(cfg.num_hidden_layers) * static_cast<double>(cfg.num_key_value_heads) *
-                          static_cast<double>(cfg.head_dim) * static_cast<double>(tokens);
   out.push_back({"fp8", 1.0, elements, false});
   add("q8_0", KvType::Q8_0);  // 32 int8 + an f16 scale per block: 34/32 bytes an element
   add("q4_0", KvType::Q4_0);  // 32 4-bit values + an f16 scale: 18/32
