@@ -23,6 +23,7 @@
 #include "ropescale/model/gguf_model.h"
 #include "ropescale/model/hf_model.h"
 #include "ropescale/model/session.h"
+#include "ropescale/model/token_spans.h"
 #include "ropescale/model/tokenizer.h"
 #include "ropescale/model/tokenizer_report.h"
 #include "ropescale/config/rope_params.h"
@@ -70,6 +71,7 @@ void run_generate(const GenerateOptions& o) {
   so.rope = rope_spec_for_model(model, rope_scaling);
   so.key_rotation = *key_rotation_of(o.runtime);
   apply_kv_flags(o.runtime, so);
+  if (!o.runtime.kv_protect.empty()) so.kv_protect = token_spans_matching(*tok, prompt, o.runtime.kv_protect);
   so.max_context = o.ctx > 0 ? o.ctx : std::max<int64_t>(model.hp.trained_context, int64_t(prompt.size()) + o.max_tokens);
   if (int64_t(prompt.size()) >= so.max_context)
     throw_unreadable("--ctx", "the prompt has " + std::to_string(prompt.size()) + " tokens; --ctx " +
@@ -128,6 +130,7 @@ void run_bench_model(const BenchModelOptions& o) {
     return *t;
   }, "one of " + std::string(kKvTypeNames) + " (q8_0 and q4_0 need head_dim a multiple of 32; this model's is " +
          std::to_string(model.hp.head_dim) + ")");
+  if (!o.runtime.kv_protect.empty()) throw_unreadable("--kv-protect", "bench model runs random tokens: nothing to match");
   using clock = std::chrono::steady_clock;
   // Buffers of 1 MiB and more straight from mmap and back to the system when freed (glibc would otherwise raise
   // its threshold after the first free and keep later caches on the heap): each row's RSS is its own session's.
@@ -218,6 +221,7 @@ void run_logits(const LogitsOptions& o) {
     }
   }
   if (ids.empty()) throw_unreadable("--ids", "no token ids");
+  if (!o.runtime.kv_protect.empty()) throw_unreadable("--kv-protect", "logits reads token ids, not text: nothing to match");
   SessionOptions so;
   so.rope = rope_spec_for_model(model, o.rope_scaling);
   so.key_rotation = *key_rotation_of(o.runtime);

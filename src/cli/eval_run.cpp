@@ -139,6 +139,18 @@ EvalRun run_parts(const EvalOptions& o, EvalParts parts) {
     std::fprintf(stderr, "ropescale: added 'none' (plain RoPE) as the baseline of the short-context table\n");
   }
 
+  if (!remote) {  // the cache each length's sessions allocate under this policy
+    std::vector<int64_t> all = parts.ppl ? r.ppl_options.ctxs : std::vector<int64_t>{};
+    if (parts.passkey || parts.tasks) all.insert(all.end(), lengths.begin(), lengths.end());
+    std::sort(all.begin(), all.end());
+    all.erase(std::unique(all.begin(), all.end()), all.end());
+    for (int64_t n : all) {
+      const int64_t rows = session_cache_rows(session_options_for(r.methods.at(0), r.ppl_options.run, n), L);
+      r.kv_memory.push_back({kv_policy_label(r.ppl_options.run), n, rows,
+                             kv_cache_bytes(r.ppl_options.run.kv_cache, model.hp.n_layers, model.hp.n_kv_heads, model.hp.head_dim, rows)});
+    }
+  }
+
   if (parts.ppl) {
     if (o.text.empty() == o.ids.empty()) throw_unreadable("--text/--ids", "give exactly one input: --text FILE or --ids FILE");
     std::vector<int> ids;
@@ -228,9 +240,73 @@ void write_output(const std::string& path, const std::string& content, const cha
   std::fprintf(stderr, "ropescale: wrote %s %s\n", what, path.c_str());
 }
 
+RuntimeFlags kv_policy_flags(const RuntimeFlags& base, const std::string& spec) {
+  CLI::App app("--kv-policy");
+  RuntimeFlags f = base;
+  add_runtime_flags(&app, f, {.key_rotation = false, .chunk = false, .threads = false});
+  std::vector<std::string> args;
+  for (size_t at = 0; at <= spec.size();) {
+    size_t end = spec.find(',', at);
+    std::string item = spec.substr(at, end == std::string::npos ? std::string::npos : end - at);
+    if (item.rfind("kv-protect=", 0) == 0) item = spec.substr(at), end = std::string::npos;  // the regex: the rest
+    const size_t eq = item.find('=');
+    if (eq == std::string::npos && at == 0 && !item.empty()) {
+      args.insert(args.end(), {"--kv-cache", item});  // a bare first item: the cache type
+    } else if (eq == std::string::npos || eq == 0) {
+      throw_unreadable("--kv-policy", "'" + spec + "': '" + item + "' is not name=value (e.g. kv-budget-tokens=256)");
+    } else {
+      args.insert(args.end(), {"--" + item.substr(0, eq), item.substr(eq + 1)});
+    }
+    if (end == std::string::npos) break;
+    at = end + 1;
+  }
+  std::reverse(args.begin(), args.end());  // CLI11 takes them last first
+  try {
+    app.parse(args);
+  } catch (const CLI::ParseError& e) {
+    throw_unreadable("--kv-policy", "'" + spec + "': " + e.what());
+  }
+  SessionOptions checked;
+  apply_kv_flags(f, checked);  // the combinations, as the flags themselves are checked
+  return f;
+}
+
 EvalRun run_evaluation(const EvalOptions& o, EvalParts parts) {
   try {
-    return run_parts(o, parts);
+    if (o.kv_policies.empty()) return run_parts(o, parts);
+    if (!o.endpoint.url.empty()) throw_unreadable("--kv-policy", "a KV policy is the runtime's; an endpoint keeps its own cache");
+    // Every policy checked before any work; then each run, its methods labelled "method · policy", in one report.
+    std::vector<EvalOptions> runs;
+    for (const auto& spec : o.kv_policies) {
+      EvalOptions po = o;
+      po.kv_policies.clear();
+      po.runtime = kv_policy_flags(o.runtime, spec);
+      runs.push_back(std::move(po));
+    }
+    EvalRun merged;
+    for (size_t i = 0; i < runs.size(); ++i) {
+      const std::string policy = kv_policy_label(run_options_of(runs[i].runtime));
+      std::fprintf(stderr, "ropescale: KV policy %zu of %zu: %s\n", i + 1, runs.size(), policy.c_str());
+      EvalRun one = run_parts(runs[i], parts);
+      EvalReport& r = one.report;
+      const auto pair = [&](std::string& label) { label += " · " + policy; };
+      for (auto& m : r.methods) pair(m.label);
+      for (auto& x : r.ppl) pair(x.setting.label);
+      for (auto& x : r.passkey) pair(x.method);
+      for (auto& x : r.tasks) pair(x.method);
+      if (i == 0) {
+        merged = std::move(one);
+        continue;
+      }
+      EvalReport& m = merged.report;
+      m.methods.insert(m.methods.end(), r.methods.begin(), r.methods.end());
+      m.ppl.insert(m.ppl.end(), r.ppl.begin(), r.ppl.end());
+      m.passkey.insert(m.passkey.end(), r.passkey.begin(), r.passkey.end());
+      m.tasks.insert(m.tasks.end(), r.tasks.begin(), r.tasks.end());
+      m.kv_memory.insert(m.kv_memory.end(), r.kv_memory.begin(), r.kv_memory.end());
+      m.seconds += r.seconds;
+    }
+    return merged;
   } catch (const EndpointError& e) {
     throw_unreadable("--endpoint", e.what());
   }
@@ -255,6 +331,12 @@ void add_eval_options(CLI::App* c, EvalOptions& o, EvalParts parts, bool lengths
   c->add_option("--json", o.json_path, "Write all results as JSON to FILE ('-' = stdout)");
   c->add_option("--report", o.report_path, "Write a self-contained HTML report to FILE");
   add_runtime_flags(c, o.runtime, {.rotation_auto = true});
+  c->add_option("--kv-policy", o.kv_policies,
+                "Compare KV policies in one run and one report: each (repeat the flag) runs every method and part once "
+                "more, labelled 'method · policy'. A policy is an optional cache type then runtime flags as name=value, "
+                "over the flags above: q8_0 | f32,kv-window=192,kv-sinks=4 | kv-budget-tokens=256,kv-protect=REGEX | "
+                "self-extend-group=16,self-extend-window=128")
+      ->take_all();
   c->add_flag("--quiet", o.quiet, "No summary table on stdout");
   auto* g = c->add_option_group("endpoint", "Evaluate a model served by an OpenAI-compatible server (vLLM, "
                                             "llama-cpp-python, ropescale serve) instead of running it here");
@@ -320,6 +402,8 @@ json eval_options_json(const EvalOptions& o, EvalParts parts) {
             {"methods", o.methods},
             {"runtime", {{"kv_cache", o.runtime.kv_cache}, {"kv_window", o.runtime.kv_window}, {"kv_sinks", o.runtime.kv_sinks},
                          {"self_extend_group", o.runtime.self_extend_group}, {"self_extend_window", o.runtime.self_extend_window},
+                         {"kv_budget", o.runtime.kv_budget}, {"kv_protect", o.runtime.kv_protect},
+                         {"kv_policies", o.kv_policies},
                          {"key_rotation", o.runtime.key_rotation}, {"chunk", o.runtime.chunk}}},
             {"text", o.text},
             {"text_sha256", file_sha256(o.text)},
@@ -367,6 +451,9 @@ EvalOptions eval_options_from_json(const json& j, EvalParts& parts) {
     o.runtime.kv_sinks = rt.value("kv_sinks", int64_t{0});
     o.runtime.self_extend_group = rt.value("self_extend_group", int64_t{1});
     o.runtime.self_extend_window = rt.value("self_extend_window", int64_t{0});
+    o.runtime.kv_budget = rt.value("kv_budget", int64_t{0});
+    o.runtime.kv_protect = rt.value("kv_protect", std::string());
+    o.kv_policies = rt.value("kv_policies", std::vector<std::string>{});
     o.runtime.key_rotation = rt.at("key_rotation").get<std::string>();
     o.runtime.chunk = rt.at("chunk").get<int>();
     o.text = j.at("text").get<std::string>();

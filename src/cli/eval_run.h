@@ -21,6 +21,8 @@ struct EvalOptions {
   std::string haystack, json_path, report_path, tasks, task_wording = "ruler";
   RuntimeFlags runtime;
   std::vector<std::string> methods;
+  // --kv-policy: each runs every part once more under these KV flags over `runtime`'s; one report.
+  std::vector<std::string> kv_policies;
   int64_t stride = 0, tokens = 0, bucket = 0;
   int trials = 2, alternatives = 9, kv_records = 4;
   uint64_t seed = 1;
@@ -54,5 +56,10 @@ EvalOptions eval_options_from_json(const nlohmann::json& j, EvalParts& parts);
 std::string file_sha256(const std::string& path);
 
 void write_output(const std::string& path, const std::string& content, const char* what);
+
+// One --kv-policy: "q8_0", "f32,kv-budget-tokens=256,kv-protect=REGEX", "kv-window=192,kv-sinks=4":
+// an optional cache type, then runtime flags as name=value (a regex for kv-protect takes the rest of
+// the text, commas included), applied over `base` with the checks the flags have.
+RuntimeFlags kv_policy_flags(const RuntimeFlags& base, const std::string& spec);
 
 }  // namespace ropescale::cli

@@ -1,5 +1,7 @@
 #include "runtime_flags.h"
 
+#include <regex>
+
 #include "ropescale/config/error.h"
 #include "ropescale/config/model_config.h"
 
@@ -26,6 +28,16 @@ void add_runtime_flags(CLI::App* c, RuntimeFlags& f, RuntimeFlagSet which) {
                   "Self-Extend's group size G (llama.cpp's --grp-attn-n): far positions ⌊p/G⌋; reach ≈ (trained − W)·G + W")
         ->capture_default_str()
         ->check(CLI::PositiveNumber);
+    c->add_option("--kv-budget-tokens", f.kv_budget,
+                  "Evict by accumulated attention (H2O heavy hitters): keep at most B tokens in the KV cache — the most "
+                  "recent B/2 and the most attended of the rest; kept keys keep their text positions (pair with a "
+                  "--rope-scaling that covers the stream); 0 = keep every token")
+        ->capture_default_str()
+        ->check(CLI::NonNegativeNumber);
+    c->add_option("--kv-protect", f.kv_protect,
+                  "With --kv-budget-tokens: a regular expression (ECMAScript) on the prompt's text; the tokens it covers "
+                  "are never evicted (headings, the question). Applies to prompts (generate, passkey, tasks), not to "
+                  "perplexity windows");
   }
   if (which.key_rotation) {
     if (which.rotation_auto) f.key_rotation = "auto";
@@ -89,12 +101,24 @@ void apply_kv_flags(const RuntimeFlags& f, SessionOptions& so) {
   if (f.self_extend_group > 1 && f.self_extend_window == 0)
     throw_unreadable("--self-extend-group", std::to_string(f.self_extend_group) + " needs --self-extend-window");
   if (so.self_extend.enabled() && f.kv_window > 0) throw_unreadable("--self-extend-window", "does not combine with --kv-window");
+  so.kv_budget = f.kv_budget;
+  if (f.kv_budget == 1) throw_unreadable("--kv-budget-tokens", "1: a budget must hold at least 2 tokens");
+  if (f.kv_budget > 0 && f.kv_window > 0) throw_unreadable("--kv-budget-tokens", "does not combine with --kv-window");
+  if (f.kv_budget > 0 && so.self_extend.enabled()) throw_unreadable("--kv-budget-tokens", "does not combine with Self-Extend");
+  if (!f.kv_protect.empty()) {
+    if (f.kv_budget == 0) throw_unreadable("--kv-protect", "'" + f.kv_protect + "' needs --kv-budget-tokens");
+    try {
+      std::regex(f.kv_protect, std::regex::ECMAScript);
+    } catch (const std::regex_error& e) {
+      throw_unreadable("--kv-protect", "'" + f.kv_protect + "' is not a regular expression: " + e.what());
+    }
+  }
 }
 
 RunOptions run_options_of(const RuntimeFlags& f) {
   SessionOptions so;
   apply_kv_flags(f, so);
-  return {f.chunk, f.threads, so.kv_cache, so.kv_window, so.kv_sinks, so.self_extend, key_rotation_of(f)};
+  return {f.chunk, f.threads, so.kv_cache, so.kv_window, so.kv_sinks, so.self_extend, key_rotation_of(f), so.kv_budget, f.kv_protect};
 }
 
 std::optional<KeyRotation> key_rotation_of(const RuntimeFlags& f) {

@@ -17,6 +17,8 @@ struct RuntimeFlags {
   std::string kv_cache = "f32";
   int64_t kv_window = 0, kv_sinks = 0;  // StreamingLLM sinks + sliding window; 0 = keep every token
   int64_t self_extend_group = 1, self_extend_window = 0;  // Self-Extend; window 0 = off
+  int64_t kv_budget = 0;   // H2O eviction by accumulated attention; 0 = keep every token
+  std::string kv_protect = {};  // a regex: the tokens it covers are never evicted
   std::string key_rotation = "write";  // "auto" where the command offers it
   int chunk = 256;
   int threads = 0;
@@ -26,7 +28,7 @@ struct RuntimeFlags {
 // (read for length-dependent methods, else write) and defaults to it.
 struct RuntimeFlagSet {
   bool kv_cache = true, key_rotation = true, chunk = true, threads = true;
-  bool kv_window = true;  // --kv-window, --kv-sinks, --self-extend-group, --self-extend-window
+  bool kv_window = true;  // --kv-window, --kv-sinks, --self-extend-group, --self-extend-window, --kv-budget-tokens, --kv-protect
   bool rotation_auto = false;
 };
 
@@ -38,8 +40,9 @@ void add_runtime_flags(CLI::App* c, RuntimeFlags& flags, RuntimeFlagSet which = 
 CLI::Validator rope_scaling_argument();
 
 KvType kv_cache_of(const RuntimeFlags& flags);
-// The cache policy of the flags into session options: --kv-cache, --kv-window, --kv-sinks, and
-// Self-Extend's positions (--self-extend-group, --self-extend-window).
+// The cache policy of the flags into session options: --kv-cache, --kv-window, --kv-sinks, Self-Extend's
+// positions (--self-extend-group, --self-extend-window) and --kv-budget-tokens (--kv-protect, a pattern,
+// is the caller's to turn into spans of its prompt: token_spans_matching; checked here).
 void apply_kv_flags(const RuntimeFlags& flags, SessionOptions& so);
 // The run options an evaluation uses: the flags above, --key-rotation, --chunk, --threads.
 RunOptions run_options_of(const RuntimeFlags& flags);

@@ -48,6 +48,22 @@ Style method_style(const RopeSetting& m) {
 std::string fixed(double v, int digits) { return std::isfinite(v) ? fmt::format("{:.{}f}", v, digits) : "—"; }
 
 std::string kv_name(KvType k) { return std::string(to_string(k)); }
+
+KvMemoryTable kv_memory_table(const EvalReport& r) {
+  KvMemoryTable t;
+  for (const auto& x : r.kv_memory) {
+    if (std::find(t.policies.begin(), t.policies.end(), x.policy) == t.policies.end()) t.policies.push_back(x.policy);
+    if (std::find(t.lengths.begin(), t.lengths.end(), x.tokens) == t.lengths.end()) t.lengths.push_back(x.tokens);
+  }
+  std::sort(t.lengths.begin(), t.lengths.end());
+  return t;
+}
+
+const KvMemoryRow* KvMemoryTable::find(const EvalReport& r, const std::string& policy, int64_t tokens) const {
+  for (const auto& x : r.kv_memory)
+    if (x.policy == policy && x.tokens == tokens) return &x;
+  return nullptr;
+}
 std::string rotation_name(const std::optional<KeyRotation>& k) {
   return !k ? "auto (read for length-dependent methods, else write)" : *k == KeyRotation::AtRead ? "read" : "write";
 }
@@ -148,10 +164,13 @@ json eval_json(const EvalReport& r, const LlamaModel& model) {
                      {"windows", r.ppl_options.stride ? "sliding" : "non-overlapping"},
                      {"bos_each_window", r.ppl_options.bos_each_window.has_value()},
                      {"bucket", r.bucket},
-                     {"chunk", session_chunk(r.ppl_options.run.chunk, r.ppl_options.run.kv_window)},
+                     {"chunk", session_chunk(r.ppl_options.run.chunk, r.ppl_options.run.kv_window, r.ppl_options.run.kv_budget)},
                      {"kv_cache", kv_name(r.ppl_options.run.kv_cache)},
                      {"kv_window", r.ppl_options.run.kv_window},
                      {"kv_sinks", r.ppl_options.run.kv_sinks},
+                     {"kv_budget", r.ppl_options.run.kv_budget},
+                     {"kv_policies", kv_memory_table(r).policies},  // several: each result's method label names its own
+                     {"kv_protect", r.ppl_options.run.kv_protect},
                      {"self_extend", r.ppl_options.run.self_extend.enabled()
                                          ? json{{"group", r.ppl_options.run.self_extend.group}, {"window", r.ppl_options.run.self_extend.window}}
                                          : json(nullptr)},
@@ -242,6 +261,11 @@ json eval_json(const EvalReport& r, const LlamaModel& model) {
                                          {"needle_nll", effective_json(r.effective_nll)}}},
                               {"rows", rows}};
   }
+  if (!r.kv_memory.empty()) {
+    json rows = json::array();
+    for (const auto& x : r.kv_memory) rows.push_back({{"policy", x.policy}, {"tokens", x.tokens}, {"cached_tokens", x.rows}, {"bytes", x.bytes}});
+    j["kv_memory"] = rows;
+  }
   return j;
 }
 
@@ -330,6 +354,22 @@ std::string eval_summary_text(const EvalReport& r, const LlamaModel& model) {
     s += "(— by accuracy: the method scores below " + fixed(r.effective_accuracy.reference_bound, 2) +
          " at the trained length; by needle NLL: worse than a uniform guess (" + fixed(r.effective_nll.reference_bound, 2) +
          " nats) there)\n";
+  }
+  if (!r.kv_memory.empty()) {
+    const KvMemoryTable t = kv_memory_table(r);
+    size_t pw = 8;
+    for (const auto& p : t.policies) pw = std::max(pw, p.size() + 2);
+    s += fmt::format("\nKV cache the sessions allocate (MiB) by policy and prompt length\n{:<{}}", "policy", pw);
+    for (int64_t l : t.lengths) s += fmt::format("{:>10}", l);
+    s += "\n";
+    for (const auto& p : t.policies) {
+      s += fmt::format("{:<{}}", p, pw);
+      for (int64_t l : t.lengths) {
+        const KvMemoryRow* x = t.find(r, p, l);
+        s += fmt::format("{:>10}", x ? fixed(double(x->bytes) / 1048576.0, 3) : "");
+      }
+      s += "\n";
+    }
   }
   return s;
 }

@@ -59,7 +59,8 @@ std::string perplexity_section(const EvalReport& r, int64_t L, const std::vector
                    "position t is predicted from positions &lt; t. Prefill chunk {}, KV cache {}, key rotation {}.</p>\n",
                    html_escape(r.input), r.input_tokens,
                    r.ppl_options.stride ? fmt::format("sliding (stride {})", r.ppl_options.stride) : "non-overlapping",
-                   r.ppl_options.run.chunk, kv_policy_label(r.ppl_options.run),
+                   r.ppl_options.run.chunk,
+                   kv_memory_table(r).policies.size() > 1 ? "as each method's label names it" : kv_policy_label(r.ppl_options.run),
                    html_escape(rotation_name(r.ppl_options.run.key_rotation)));
   // Table, best per column in bold, baseline-relative colouring past L.
   h += "<table><tr><th>method</th>";
@@ -291,6 +292,24 @@ std::string tasks_section(const EvalReport& r, const std::vector<Style>& styles)
   return h;
 }
 
+// The KV cache each policy allocates by prompt length.
+std::string kv_memory_section(const EvalReport& r) {
+  const KvMemoryTable t = kv_memory_table(r);
+  std::string h = "<h2>KV memory</h2>\n<p>The K and V cache the runtime's sessions allocate (the count they allocate "
+                  "by), in MiB, with the tokens it holds.</p>\n<table><tr><th>policy</th>";
+  for (int64_t l : t.lengths) h += fmt::format("<th>{} tokens</th>", l);
+  h += "</tr>\n";
+  for (const auto& p : t.policies) {
+    h += "<tr><td>" + html_escape(p) + "</td>";
+    for (int64_t l : t.lengths) {
+      const KvMemoryRow* x = t.find(r, p, l);
+      h += x ? fmt::format("<td>{} ({} cached)</td>", fixed(double(x->bytes) / 1048576.0, 3), x->rows) : "<td></td>";
+    }
+    h += "</tr>\n";
+  }
+  return h + "</table>\n";
+}
+
 std::string effective_context_section(const EvalReport& r, int64_t L) {
   const auto rows = effective_context_rows(r, L);
   std::string h = "<h2>Effective context</h2>\n";
@@ -321,6 +340,7 @@ std::string eval_report_html(const EvalReport& r, const LlamaModel& model) {
   if (r.passkey_options) h += passkey_section(r);
   if (r.task_options) h += tasks_section(r, styles);
   if (r.passkey_options || r.task_options) h += effective_context_section(r, L);
+  if (!r.kv_memory.empty()) h += kv_memory_section(r);
   h += exports_section(r, L);
   h += "</body></html>\n";
   return h;

@@ -33,4 +33,12 @@ nlohmann::json method_exports(const RopeSetting& m, int64_t target_context);
 PasskeyCell passkey_total(const std::vector<PasskeyCell>& cells, const std::string& method, int64_t length);
 double percent_change(double x, double base);
 
+// The KV memory table: its policies in run order, its lengths ascending, and the cell (nullptr: none).
+struct KvMemoryTable {
+  std::vector<std::string> policies;
+  std::vector<int64_t> lengths;
+  const KvMemoryRow* find(const EvalReport& r, const std::string& policy, int64_t tokens) const;
+};
+KvMemoryTable kv_memory_table(const EvalReport& r);
+
 }  // namespace ropescale::report

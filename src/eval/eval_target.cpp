@@ -6,6 +6,7 @@
 
 #include "next_token_nll.h"
 #include "ropescale/eval/endpoint_eval.h"
+#include "ropescale/model/token_spans.h"
 
 namespace ropescale {
 
@@ -42,6 +43,7 @@ std::vector<std::vector<RetrievalOutcome>> LocalTarget::retrieve(const std::vect
       const RetrievalPrompt& p = *prompts[pi];
       RetrievalOutcome& o = out[mi][pi];
       s.reset();
+      if (!run_.kv_protect.empty()) s.protect(token_spans_matching(tok_, p.ids, run_.kv_protect));
       const std::vector<float> last = s.forward(p.ids);
       const int64_t end = s.position();
       std::vector<float> logits = last;

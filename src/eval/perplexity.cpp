@@ -73,6 +73,7 @@ std::string kv_policy_label(const RunOptions& run) {
     s += (run.kv_sinks > 0 ? ", sinks " + std::to_string(run.kv_sinks) + " + window " : ", window ") + std::to_string(run.kv_window);
   if (run.self_extend.enabled())
     s += ", self-extend G " + std::to_string(run.self_extend.group) + " W " + std::to_string(run.self_extend.window);
+  if (run.kv_budget > 0) s += ", H2O budget " + std::to_string(run.kv_budget) + (run.kv_protect.empty() ? "" : " protect /" + run.kv_protect + "/");
   return s;
 }
 
@@ -86,6 +87,7 @@ SessionOptions session_options_for(const RopeSetting& setting, const RunOptions&
   so.kv_window = run.kv_window;
   so.kv_sinks = run.kv_sinks;
   so.self_extend = run.self_extend;
+  so.kv_budget = run.kv_budget;
   so.key_rotation = run.key_rotation.value_or(so.rope.is_dynamic() ? KeyRotation::AtRead : KeyRotation::AtWrite);
   return so;
 }

@@ -61,6 +61,8 @@ void attention_scalar(const AttentionProblem& p) {
       float* out = p.out + (int64_t(t) * p.n_heads + h) * hd;
       for (int c = 0; c < hd; ++c) out[c] = static_cast<float>(acc[c] / sum);
       if (p.lse) p.lse[int64_t(t) * p.n_heads + h] = static_cast<float>(mx + std::log(sum));
+      if (p.key_weight)
+        for (int64_t i = 0; i < n_keys; ++i) p.key_weight[i] += static_cast<float>(s[i] / sum);
     }
 }
 
@@ -79,6 +81,23 @@ void merge_attention(const float* a, const float* lse_a, const float* b, const f
 void attention(const AttentionProblem& p, int threads) {
   check(p);
   if (p.n_queries == 0) return;
+  if (p.key_weight) {  // the attention with its log-sum-exps, then the weights recomputed from them
+    std::vector<float> own_lse(p.lse ? 0 : size_t(p.n_queries) * p.n_heads);
+    AttentionProblem first = p;
+    first.key_weight = nullptr;
+    if (!p.lse) first.lse = own_lse.data();
+    attention(first, threads);
+    const int64_t keys = p.keys_before + p.n_queries, tiles = (keys + detail::kKeyTile - 1) / detail::kKeyTile;
+    const int64_t work = int64_t(p.n_queries) * p.n_heads * keys * p.head_dim;
+    ThreadPool& pool = ThreadPool::global();
+    const int n_threads = work < (int64_t{1} << 17) ? 1 : pool.threads_for(threads);
+    const int tasks = static_cast<int>(std::min<int64_t>(tiles, 4 * int64_t(n_threads)));
+    pool.parallel_for(tasks, n_threads, [&](int i) {  // disjoint key ranges: no two tasks add to one key
+      const int64_t begin = tiles * i / tasks * detail::kKeyTile, end = std::min(keys, tiles * (i + 1) / tasks * detail::kKeyTile);
+      detail::accumulate_key_weights(p, first.lse, begin, end);
+    });
+    return;
+  }
   const int group = p.n_heads / p.n_kv_heads, hd = p.head_dim;
   // Blocks of ~64 rows (queries × heads of one KV group): enough rows to reuse
   // every K/V load 64 times, few enough that Qᵀ, Oᵀ and a tile of scores stay

@@ -35,5 +35,8 @@ inline constexpr int kKeyTile = 64;  // keys per tile: scores of a block stay in
 
 // The dispatched SIMD kernel (best target chosen at run time).
 void attend_block(const AttentionProblem& p, const AttentionBlock& b, const AttentionPartial& out);
+// Adds to p.key_weight[j], for keys [key_begin, key_end) (whole tiles from a multiple of kKeyTile),
+// the softmax weight every query head gave key j, from the rows' finished log-sum-exps lse.
+void accumulate_key_weights(const AttentionProblem& p, const float* lse, int64_t key_begin, int64_t key_end);
 
 }  // namespace ropescale::detail

@@ -421,6 +421,50 @@ void AttendNarrowAs(const AttentionProblem& p, const detail::AttentionBlock& b, 
   return AttendNarrow<hn::CappedTag<float, 1>, TK, TV>(hn::CappedTag<float, 1>(), p, b, out);
 }
 
+// ---- key weights: the softmax weight each key received ------------------
+// Σ_{t,h} exp(scale · q[t,h]·k[j] − lse[t,h]) for keys [key_begin, key_end), added to key_weight[j]:
+// the scores recomputed against the finished log-sum-exps (as FlashAttention's backward recomputes
+// its probabilities), one 64-key tile converted at a time, vectorized over channels for the dot
+// products and over keys for the exponentials.
+template <class D>
+void KeyWeightsAs(D dc, const AttentionProblem& p, const float* lse, int64_t key_begin, int64_t key_end) {
+  const DF d;
+  const int N = static_cast<int>(hn::Lanes(d)), NC = static_cast<int>(hn::Lanes(dc));
+  const int group = p.n_heads / p.n_kv_heads, hd = p.head_dim;
+  Scratch& s = scratch();
+  s.st.resize(kKeyTile);
+  s.l.resize(kKeyTile);
+  for (int64_t j0 = key_begin; j0 < key_end; j0 += kKeyTile) {
+    const int n = static_cast<int>(std::min<int64_t>(kKeyTile, key_end - j0));
+    std::fill(s.l.begin(), s.l.end(), 0.0f);
+    // Query t sees key j when j ≤ keys_before + t: the tile's first key limits the first query.
+    const int t_first = static_cast<int>(std::max<int64_t>(0, j0 - p.keys_before));
+    for (int g = 0; g < p.n_kv_heads; ++g) {
+      const TileRows k = tile_rows(p.k, p.k_type, j0, n, p.n_kv_heads, g, hd, s.kbuf);
+      for (int t = t_first; t < p.n_queries; ++t) {
+        const int visible = static_cast<int>(std::min<int64_t>(n, p.keys_before + t + 1 - j0));
+        for (int h = g * group; h < (g + 1) * group; ++h) {
+          const float* q = p.q + (int64_t(t) * p.n_heads + h) * hd;
+          const float row_lse = lse[int64_t(t) * p.n_heads + h];
+          for (int jj = 0; jj < kKeyTile; ++jj) {
+            if (jj >= visible) {
+              s.st[jj] = kMasked;
+              continue;
+            }
+            auto acc = hn::Zero(dc);
+            for (int c = 0; c < hd; c += NC) acc = hn::MulAdd(hn::LoadU(dc, q + c), hn::LoadU(dc, k.row(jj) + c), acc);
+            s.st[jj] = hn::GetLane(hn::SumOfLanes(dc, acc)) * p.scale - row_lse;
+          }
+          for (int jj = 0; jj < kKeyTile; jj += N)
+            hn::StoreU(hn::Add(hn::LoadU(d, s.l.data() + jj), softmax::SoftmaxExp(d, hn::Min(hn::LoadU(d, s.st.data() + jj), hn::Zero(d)))),
+                       d, s.l.data() + jj);
+        }
+      }
+    }
+    for (int jj = 0; jj < n; ++jj) p.key_weight[j0 + jj] += s.l[jj];
+  }
+}
+
 }  // namespace attention_impl
 
 void AttendBlock(const AttentionProblem& p, const detail::AttentionBlock& b, const detail::AttentionPartial& out) {
@@ -448,6 +492,14 @@ void AttendBlock(const AttentionProblem& p, const detail::AttentionBlock& b, con
   }
 }
 
+void KeyWeights(const AttentionProblem& p, const float* lse, int64_t key_begin, int64_t key_end) {
+  using namespace attention_impl;
+  const int hd = p.head_dim;
+  if (hd % 8 == 0 && hn::MaxLanes(DF()) >= 8) return KeyWeightsAs(hn::CappedTag<float, 8>(), p, lse, key_begin, key_end);
+  if (hd % 4 == 0 && hn::MaxLanes(DF()) >= 4) return KeyWeightsAs(hn::CappedTag<float, 4>(), p, lse, key_begin, key_end);
+  return KeyWeightsAs(hn::CappedTag<float, 1>(), p, lse, key_begin, key_end);
+}
+
 const char* AttentionTargetName() { return hwy::TargetName(HWY_TARGET); }
 
 }  // namespace HWY_NAMESPACE
@@ -458,8 +510,12 @@ HWY_AFTER_NAMESPACE();
 namespace ropescale::detail {
 HWY_EXPORT(AttendBlock);
 HWY_EXPORT(AttentionTargetName);
+HWY_EXPORT(KeyWeights);
 void attend_block(const AttentionProblem& p, const AttentionBlock& b, const AttentionPartial& out) {
   HWY_DYNAMIC_DISPATCH(AttendBlock)(p, b, out);
+}
+void accumulate_key_weights(const AttentionProblem& p, const float* lse, int64_t key_begin, int64_t key_end) {
+  HWY_DYNAMIC_DISPATCH(KeyWeights)(p, lse, key_begin, key_end);
 }
 }  // namespace ropescale::detail
 namespace ropescale {

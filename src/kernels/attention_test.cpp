@@ -185,6 +185,59 @@ TEST(Attention, F16CacheMatchesTwin) {
   for (size_t i = 0; i < a.size(); ++i) ASSERT_NEAR(b[i], a[i], 1e-4) << i;
 }
 
+// Key weights (H2O's accumulated attention): the by-hand case, each query's weights summing to 1,
+// and the optimized pass against the twin's normalized probabilities on shapes and storage types.
+TEST(Attention, KeyWeightsByHand) {
+  // As TwoKeysByHand: query 0 gives k0 weight 1; query 1 gives k0 ¼ and k1 ¾. Weights add to what is there.
+  const float q[2] = {1, 1}, k[2] = {0, std::log(3.0f)}, v[2] = {4, 8};
+  for (bool optimized : {false, true}) {
+    float out[2], w[2] = {10, 20};
+    AttentionProblem p{2, 1, 1, 1, 0, q, k, v, KvType::F32, KvType::F32, 1.0f, out};
+    p.key_weight = w;
+    optimized ? attention(p) : attention_scalar(p);
+    EXPECT_NEAR(w[0], 10 + 1.25f, 1e-5) << optimized;
+    EXPECT_NEAR(w[1], 20 + 0.75f, 1e-5) << optimized;
+    EXPECT_NEAR(out[1], 7.0f, 1e-5) << optimized;  // the attention itself unchanged
+  }
+}
+
+void compare_key_weights(int n_queries, int H, int KV, int hd, int64_t keys_before, uint32_t seed, KvType type) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> n(0, 1.5f);
+  const int64_t keys = keys_before + n_queries, rows = keys * KV;
+  std::vector<float> q(size_t(n_queries) * H * hd), k(size_t(rows) * hd), v(k.size()), out(q.size());
+  for (auto* x : {&q, &k, &v})
+    for (auto& e : *x) e = n(rng);
+  std::vector<std::byte> kc(size_t(rows) * kv_row_bytes(type, hd)), vc(kc.size());
+  kv_store_rows(type, k.data(), kc.data(), rows, hd);
+  kv_store_rows(type, v.data(), vc.data(), rows, hd);
+  std::vector<float> twin(keys, 0.0f);
+  AttentionProblem p{n_queries, H, KV, hd, keys_before, q.data(), kc.data(), vc.data(), type, type, 1.0f / std::sqrt(float(hd)), out.data()};
+  p.key_weight = twin.data();
+  attention_scalar(p);
+  double total = 0;
+  for (float w : twin) total += w;
+  ASSERT_NEAR(total, double(n_queries) * H, 1e-3 * n_queries * H);  // every query head's weights sum to 1
+  for (int threads : {1, 2}) {
+    std::vector<float> got(keys, 0.0f);
+    p.key_weight = got.data();
+    attention(p, threads);
+    for (int64_t i = 0; i < keys; ++i)
+      ASSERT_NEAR(got[i], twin[i], 2e-5 * (1 + twin[i]) * n_queries)
+          << to_string(type) << " key " << i << " of " << keys << ", " << n_queries << "q H" << H << " KV" << KV << " hd" << hd
+          << " threads " << threads;
+  }
+}
+
+TEST(Attention, KeyWeightsMatchTwin) {
+  compare_key_weights(1, 1, 1, 8, 0, 11, KvType::F32);
+  compare_key_weights(1, 8, 2, 64, 700, 12, KvType::F32);     // decode, GQA ×4, several tiles
+  compare_key_weights(37, 4, 4, 12, 90, 13, KvType::F32);     // head_dim not a multiple of 8
+  compare_key_weights(130, 6, 3, 32, 5, 14, KvType::F16);     // prefill across the diagonal
+  compare_key_weights(3, 4, 2, 32, 3000, 15, KvType::Q8_0);  // keys split over tasks
+  compare_key_weights(64, 2, 1, 64, 64, 16, KvType::Q4_0);
+}
+
 TEST(Attention, RejectsBadShapes) {
   AttentionProblem p;
   p.n_queries = 1, p.n_heads = 3, p.n_kv_heads = 2, p.head_dim = 4;

@@ -37,8 +37,16 @@ std::string rope_scaling_for_request(const LlamaModel& m, int64_t tokens, const 
   return rope_dict_for(*info, factor, L).dump();
 }
 
-int session_chunk(int chunk, int64_t kv_window) {
-  return kv_window > 0 ? static_cast<int>(std::min<int64_t>(chunk, std::max<int64_t>(1, kv_window / 4))) : chunk;
+int session_chunk(int chunk, int64_t kv_window, int64_t kv_budget) {
+  for (int64_t capacity : {kv_window, kv_budget})
+    if (capacity > 0) chunk = static_cast<int>(std::min<int64_t>(chunk, std::max<int64_t>(1, capacity / 4)));
+  return chunk;
+}
+
+int64_t session_cache_rows(const SessionOptions& o, int64_t trained_context) {
+  if (o.kv_window > 0) return o.kv_sinks + o.kv_window;
+  if (o.kv_budget > 0) return o.kv_budget;
+  return o.max_context > 0 ? o.max_context : trained_context;
 }
 
 InferenceSession::InferenceSession(const LlamaModel& model, SessionOptions options) : m_(model), opt_(std::move(options)) {
@@ -52,16 +60,29 @@ InferenceSession::InferenceSession(const LlamaModel& model, SessionOptions optio
   if (opt_.kv_sinks > 0 && !windowed()) throw std::invalid_argument("session: kv_sinks needs a kv_window");
   validate(opt_.self_extend);
   if (opt_.self_extend.enabled() && windowed()) throw std::invalid_argument("session: Self-Extend and a KV window do not combine");
-  if (windowed() || opt_.self_extend.enabled()) opt_.key_rotation = KeyRotation::AtRead;  // keys at their cache positions, re-rotated as the window slides
+  if (opt_.kv_budget < 0) throw std::invalid_argument("session: kv_budget must be >= 0");
+  if (evicting() && (windowed() || opt_.self_extend.enabled()))
+    throw std::invalid_argument("session: a KV budget does not combine with a window or Self-Extend");
+  if (evicting() && opt_.kv_budget < 2) throw std::invalid_argument("session: kv_budget must be at least 2 tokens");
+  protect(std::move(opt_.kv_protect));
+  // Self-Extend rotates every key at two positions per read. A window with length-dependent frequencies
+  // re-rotates every key at read (the frequencies move with the cache's length); with static ones keys
+  // are rotated once, at write (window_attention).
+  if (opt_.self_extend.enabled() || (windowed() && opt_.rope.is_dynamic())) opt_.key_rotation = KeyRotation::AtRead;
+  else if (windowed()) opt_.key_rotation = KeyRotation::AtWrite;
   kv_row_bytes_ = kv_row_bytes(opt_.kv_cache, hp.head_dim);  // refuses q8_0 / q4_0 for a head_dim they cannot hold
-  opt_.chunk = session_chunk(opt_.chunk, opt_.kv_window);
-  const int64_t rows = windowed() ? opt_.kv_sinks + opt_.kv_window : opt_.max_context;
+  opt_.chunk = session_chunk(opt_.chunk, opt_.kv_window, opt_.kv_budget);
+  const int64_t rows = session_cache_rows(opt_, hp.trained_context);
   if (rows > int64_t{1} << 30)  // the attention kernel's position limit
     throw std::invalid_argument("session: a KV cache of " + std::to_string(rows) + " tokens exceeds 2^30 positions");
   const size_t layer_bytes = size_t(rows) * hp.n_kv_heads * kv_row_bytes_;
   try {
     k_cache_.assign(hp.n_layers, std::vector<std::byte>(layer_bytes));
     v_cache_.assign(hp.n_layers, std::vector<std::byte>(layer_bytes));
+    if (evicting()) {
+      row_pos_.assign(hp.n_layers, std::vector<int64_t>(size_t(rows)));
+      received_.assign(hp.n_layers, std::vector<float>(size_t(rows)));
+    }
   } catch (const std::bad_alloc&) {
     k_cache_.clear(), v_cache_.clear();
     throw std::invalid_argument("session: cannot allocate a KV cache of " + std::to_string(rows) + " tokens (" +
@@ -79,7 +100,7 @@ size_t InferenceSession::kv_cache_bytes_allocated() const {
 
 std::vector<float> InferenceSession::forward(std::span<const int> tokens, bool all_logits) {
   const int V = m_.hp.vocab_size;
-  if (!windowed() && pos_ + static_cast<int64_t>(tokens.size()) > opt_.max_context)
+  if (!windowed() && !evicting() && pos_ + static_cast<int64_t>(tokens.size()) > opt_.max_context)
     throw std::length_error("session: " + std::to_string(pos_ + tokens.size()) + " tokens exceed the KV cache of " +
                             std::to_string(opt_.max_context));
   for (int t : tokens)
@@ -95,6 +116,7 @@ std::vector<float> InferenceSession::forward(std::span<const int> tokens, bool a
 }
 
 void InferenceSession::make_room(int n) {
+  if (evicting() && cache_len_ + n > opt_.kv_budget) return evict(cache_len_ + n - opt_.kv_budget);
   const int64_t capacity = opt_.kv_sinks + opt_.kv_window;
   if (!windowed() || cache_len_ + n <= capacity) return;
   // Evict the oldest tokens after the sinks so that the chunk fits: the kept rows move down to follow
@@ -107,14 +129,84 @@ void InferenceSession::make_room(int n) {
   cache_len_ -= drop;
 }
 
+void InferenceSession::protect(std::vector<PositionSpan> spans) {
+  for (const PositionSpan& span : spans)
+    if (span.begin < 0 || span.end < span.begin)
+      throw std::invalid_argument("session: protected span [" + std::to_string(span.begin) + ", " + std::to_string(span.end) + ") is reversed or negative");
+  std::sort(spans.begin(), spans.end(), [](const PositionSpan& a, const PositionSpan& b) { return a.begin < b.begin; });
+  opt_.kv_protect.clear();  // sorted, overlapping and touching spans merged
+  for (const PositionSpan& span : spans) {
+    if (span.begin == span.end) continue;
+    if (!opt_.kv_protect.empty() && span.begin <= opt_.kv_protect.back().end)
+      opt_.kv_protect.back().end = std::max(opt_.kv_protect.back().end, span.end);
+    else
+      opt_.kv_protect.push_back(span);
+  }
+}
+
+bool InferenceSession::is_protected(int64_t position) const {
+  // The last span beginning at or before `position` (spans disjoint and sorted).
+  const auto after = std::upper_bound(opt_.kv_protect.begin(), opt_.kv_protect.end(), position,
+                                      [](int64_t p, const PositionSpan& span) { return p < span.begin; });
+  return after != opt_.kv_protect.begin() && position < std::prev(after)->end;
+}
+
+void InferenceSession::evict(int64_t n) {
+  const int64_t row = int64_t(m_.hp.n_kv_heads) * int64_t(kv_row_bytes_);
+  const int64_t recent_from = cache_len_ - std::min(cache_len_, opt_.kv_budget / 2);  // H2O's recent half
+  std::vector<int64_t> candidates;
+  for (size_t l = 0; l < k_cache_.size(); ++l) {
+    const std::vector<int64_t>& pos = row_pos_[l];
+    const std::vector<float>& received = received_[l];
+    // The rows eviction may take: outside the recent half first; if those are too few, any unprotected row.
+    for (int64_t limit : {recent_from, cache_len_}) {
+      candidates.clear();
+      for (int64_t i = 0; i < limit; ++i)
+        if (!is_protected(pos[i])) candidates.push_back(i);
+      if (int64_t(candidates.size()) >= n) break;
+    }
+    if (int64_t(candidates.size()) < n)
+      throw std::length_error("session: protected spans hold " + std::to_string(cache_len_ - int64_t(candidates.size())) + " of the " +
+                              std::to_string(opt_.kv_budget) + "-token KV budget; nothing left to evict for " + std::to_string(n) +
+                              " more tokens");
+    // The n least attended (the older one on a tie), then the kept rows compacted in order.
+    std::nth_element(candidates.begin(), candidates.begin() + (n - 1), candidates.end(), [&](int64_t a, int64_t b) {
+      return received[a] != received[b] ? received[a] < received[b] : a < b;
+    });
+    std::vector<bool> evicted(size_t(cache_len_), false);
+    for (int64_t j = 0; j < n; ++j) evicted[candidates[j]] = true;
+    int64_t kept = 0;
+    for (int64_t i = 0; i < cache_len_; ++i) {
+      if (evicted[i]) continue;
+      if (kept != i) {
+        for (auto* cache : {&k_cache_, &v_cache_}) std::memcpy((*cache)[l].data() + kept * row, (*cache)[l].data() + i * row, size_t(row));
+        row_pos_[l][kept] = row_pos_[l][i];
+        received_[l][kept] = received_[l][i];
+      }
+      ++kept;
+    }
+  }
+  cache_len_ -= n;
+}
+
 void InferenceSession::advance(int n) {
   pos_ += n;
   cache_len_ += n;
 }
 
 void InferenceSession::rewind(int64_t position) {
-  // With a window that has evicted E tokens, rows hold the sinks and the text from S + E on.
-  const int64_t evicted = pos_ - cache_len_, earliest = opt_.kv_sinks + evicted;
+  // With a window that has evicted E tokens, rows hold the sinks and the text from S + E on; with a
+  // budget, the tokens from `position` on must all still be cached, as the last rows of every layer.
+  const int64_t evicted = pos_ - cache_len_;
+  int64_t earliest = opt_.kv_sinks + evicted;
+  if (evicting()) {
+    earliest = 0;
+    for (const auto& pos : row_pos_) {
+      int64_t first = pos_;  // the first position of the layer's trailing run of consecutive tokens
+      for (int64_t i = cache_len_ - 1; i >= 0 && pos[i] == first - 1; --i) first = pos[i];
+      earliest = std::max(earliest, first);
+    }
+  }
   if (position < 0 || position > pos_ || (evicted > 0 && position < earliest))
     throw std::out_of_range("session: cannot rewind to " + std::to_string(position) + " from " + std::to_string(pos_) +
                             (evicted > 0 ? " (the window's earliest kept token is " + std::to_string(earliest) + ")" : ""));
@@ -176,7 +268,10 @@ void output_logits(const LlamaModel& m, DecoderScratch& s, int first, int rows, 
 }  // namespace
 
 InferenceSession::ChunkRope InferenceSession::prepare_rope(int n) {
-  const int64_t p0 = cache_len_, p1 = cache_len_ + n;  // cache positions (the text's, without a window)
+  // The chunk's positions: the text's — with a budget evicted tokens leave the cache but not the
+  // positions; with a window and static frequencies only relative positions matter (window_attention) —
+  // or the cache's, with a window whose frequencies depend on its length.
+  const int64_t p0 = windowed() && opt_.key_rotation == KeyRotation::AtRead ? cache_len_ : pos_, p1 = p0 + n;
   ChunkRope r;
   // Frequencies for the current length (static methods ignore it).
   freqs_ = compute_frequencies(opt_.rope, p1);
@@ -185,8 +280,10 @@ InferenceSession::ChunkRope InferenceSession::prepare_rope(int n) {
   for (int t = 0; t < n; ++t) r.positions[t] = p0 + t;
   if (opt_.key_rotation == KeyRotation::AtRead) {  // every cached key is rotated with the current frequencies
     r.key_table = build_cos_sin_table(freqs_, 0, p1);
-    r.key_positions.resize(p1);
-    for (int64_t i = 0; i < p1; ++i) r.key_positions[i] = i;
+    if (!evicting()) {  // with a budget, each layer's keys are at row_pos_
+      r.key_positions.resize(p1);
+      for (int64_t i = 0; i < p1; ++i) r.key_positions[i] = i;
+    }
   }
   if (const SelfExtend& se = opt_.self_extend; se.enabled()) {
     r.grouped_positions.resize(n);
@@ -201,8 +298,14 @@ InferenceSession::ChunkRope InferenceSession::prepare_rope(int n) {
 void InferenceSession::attend(int l, int n, const ChunkRope& rope, float* q, float* k, const float* v, float* out, int threads) {
   const auto& hp = m_.hp;
   const int hd = hp.head_dim, H = hp.n_heads, KV = hp.n_kv_heads, qd = H * hd, kvd = KV * hd;
-  const int64_t p0 = cache_len_, p1 = cache_len_ + n;
+  const int64_t c0 = cache_len_, c1 = cache_len_ + n;  // the chunk's cache rows
   const bool at_read = opt_.key_rotation == KeyRotation::AtRead;
+  float* received = nullptr;
+  if (evicting()) {  // the chunk's keys: their text positions, no attention received yet
+    for (int t = 0; t < n; ++t) row_pos_[l][c0 + t] = pos_ + t;
+    std::fill(received_[l].begin() + c0, received_[l].begin() + c1, 0.0f);
+    received = received_[l].data();
+  }
   if (opt_.self_extend.enabled()) {  // the queries again, at their grouped positions
     q_grouped_.assign(q, q + size_t(n) * qd);
     RotaryProblem gp = rotary_problem(n, rope.grouped_positions.data(), rope.grouped_table);
@@ -214,33 +317,63 @@ void InferenceSession::attend(int l, int n, const ChunkRope& rope, float* q, flo
   if (!at_read) rp.k = {k, DType::F32, KV, kvd, hd};
   apply_rotary(rp, threads);
 
-  const int64_t row0 = p0 * KV;  // the chunk's first cache row
+  const int64_t row0 = c0 * KV;  // the chunk's first cache row
   kv_store_rows(opt_.kv_cache, k, k_cache_[l].data() + row0 * kv_row_bytes_, int64_t(n) * KV, hd);
   kv_store_rows(opt_.kv_cache, v, v_cache_[l].data() + row0 * kv_row_bytes_, int64_t(n) * KV, hd);
   const void* keys = k_cache_[l].data();
   KvType key_type = opt_.kv_cache;
   if (at_read) {
-    k_rot_.resize(size_t(p1) * kvd);
-    kv_load_rows(opt_.kv_cache, k_cache_[l].data(), k_rot_.data(), p1 * KV, hd);
+    k_rot_.resize(size_t(c1) * kvd);
+    kv_load_rows(opt_.kv_cache, k_cache_[l].data(), k_rot_.data(), c1 * KV, hd);
     if (opt_.self_extend.enabled()) k_grouped_.assign(k_rot_.begin(), k_rot_.end());  // the same unrotated keys, for grouped positions
-    RotaryProblem kp = rotary_problem(p1, rope.key_positions.data(), rope.key_table);
+    RotaryProblem kp = rotary_problem(c1, evicting() ? row_pos_[l].data() : rope.key_positions.data(), rope.key_table);
     kp.k = {k_rot_.data(), DType::F32, KV, kvd, hd};
     apply_rotary(kp, threads);
     keys = k_rot_.data();
     key_type = KvType::F32;
     if (opt_.self_extend.enabled()) {
-      RotaryProblem gp = rotary_problem(p1, rope.grouped_key_positions.data(), rope.grouped_table);
+      RotaryProblem gp = rotary_problem(c1, rope.grouped_key_positions.data(), rope.grouped_table);
       gp.k = {k_grouped_.data(), DType::F32, KV, kvd, hd};
       apply_rotary(gp, threads);
       return attend_self_extend(l, n, q, k_rot_.data(), out, threads);
     }
   }
 
-  attention_over(n, p0, q, keys, key_type, v_cache_[l].data(), out, nullptr, threads);
+  if (windowed() && !at_read && pos_ > cache_len_ && opt_.kv_sinks > 0) return window_attention(l, n, q, out, threads);
+  attention_over(n, c0, q, keys, key_type, v_cache_[l].data(), out, nullptr, threads, received);
+}
+
+void InferenceSession::window_attention(int l, int n, const float* q, float* out, int threads) {
+  // Keys were rotated once, at their text positions, and queries are at theirs, so the window's rows
+  // (consecutive text) sit at the right distances from every query with no re-rotation; only the sinks
+  // moved: sink i belongs at cache position i, i.e. text position i + E after E evictions. They are
+  // turned by E more (rotations compose; the table without the attention factor, which they carry), and
+  // each query's attention over them is merged with the window's by the log-sum-exps.
+  const auto& hp = m_.hp;
+  const int hd = hp.head_dim, H = hp.n_heads, KV = hp.n_kv_heads, qd = H * hd, kvd = KV * hd;
+  const int64_t S = opt_.kv_sinks, c0 = cache_len_, evicted = pos_ - cache_len_, row = int64_t(KV) * int64_t(kv_row_bytes_);
+  k_rot_.resize(size_t(S) * kvd);
+  kv_load_rows(opt_.kv_cache, k_cache_[l].data(), k_rot_.data(), S * KV, hd);
+  RopeFrequencies shift = freqs_;
+  shift.attention_factor = 1.0;
+  const CosSinTable table = build_cos_sin_table(shift, evicted, evicted + 1);
+  const std::vector<int64_t> by(size_t(S), evicted);
+  RotaryProblem sp = rotary_problem(S, by.data(), table);
+  sp.k = {k_rot_.data(), DType::F32, KV, kvd, hd};
+  apply_rotary(sp, threads);
+  near_out_.resize(size_t(n) * qd), near_lse_.resize(size_t(n) * H), far_out_.resize(size_t(qd)), far_lse_.resize(H);
+  attention_over(n, c0 - S, q, k_cache_[l].data() + S * row, opt_.kv_cache, v_cache_[l].data() + S * row, near_out_.data(),
+                 near_lse_.data(), threads);
+  for (int t = 0; t < n; ++t) {  // every query sees every sink
+    attention_over(1, S - 1, q + size_t(t) * qd, k_rot_.data(), KvType::F32, v_cache_[l].data(), far_out_.data(), far_lse_.data(),
+                   threads);
+    merge_attention(near_out_.data() + size_t(t) * qd, near_lse_.data() + size_t(t) * H, far_out_.data(), far_lse_.data(),
+                    out + size_t(t) * qd, H, hd);
+  }
 }
 
 void InferenceSession::attention_over(int n, int64_t keys_before, const float* q, const void* k, KvType k_type,
-                                      const std::byte* v, float* out, float* lse, int threads) const {
+                                      const std::byte* v, float* out, float* lse, int threads, float* key_weight) const {
   const auto& hp = m_.hp;
   AttentionProblem ap;
   ap.n_queries = n;
@@ -256,6 +389,7 @@ void InferenceSession::attention_over(int n, int64_t keys_before, const float* q
   ap.scale = 1.0f / std::sqrt(static_cast<float>(hp.head_dim));
   ap.out = out;
   ap.lse = lse;
+  ap.key_weight = key_weight;
   attention(ap, threads);
 }
 
@@ -304,7 +438,7 @@ std::vector<float> InferenceSession::forward_batch(std::span<InferenceSession* c
   for (int b = 0; b < B; ++b) {
     InferenceSession& s = *sessions[b];
     if (&s.m_ != &m) throw std::invalid_argument("forward_batch: the sessions must share one model");
-    if (!s.windowed() && s.pos_ + 1 > s.opt_.max_context)
+    if (!s.windowed() && !s.evicting() && s.pos_ + 1 > s.opt_.max_context)
       throw std::length_error("session: " + std::to_string(s.pos_ + 1) + " tokens exceed the KV cache of " +
                               std::to_string(s.opt_.max_context));
     if (tokens[b] < 0 || tokens[b] >= hp.vocab_size)

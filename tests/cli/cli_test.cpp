@@ -8,6 +8,7 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -733,4 +734,51 @@ TEST(Cli, KvCachePolicyFlags) {
   EXPECT_EQ(rows[1]["kv_cache"], "q8_0");
   EXPECT_EQ(rows[0]["kv_cache_bytes"].get<double>() * 34 / 128, rows[1]["kv_cache_bytes"].get<double>());
   EXPECT_EQ(rows[0]["kv_cache_bytes"].get<double>() * 18 / 128, rows[2]["kv_cache_bytes"].get<double>());
+}
+
+// H2O eviction and the comparison of KV policies in one run: pairs labelled "method · policy", the KV
+// bytes each policy's sessions allocate (ggml's q8_0: 34 bytes per 32 values), bad policies refused by name.
+TEST(Cli, KvPoliciesInOneRunAndEviction) {
+  const auto text = test::shared_dir() / "data/tinystories_valid_head.txt";
+  const auto kjv = test::source_dir() / "models/ropescale-kjv-256.gguf";
+  if (!std::filesystem::exists(text)) GTEST_SKIP() << "SKIPPED LOUDLY: ../shared is absent";
+  const std::string m = " --model " + kjv.string() + " --text " + text.string() + " --tokens 1024 --methods yarn:2 --quiet";
+  auto r = run("eval ppl" + m + " --ctx 512,1024 --json - --kv-policy f32 q8_0,kv-budget-tokens=128 kv-window=128,kv-sinks=4");
+  ASSERT_EQ(r.code, 0) << r.err;
+  const auto results = r.j()["results"];
+  ASSERT_EQ(results.size(), 6u);  // 3 policies × 2 lengths
+  std::set<std::string> labels;
+  for (const auto& x : results) {
+    labels.insert(x["method"].get<std::string>());
+    EXPECT_TRUE(x["ppl"].is_number()) << x.dump();
+  }
+  EXPECT_EQ(labels, (std::set<std::string>{"yarn:2 · f32", "yarn:2 · q8_0, H2O budget 128", "yarn:2 · f32, sinks 4 + window 128"}));
+  const auto memory = r.j()["kv_memory"];
+  ASSERT_EQ(memory.size(), 6u);
+  const int64_t per_token_f32 = 4 /*layers*/ * 2 /*K, V*/ * 2 /*kv heads*/ * 32 /*head_dim*/ * 4;
+  for (const auto& x : memory) {
+    const std::string policy = x["policy"];
+    const int64_t tokens = x["tokens"], rows = x["cached_tokens"], bytes = x["bytes"];
+    if (policy == "f32") EXPECT_EQ(bytes, tokens * per_token_f32);
+    if (policy == "q8_0, H2O budget 128") EXPECT_EQ(bytes, 128 * (4 * 2 * 2) * 34) << "q8_0: 34 bytes per 32 values (one block per head row)";
+    if (policy == "f32, sinks 4 + window 128") EXPECT_EQ(rows, 132);
+  }
+  // Bad policies: an unknown flag, a combination the flags refuse, a bad pattern — each named, exit 2.
+  r = run("eval ppl" + m + " --ctx 256 --kv-policy kv-bogus=3");
+  EXPECT_EQ(r.code, 2);
+  EXPECT_NE(r.err.find("--kv-policy: 'kv-bogus=3'"), std::string::npos) << r.err;
+  r = run("eval ppl" + m + " --ctx 256 --kv-policy kv-budget-tokens=64,kv-window=32");
+  EXPECT_EQ(r.code, 2);
+  EXPECT_NE(r.err.find("--kv-budget-tokens: does not combine with --kv-window"), std::string::npos) << r.err;
+  r = run("eval ppl" + m + " --ctx 256 --kv-protect 'Genesis'");
+  EXPECT_EQ(r.code, 2);
+  EXPECT_NE(r.err.find("--kv-protect: 'Genesis' needs --kv-budget-tokens"), std::string::npos) << r.err;
+  r = run("generate --model " + kjv.string() + " --prompt 'In the beginning' --max-tokens 4 --kv-budget-tokens 64 --kv-protect '([a'");
+  EXPECT_EQ(r.code, 2);
+  EXPECT_NE(r.err.find("--kv-protect: '([a' is not a regular expression"), std::string::npos) << r.err;
+  // generate streams past the budget with a protected span.
+  r = run("generate --model " + kjv.string() + " --prompt 'In the beginning God created the heaven and the earth.' "
+          "--max-tokens 300 --kv-budget-tokens 64 --kv-protect 'God' --rope-scaling '{\"rope_type\":\"yarn\",\"factor\":2}'");
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_GT(r.out.size(), 300u) << r.out;
 }

@@ -17,6 +17,15 @@
 
 namespace ropescale {
 
+// The KV cache one policy allocates for prompts of `tokens` tokens (session_cache_rows, kv_cache_bytes:
+// the sessions' own count).
+struct KvMemoryRow {
+  std::string policy;  // kv_policy_label
+  int64_t tokens = 0;
+  int64_t rows = 0;    // cached tokens
+  size_t bytes = 0;
+};
+
 struct EvalReport {
   std::string model_path;
   std::string endpoint;         // "URL (served model)" when the model was evaluated through an endpoint
@@ -33,6 +42,9 @@ struct EvalReport {
   // Effective context: by accuracy (passkey exact, task score) and by needle NLL.
   EffectiveContextRule effective_accuracy{0.1, true, 0.5};
   EffectiveContextRule effective_nll{0.5, false, 0.0};  // the CLI bounds it by ln(vocabulary)
+  // Local runs: per KV policy (one, or each --kv-policy) and length, the cache the sessions allocate.
+  // With several policies each method label is "method · policy".
+  std::vector<KvMemoryRow> kv_memory;
   std::string command;          // the command line that produced it
   double seconds = 0;
 };

@@ -46,8 +46,11 @@ struct RunOptions {  // how sessions are run, shared by every evaluation
   int64_t kv_window = 0, kv_sinks = 0;      // SessionOptions: StreamingLLM sinks + window (0 = keep every token)
   SelfExtend self_extend;                   // SessionOptions: Self-Extend's grouped positions (window 0 = off)
   std::optional<KeyRotation> key_rotation;  // unset: AtRead for length-dependent methods, else AtWrite
+  int64_t kv_budget = 0;                    // SessionOptions: H2O eviction to this many tokens (0 = keep every token)
+  std::string kv_protect;                   // with a budget: a regex whose tokens a retrieval prompt never evicts
 };
-// "f32", "q8_0, sinks 4 + window 1024", "f16, self-extend G 4 W 64": the cache and position policy as reports name it.
+// "f32", "q8_0, sinks 4 + window 1024", "f16, self-extend G 4 W 64", "f32, H2O budget 512": the cache and
+// position policy as reports name it.
 std::string kv_policy_label(const RunOptions& run);
 
 // Session options for one method (see RunOptions), max_context tokens of cache.

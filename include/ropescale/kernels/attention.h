@@ -27,6 +27,10 @@ struct AttentionProblem {
   // Optional [n_queries][n_heads]: log Σ_i exp(scale · q·k_i) over the keys each query saw — what
   // merges attentions over disjoint key sets (merge_attention).
   float* lse = nullptr;
+  // Optional [keys_before + n_queries]: key_weight[i] += Σ_{t,h} softmax weight of key i in query t's
+  // head h — the accumulated attention H2O evicts by. The optimized kernel recomputes the scores once
+  // more against the finished log-sum-exps (O(keys) memory, no score matrix).
+  float* key_weight = nullptr;
 };
 
 // Merges two attentions of the same queries over disjoint keys, given each one's output and
