@@ -173,17 +173,17 @@ void InferenceSession::evict(int64_t n) {
     std::nth_element(candidates.begin(), candidates.begin() + (n - 1), candidates.end(), [&](int64_t a, int64_t b) {
       return received[a] != received[b] ? received[a] < received[b] : a < b;
     });
-    std::vector<bool> evicted(size_t(cache_len_), false);
-    for (int64_t j = 0; j < n; ++j) evicted[candidates[j]] = true;
-    int64_t kept = 0;
-    for (int64_t i = 0; i < cache_len_; ++i) {
-      if (evicted[i]) continue;
-      if (kept != i) {
-        for (auto* cache : {&k_cache_, &v_cache_}) std::memcpy((*cache)[l].data() + kept * row, (*cache)[l].data() + i * row, size_t(row));
-        row_pos_[l][kept] = row_pos_[l][i];
-        received_[l][kept] = received_[l][i];
-      }
-      ++kept;
+    std::sort(candidates.begin(), candidates.begin() + n);  // the evicted rows, in order
+    // Each run of kept rows between two evicted ones moves down in one piece.
+    int64_t kept = candidates[0];
+    for (int64_t j = 0; j < n; ++j) {
+      const int64_t from = candidates[j] + 1, to = j + 1 < n ? candidates[j + 1] : cache_len_;
+      if (to <= from) continue;
+      for (auto* cache : {&k_cache_, &v_cache_})
+        std::memmove((*cache)[l].data() + kept * row, (*cache)[l].data() + from * row, size_t((to - from) * row));
+      std::copy(row_pos_[l].begin() + from, row_pos_[l].begin() + to, row_pos_[l].begin() + kept);
+      std::copy(received_[l].begin() + from, received_[l].begin() + to, received_[l].begin() + kept);
+      kept += to - from;
     }
   }
   cache_len_ -= n;
