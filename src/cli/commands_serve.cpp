@@ -16,6 +16,7 @@ namespace {
 struct ServeCliOptions {
   ServeOptions serve;
   std::string kv_cache = "f32";
+  RuntimeFlags kv_flags;  // --kv-window, --kv-sinks, --kv-budget-tokens, --kv-protect, --self-extend-*
   double kv_budget_mib = 1024, max_body_mib = 8;
 };
 
@@ -26,15 +27,20 @@ void run_serve(ServeCliOptions o) {
   if (!(o.max_body_mib > 0)) throw_unreadable("--max-body", "must be > 0 MiB");
   o.serve.engine.kv_budget = static_cast<size_t>(o.kv_budget_mib * 1048576.0);
   o.serve.max_body_bytes = static_cast<size_t>(o.max_body_mib * 1048576.0);
-  RuntimeFlags kv_flags;
-  kv_flags.kv_cache = o.kv_cache;
-  o.serve.engine.kv_cache = kv_cache_of(kv_flags);
+  o.kv_flags.kv_cache = o.kv_cache;
+  apply_kv_flags(o.kv_flags, o.serve.engine.kv.session);  // checked as every command checks them
+  o.serve.engine.kv.protect = o.kv_flags.kv_protect;
+  const SessionOptions& kv = o.serve.engine.kv.session;
+  std::string retention = kv.kv_window > 0   ? fmt::format(", window {} + sinks {}", kv.kv_window, kv.kv_sinks)
+                          : kv.kv_budget > 0 ? fmt::format(", H2O budget {} tokens", kv.kv_budget)
+                                             : "";
+  if (kv.self_extend.enabled()) retention += fmt::format(", Self-Extend G {} W {}", kv.self_extend.group, kv.self_extend.window);
   const bool loopback = o.serve.host == "127.0.0.1" || o.serve.host == "localhost" || o.serve.host == "::1";
   if (!loopback && o.serve.api_key.empty())
     fmt::print(stderr, "ropescale: warning: serving on {} without --api-key: anyone who can reach it can use it\n", o.serve.host);
   serve(o.serve, [&](const std::string& host, int port) {
-    fmt::print("ropescale: serving {} on http://{}:{} — {} sessions, queue {}, KV budget {:.0f} MiB of {} caches{}\n", o.serve.model, host,
-               port, o.serve.engine.parallel, o.serve.engine.queue, o.kv_budget_mib, to_string(o.serve.engine.kv_cache),
+    fmt::print("ropescale: serving {} on http://{}:{} — {} sessions, queue {}, KV budget {:.0f} MiB of {} caches{}{}\n", o.serve.model,
+               host, port, o.serve.engine.parallel, o.serve.engine.queue, o.kv_budget_mib, to_string(kv.kv_cache), retention,
                o.serve.api_key.empty() ? "" : ", API key required");
     std::fflush(stdout);
   });
@@ -60,6 +66,7 @@ void add_serve_commands(CLI::App& app, int& exit_code) {
   c->add_option("--queue", s.engine.queue, "Requests waiting beyond those (more get 429)")->capture_default_str()->check(CLI::NonNegativeNumber);
   c->add_option("--kv-budget", o->kv_budget_mib, "KV-cache MiB all running requests may hold")->capture_default_str();
   add_kv_cache_option(c, o->kv_cache);
+  add_runtime_flags(c, o->kv_flags, {.kv_cache = false, .key_rotation = false, .chunk = false, .threads = false});
   c->add_option("--threads", s.engine.threads, "Threads per step (0 = all cores)")->capture_default_str()->check(CLI::NonNegativeNumber);
   c->add_option("--max-context", s.max_context, "Longest prompt + max_tokens (0 = 64 × the trained context)")->capture_default_str();
   c->add_option("--max-tokens-limit", s.limits.max_tokens, "Largest max_tokens accepted")->capture_default_str()->check(CLI::PositiveNumber);

@@ -36,8 +36,8 @@ void add_runtime_flags(CLI::App* c, RuntimeFlags& f, RuntimeFlagSet which) {
         ->check(CLI::NonNegativeNumber);
     c->add_option("--kv-protect", f.kv_protect,
                   "With --kv-budget-tokens: a regular expression (ECMAScript) on the prompt's text; the tokens it covers "
-                  "are never evicted (headings, the question). Applies to prompts (generate, passkey, tasks), not to "
-                  "perplexity windows");
+                  "are never evicted (headings, the question). Applies to prompts (generate, serve, passkey, tasks), not "
+                  "to perplexity windows");
   }
   if (which.key_rotation) {
     if (which.rotation_auto) f.key_rotation = "auto";

@@ -1,5 +1,7 @@
 #include "ropescale/serve/completion.h"
 
+#include "ropescale/model/token_spans.h"
+
 #include <algorithm>
 #include <cmath>
 #include <numeric>
@@ -30,25 +32,38 @@ void check_prompt_ids(const std::vector<int>& prompt, int vocab_size) {
 
 int64_t tokens_needed(size_t prompt_tokens, int max_tokens) { return int64_t(prompt_tokens) + std::max(1, max_tokens); }
 
-size_t CompletionRun::kv_bytes(const LlamaModel& m, int64_t tokens, KvType kv) {
-  return kv_cache_bytes(kv, m.hp.n_layers, m.hp.n_kv_heads, m.hp.head_dim, tokens);  // what the session allocates
+size_t CompletionRun::kv_bytes(const LlamaModel& m, int64_t tokens, const KvPolicy& kv) {
+  SessionOptions so = kv.session;
+  so.max_context = tokens;
+  return kv_cache_bytes(so.kv_cache, m.hp.n_layers, m.hp.n_kv_heads, m.hp.head_dim, session_cache_rows(so, m.hp.trained_context));
 }
 
 CompletionRun::CompletionRun(const LlamaModel& model, const Tokenizer& tok, const CompletionRequest& request,
-                             std::vector<int> prompt, const RopeChoice& rope, KvType kv_cache, int threads)
+                             std::vector<int> prompt, const RopeChoice& rope, const KvPolicy& kv, int threads)
     : model_(model), tok_(tok), req_(request), prompt_(std::move(prompt)) {
   if (prompt_.empty()) throw ApiError(400, "prompt: is empty", "prompt");
   check_prompt_ids(prompt_, model.hp.vocab_size);
   context_ = tokens_needed(prompt_.size(), req_.max_tokens);
-  SessionOptions so;
+  SessionOptions so = kv.session;
   so.max_context = context_;
   so.rope = spec_ = rope.setting.spec;
-  recompute_ = rope.recompute_on_change;
+  // With a window a length-dependent setting follows the cache's length (session.h), which stops
+  // moving once the window is full: no re-prefill, which through a window would not be a fresh
+  // pass over the sequence anyway.
+  recompute_ = rope.recompute_on_change && so.kv_window == 0;
   // A length-dependent setting prefills in one chunk, as a fresh forward pass over the sequence does
   // (frequencies for its whole length); chunked, each chunk would use its own length's.
   if (recompute_) so.chunk = static_cast<int>(context_);
-  so.kv_cache = kv_cache;
   so.threads = threads;
+  if (!kv.protect.empty() && so.kv_budget > 0) {
+    so.kv_protect = token_spans_matching(tok, prompt_, kv.protect);
+    std::vector<bool> is_covered(prompt_.size(), false);  // spans may overlap
+    for (const auto& span : so.kv_protect) std::fill(is_covered.begin() + span.begin, is_covered.begin() + span.end, true);
+    const int64_t covered = std::count(is_covered.begin(), is_covered.end(), true);
+    if (covered > so.kv_budget / 2)  // more would leave eviction nothing to take
+      throw ApiError(400, "prompt: the server's --kv-protect pattern covers " + std::to_string(covered) +
+                              " of its tokens, more than half of the --kv-budget-tokens " + std::to_string(so.kv_budget), "prompt");
+  }
   sequence_ = prompt_;
   session_ = std::make_unique<InferenceSession>(model, so);
   rng_.seed(req_.seed ? *req_.seed : std::random_device{}());

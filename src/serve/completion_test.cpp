@@ -34,7 +34,7 @@ struct Result {
 };
 
 Result run_all(const DefaultModel& d, const CompletionRequest& r, const RopeChoice& rope) {
-  CompletionRun run(d.model, *d.tok, r, d.tok->encode(*r.prompt, true, false), rope, KvType::F32, 0);
+  CompletionRun run(d.model, *d.tok, r, d.tok->encode(*r.prompt, true, false), rope, KvPolicy{}, 0);
   Result out;
   while (!run.done()) {
     const CompletionStep s = run.step();
@@ -121,11 +121,69 @@ TEST(Completion, IdsOutsideTheVocabularyAre400s) {
   CompletionRequest r;
   r.prompt_ids = {1, 70, 259};
   try {
-    CompletionRun run(d->model, *d->tok, r, r.prompt_ids, plain(d->model), KvType::F32, 0);
+    CompletionRun run(d->model, *d->tok, r, r.prompt_ids, plain(d->model), KvPolicy{}, 0);
     FAIL() << "accepted";
   } catch (const ApiError& e) {
     EXPECT_EQ(e.status, 400);
     EXPECT_EQ(e.param, "prompt");
+  }
+}
+
+// The server's KV policy: a window or a budget bounds the cache a long request holds (and the bytes it
+// is admitted by) while it runs to its end, past the trained context; a protect pattern that would
+// leave a budget nothing to evict is a 400 naming it.
+TEST(Completion, AWindowOrBudgetBoundsTheCacheOfALongRequest) {
+  ROPESCALE_NEED_DEFAULT_MODEL(d);
+  std::string prompt = "In the beginning God created the heaven and the earth. ";
+  while (prompt.size() < 300) prompt += "And God said, Let there be light: and there was light. ";
+  const CompletionRequest r = greedy(prompt, 120);  // ~420 tokens: past the trained 256
+  const RopeChoice yarn = choose_rope(d->model, r, parse_serve_policy("auto"), 512);
+  for (int which = 0; which < 2; ++which) {
+    KvPolicy kv;
+    if (which == 0) kv.session.kv_window = 96, kv.session.kv_sinks = 4;
+    else kv.session.kv_budget = 128, kv.protect = "In the beginning";
+    const int64_t rows = which == 0 ? 100 : 128;
+    EXPECT_EQ(CompletionRun::kv_bytes(d->model, 420, kv), kv_cache_bytes(KvType::F32, d->model.hp.n_layers, d->model.hp.n_kv_heads,
+                                                                         d->model.hp.head_dim, rows));
+    CompletionRun run(d->model, *d->tok, r, d->tok->encode(prompt, true, false), yarn, kv, 0);
+    std::string text, finish;
+    while (!run.done()) {
+      const CompletionStep st = run.step();
+      text += st.text;
+      if (st.finish) finish = *st.finish;
+      EXPECT_LE(run.session().cache_length(), rows);
+    }
+    EXPECT_EQ(finish, "length") << which;
+    EXPECT_FALSE(text.empty()) << which;
+    EXPECT_EQ(run.session().kv_cache_bytes_allocated(), CompletionRun::kv_bytes(d->model, 420, kv)) << which;
+  }
+  // A length-dependent setting through a window follows the cache's length: once the window is full its
+  // frequencies stop moving, so no step needs the re-prefill an unwindowed dynamic run takes.
+  {
+    KvPolicy kv;
+    kv.session.kv_window = 96, kv.session.kv_sinks = 4;
+    CompletionRequest dyn = r;
+    dyn.rope_scaling = nlohmann::json{{"rope_type", "dynamic"}, {"factor", 4.0}};
+    const RopeChoice dynamic = choose_rope(d->model, dyn, parse_serve_policy("auto"), 512);
+    ASSERT_TRUE(dynamic.recompute_on_change);
+    CompletionRun run(d->model, *d->tok, dyn, d->tok->encode(prompt, true, false), dynamic, kv, 0);
+    run.step();  // the prefill
+    while (!run.done()) {
+      run.sample_next();
+      if (!run.has_pending_token()) break;
+      EXPECT_TRUE(run.batchable()) << "position " << run.session().position();
+      run.advance();
+    }
+  }
+  KvPolicy greedy_protect;
+  greedy_protect.session.kv_budget = 64;
+  greedy_protect.protect = "[a-z]+";  // most of the prompt
+  try {
+    CompletionRun run(d->model, *d->tok, r, d->tok->encode(prompt, true, false), yarn, greedy_protect, 0);
+    FAIL() << "accepted";
+  } catch (const ApiError& e) {
+    EXPECT_EQ(e.status, 400);
+    EXPECT_NE(std::string(e.what()).find("--kv-protect pattern covers"), std::string::npos) << e.what();
   }
 }
 

@@ -137,7 +137,7 @@ void Engine::loop() {
       Running& r = *it;
       try {
         if (!r.run)
-          r.run = std::make_unique<CompletionRun>(model_, tok_, r.job->request, r.job->prompt, r.job->rope, opt_.kv_cache, opt_.threads);
+          r.run = std::make_unique<CompletionRun>(model_, tok_, r.job->request, r.job->prompt, r.job->rope, opt_.kv, opt_.threads);
         if (!r.run->prefilled()) {
           r.job->push(r.run->step());
         } else {

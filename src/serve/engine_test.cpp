@@ -22,7 +22,7 @@ std::shared_ptr<Job> job(const Fixture& f, const std::string& prompt, int max_to
   auto ids = f.tok->encode(prompt, true, false);
   const int64_t tokens = tokens_needed(ids.size(), max_tokens);
   RopeChoice rope = choose_rope(f.model, r, parse_serve_policy(policy), tokens);
-  return std::make_shared<Job>(r, std::move(ids), std::move(rope), CompletionRun::kv_bytes(f.model, tokens, KvType::F32));
+  return std::make_shared<Job>(r, std::move(ids), std::move(rope), CompletionRun::kv_bytes(f.model, tokens, KvPolicy{}));
 }
 
 std::string collect(Job& j) {
@@ -38,7 +38,7 @@ TEST(Engine, ConcurrentRequestsGiveWhatEachGivesAlone) {
       {"And the earth", 50, "auto:linear"}, {"Blessed", 20, R"({"rope_type":"yarn","factor":2})"}};
   std::vector<std::string> alone;
   {
-    Engine solo(f->model, *f->tok, EngineOptions{1, 8, size_t(1) << 30, KvType::F32, 0});
+    Engine solo(f->model, *f->tok, EngineOptions{1, 8, size_t(1) << 30, KvPolicy{}, 0});
     for (const auto& [p, n, pol] : requests) {
       auto j = job(*f, p, n, pol);
       ASSERT_EQ(solo.submit(j), Engine::Admission::Queued);
@@ -46,7 +46,7 @@ TEST(Engine, ConcurrentRequestsGiveWhatEachGivesAlone) {
       ASSERT_FALSE(j->error()) << j->error()->what();
     }
   }
-  Engine engine(f->model, *f->tok, EngineOptions{3, 8, size_t(1) << 30, KvType::F32, 0});
+  Engine engine(f->model, *f->tok, EngineOptions{3, 8, size_t(1) << 30, KvPolicy{}, 0});
   std::vector<std::shared_ptr<Job>> jobs;
   for (const auto& [p, n, pol] : requests) jobs.push_back(job(*f, p, n, pol));
   for (auto& j : jobs) ASSERT_EQ(engine.submit(j), Engine::Admission::Queued);
@@ -66,7 +66,7 @@ TEST(Engine, AdmitsBySessionsQueueAndKvBytesAndFreesCancelledSessions) {
   ROPESCALE_NEED_DEFAULT_MODEL(f);
   auto long_job = job(*f, "And God said", 3000, "auto");
   const size_t budget = long_job->kv_bytes + long_job->kv_bytes / 2;  // room for one long job, not two
-  Engine engine(f->model, *f->tok, EngineOptions{2, 1, budget, KvType::F32, 0});
+  Engine engine(f->model, *f->tok, EngineOptions{2, 1, budget, KvPolicy{}, 0});
   ASSERT_EQ(engine.submit(long_job), Engine::Admission::Queued);
   ASSERT_TRUE(long_job->next());  // running (its prefill step arrived)
   auto second = job(*f, "In the beginning", 3000, "auto");  // fits the sessions, not the KV budget: waits

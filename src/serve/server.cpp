@@ -74,8 +74,11 @@ std::shared_ptr<Job> admit(State& s, const httplib::Request& req, httplib::Respo
   if (tokens > s.max_context)
     throw ApiError(400, fmt::format("prompt ({} tokens) + max_tokens ({}) = {} exceeds the server's maximum context of {} tokens",
                                     prompt.size(), r.max_tokens, tokens, s.max_context), "max_tokens");
-  RopeChoice rope = choose_rope(s.model, r, s.policy, tokens);
-  const size_t kv = CompletionRun::kv_bytes(s.model, tokens, s.opt.engine.kv_cache);
+  // A window's positions stop at its sinks + window: the policy sizes the factor for the positions used.
+  const SessionOptions& kv_policy = s.opt.engine.kv.session;
+  const int64_t positions = kv_policy.kv_window > 0 ? std::min(tokens, kv_policy.kv_sinks + kv_policy.kv_window) : tokens;
+  RopeChoice rope = choose_rope(s.model, r, s.policy, positions);
+  const size_t kv = CompletionRun::kv_bytes(s.model, tokens, s.opt.engine.kv);
   if (kv > s.opt.engine.kv_budget)
     throw ApiError(400, fmt::format("this request needs {:.1f} MiB of KV cache ({} tokens), more than the server's whole "
                                     "budget of {:.1f} MiB (--kv-budget): shorten the prompt or max_tokens",

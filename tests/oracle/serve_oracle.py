@@ -298,6 +298,22 @@ def main():
                 f"exit {rc}, finish {finish}, {len(text)} characters")
     finally:
         small.stop(signal.SIGKILL)
+
+    # A KV window bounds what a request holds: 1502 tokens would need 2.9 MiB of f32 cache (2048 bytes a
+    # token on this model), over a 1 MiB --kv-budget; with a 96 + 4 window it holds 100 tokens' worth.
+    windowed = Server(binary, "--api-key", KEY, "--kv-budget", "1", "--kv-window", "96", "--kv-sinks", "4")
+    plain = Server(binary, "--api-key", KEY, "--kv-budget", "1")
+    try:
+        status, _, body = windowed.complete({"prompt": "And", "max_tokens": 1500, "temperature": 0})
+        usage = body.get("usage", {})
+        c.check(status == 200 and usage.get("completion_tokens") == 1500,
+                "--kv-window 96 --kv-sinks 4: a 1502-token request runs under a 1 MiB KV budget", f"{status} {usage}")
+        status, _, body = plain.complete({"prompt": "And", "max_tokens": 1500, "temperature": 0})
+        c.check(status == 400 and "KV cache" in json.dumps(body), "without the window the same request is refused by the budget",
+                f"{status} {json.dumps(body)[:120]}")
+    finally:
+        windowed.stop(signal.SIGKILL)
+        plain.stop(signal.SIGKILL)
     print(f"serve oracle: {c.passed} passed, {c.failed} failed", flush=True)
     return 1 if c.failed else 0
 

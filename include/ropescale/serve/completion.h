@@ -32,6 +32,13 @@ struct TokenLogprobs {
   nlohmann::json to_json() const;
 };
 
+// The KV cache every run of a server keeps (`serve --kv-cache --kv-window --kv-sinks
+// --kv-budget-tokens --kv-protect --self-extend-*`).
+struct KvPolicy {
+  SessionOptions session;  // its kv_cache, kv_window, kv_sinks, kv_budget, self_extend; the rest is set per run
+  std::string protect;     // with a budget: a regex whose prompt tokens are never evicted ("" = none)
+};
+
 struct CompletionStep {
   std::string text;                       // new text for the client
   TokenLogprobs logprobs;                 // this step's tokens (when logprobs were asked for)
@@ -46,10 +53,11 @@ int64_t tokens_needed(size_t prompt_tokens, int max_tokens);
 class CompletionRun {
  public:
   // `prompt` is token ids (BOS first when the request gave text). Throws ApiError (400) for ids
-  // outside the vocabulary; std::length_error never escapes (the session is sized for
-  // prompt + max_tokens).
+  // outside the vocabulary, and when the policy's protected spans cover more than half of its
+  // budget; std::length_error never escapes (the session holds prompt + max_tokens, or a window or
+  // budget that never fills).
   CompletionRun(const LlamaModel& model, const Tokenizer& tok, const CompletionRequest& request, std::vector<int> prompt,
-                const RopeChoice& rope, KvType kv_cache, int threads);
+                const RopeChoice& rope, const KvPolicy& kv, int threads);
 
   CompletionStep step();
   bool done() const { return finished_; }
@@ -72,8 +80,9 @@ class CompletionRun {
   int completion_tokens() const { return generated_; }
   int64_t context() const { return context_; }  // the session's KV capacity (tokens)
 
-  // KV bytes a request of `tokens` tokens holds, for admission.
-  static size_t kv_bytes(const LlamaModel& model, int64_t tokens, KvType kv_cache);
+  // KV bytes a request of `tokens` tokens holds under `kv`, for admission: what its session allocates
+  // (session_cache_rows: the tokens, or the window / budget).
+  static size_t kv_bytes(const LlamaModel& model, int64_t tokens, const KvPolicy& kv);
 
  private:
   CompletionStep prefill();

@@ -63,7 +63,7 @@ struct EngineOptions {
   int parallel = 4;           // sessions running at once (their decode steps batched)
   int queue = 32;             // jobs waiting beyond those
   size_t kv_budget = 1 << 30; // bytes of KV cache all running sessions may hold
-  KvType kv_cache = KvType::F32;
+  KvPolicy kv;                // the cache each session keeps (completion.h)
   int threads = 0;            // per step (0 = the whole pool)
 };
 
