@@ -29,11 +29,22 @@ void check(const AttentionProblem& p) {
 
 }  // namespace
 
+void detail::query_for_keys(KvType k_type, const float* q, float* out, int head_dim) {
+  if (!is_quantized(k_type)) {
+    std::copy(q, q + head_dim, out);
+    return;
+  }
+  thread_local std::vector<BlockQ8_0> blocks;
+  blocks.resize(size_t(head_dim) / kQuantBlock);
+  kv_store_rows(KvType::Q8_0, q, blocks.data(), 1, head_dim);
+  kv_load_rows(KvType::Q8_0, blocks.data(), out, 1, head_dim);
+}
+
 void attention_scalar(const AttentionProblem& p) {
   check(p);
   const int hd = p.head_dim, group = p.n_heads / p.n_kv_heads;
   const size_t k_row = kv_row_bytes(p.k_type, hd), v_row = kv_row_bytes(p.v_type, hd);
-  std::vector<float> kr(hd), vr(hd);
+  std::vector<float> kr(hd), vr(hd), qr(hd);
   const auto row = [&](const void* base, size_t row_bytes, int64_t i, int g) {
     return static_cast<const char*>(base) + (i * p.n_kv_heads + g) * int64_t(row_bytes);
   };
@@ -41,7 +52,8 @@ void attention_scalar(const AttentionProblem& p) {
     for (int h = 0; h < p.n_heads; ++h) {
       const int g = h / group;
       const int64_t n_keys = p.keys_before + t + 1;
-      const float* q = p.q + (int64_t(t) * p.n_heads + h) * hd;
+      detail::query_for_keys(p.k_type, p.q + (int64_t(t) * p.n_heads + h) * hd, qr.data(), hd);
+      const float* q = qr.data();
       std::vector<double> s(n_keys);
       double mx = -std::numeric_limits<double>::infinity();
       for (int64_t i = 0; i < n_keys; ++i) {
@@ -104,7 +116,9 @@ void attention(const AttentionProblem& p, int threads) {
   // in L1/L2.
   const int block_queries = std::max(1, 64 / group);
   const int query_blocks = (p.n_queries + block_queries - 1) / block_queries;
-  const int blocks = query_blocks * p.n_kv_heads;
+  const int heads_per_block = std::min(p.n_queries, block_queries) * group <= detail::kAllHeadsRows ? p.n_kv_heads : 1;
+  const int head_blocks = p.n_kv_heads / heads_per_block;
+  const int blocks = query_blocks * head_blocks;
   ThreadPool& pool = ThreadPool::global();
   const int64_t keys = p.keys_before + p.n_queries;
   const int64_t work = int64_t(p.n_queries) * p.n_heads * keys * hd;
@@ -115,13 +129,14 @@ void attention(const AttentionProblem& p, int threads) {
   if (n_threads > 1 && blocks < 2 * n_threads)
     splits = static_cast<int>(std::min<int64_t>((2 * n_threads + blocks - 1) / blocks, std::max<int64_t>(1, keys / (4 * detail::kKeyTile))));
   const int64_t tiles = (keys + detail::kKeyTile - 1) / detail::kKeyTile;
-  const int rows_max = block_queries * group;
+  const int rows_max = block_queries * group * heads_per_block;
   const size_t part_floats = size_t(rows_max) * (hd + 2);
   std::vector<float> parts(splits > 1 ? size_t(blocks) * splits * part_floats : 0);
   const auto block_of = [&](int i) {  // the latest queries (most keys) first
-    const int qb = query_blocks - 1 - i / p.n_kv_heads;
+    const int qb = query_blocks - 1 - i / head_blocks;
     detail::AttentionBlock b;
-    b.kv_head = i % p.n_kv_heads;
+    b.kv_head = i % head_blocks * heads_per_block;
+    b.kv_heads = heads_per_block;
     b.t0 = qb * block_queries;
     b.t1 = std::min(p.n_queries, b.t0 + block_queries);
     return b;
@@ -131,7 +146,7 @@ void attention(const AttentionProblem& p, int threads) {
   };
   const auto finish = [&](const detail::AttentionBlock& b, const detail::AttentionPartial* part, int n_parts) {
     for (int r = 0; r < b.rows(group); ++r) {
-      const int t = b.t0 + r / group, h = b.kv_head * group + r % group;
+      const int t = b.query(r, group), h = b.head(r, group);
       float* out = p.out + (int64_t(t) * p.n_heads + h) * hd;
       float m = detail::kNoScore;
       for (int s = 0; s < n_parts; ++s) m = std::max(m, part[s].m[r]);

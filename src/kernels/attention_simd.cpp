@@ -30,6 +30,7 @@
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <type_traits>
 #include <stdexcept>
 #include <vector>
 
@@ -50,8 +51,10 @@ using detail::kNoScore;
 constexpr float kMasked = -std::numeric_limits<float>::max();  // exp(kMasked − m) = 0 for any m ≥ kNoScore
 
 struct Scratch {
-  std::vector<float> qt, ot, st, m, l, alpha, kbuf, vbuf;
+  std::vector<float> qt, ot, st, m, l, alpha, kbuf, vbuf, qr, qd, wt;
   std::vector<int32_t> pos;
+  std::vector<int16_t> qi;
+  std::vector<BlockQ8_0> qb;
 };
 Scratch& scratch() {
   thread_local Scratch s;
@@ -215,10 +218,11 @@ void AttendWide(const AttentionProblem& p, const detail::AttentionBlock& b, cons
   s.l.assign(rp, 0.0f);
   s.alpha.resize(rp);
   s.pos.assign(rp, -1);  // padding rows see no key
+  s.qr.resize(hd);
   for (int r = 0; r < rows; ++r) {
     const int t = b.t0 + r / group, h = b.kv_head * group + r % group;
-    const float* q = p.q + (int64_t(t) * p.n_heads + h) * hd;
-    for (int c = 0; c < hd; ++c) s.qt[size_t(c) * rp + r] = q[c] * p.scale;
+    detail::query_for_keys(p.k_type, p.q + (int64_t(t) * p.n_heads + h) * hd, s.qr.data(), hd);
+    for (int c = 0; c < hd; ++c) s.qt[size_t(c) * rp + r] = s.qr[c] * p.scale;
     s.pos[r] = static_cast<int32_t>(p.keys_before + t);
   }
   const int64_t first_pos = p.keys_before + b.t0, last_pos = p.keys_before + b.t1 - 1;
@@ -277,7 +281,7 @@ void AttendWide(const AttentionProblem& p, const detail::AttentionBlock& b, cons
 #if HWY_TARGET != HWY_SCALAR  // one-lane vectors have no blocks to interleave
 // The lanes of each 128-bit block summed across blocks: 4 lanes left.
 template <class D>
-HWY_INLINE hn::Vec<hn::CappedTag<float, 4>> SumBlocks(D, hn::Vec<D> v) {
+HWY_INLINE hn::Vec<hn::CappedTag<hn::TFromD<D>, 4>> SumBlocks(D, hn::Vec<D> v) {
   if constexpr (hn::MaxLanes(D()) <= 4) {
     return v;
   } else {
@@ -286,10 +290,10 @@ HWY_INLINE hn::Vec<hn::CappedTag<float, 4>> SumBlocks(D, hn::Vec<D> v) {
   }
 }
 
-// Four dot products' accumulators → their four sums, lane i = Σ lanes of a_i
-// (a 4 × 4 transpose by interleaving, instead of four horizontal reductions).
+// Four dot products' accumulators (f32 or i32 lanes) → their four sums, lane i = Σ lanes
+// of a_i (a 4 × 4 transpose by interleaving, instead of four horizontal reductions).
 template <class D>
-HWY_INLINE hn::Vec<hn::CappedTag<float, 4>> Sum4(D d, hn::Vec<D> a0, hn::Vec<D> a1, hn::Vec<D> a2, hn::Vec<D> a3) {
+HWY_INLINE hn::Vec<hn::CappedTag<hn::TFromD<D>, 4>> Sum4(D d, hn::Vec<D> a0, hn::Vec<D> a1, hn::Vec<D> a2, hn::Vec<D> a3) {
   const hn::Repartition<uint64_t, D> du;
   const auto ab = hn::Add(hn::InterleaveLower(d, a0, a1), hn::InterleaveUpper(d, a0, a1));  // a0₀+a0₂ a1₀+a1₂ a0₁+a0₃ a1₁+a1₃
   const auto cd = hn::Add(hn::InterleaveLower(d, a2, a3), hn::InterleaveUpper(d, a2, a3));
@@ -299,28 +303,198 @@ HWY_INLINE hn::Vec<hn::CappedTag<float, 4>> Sum4(D d, hn::Vec<D> a0, hn::Vec<D> 
 }
 #endif
 
+// ---- quantized rows: scales a tile at a time, integer dot products ---------
+
+// The f16 scales of block `blk` of n rows (row j at rows + j · stride) as f32 in
+// out[0, kKeyTile), each widened by a one-lane conversion (vcvtph2ps where the target
+// has F16C); lanes past n are 0.
+template <typename T>
+void TileScales(const T* rows, int64_t stride, int n, int blk, float* out) {
+  const hn::CappedTag<float, 1> d1;
+  const hn::Rebind<hwy::float16_t, decltype(d1)> dh;
+  for (int j = 0; j < n; ++j)
+    hn::StoreU(hn::PromoteTo(d1, hn::LoadU(dh, reinterpret_cast<const hwy::float16_t*>(&rows[j * stride + blk].d))), d1, out + j);
+  std::fill(out + n, out + kKeyTile, 0.0f);
+}
+
+// The query rounded to q8_0 (detail::query_for_keys) meets a key block as 16-bit
+// integers: pairs multiplied and summed into 32-bit lanes (pmaddwd on x86), exact,
+// then one conversion and one multiply by d_q · d_k · scale per block.
+using D16 = hn::CappedTag<int16_t, 16>;  // ≤ 16 lanes: inside one half of a q4_0 block
+using D32 = hn::RepartitionToWide<D16>;
+using DF32 = hn::Rebind<float, D32>;
+
+HWY_INLINE hn::Vec<D16> LoadInt16(D16 d, const BlockQ8_0* row, int c) {
+  return hn::PromoteTo(d, hn::LoadU(hn::Rebind<int8_t, D16>(), row[c / kQuantBlock].qs + c % kQuantBlock));
+}
+HWY_INLINE hn::Vec<D16> LoadInt16(D16 d, const BlockQ4_0* row, int c) {
+  const int j = c % kQuantBlock;  // values j < 16 are low nibbles of byte j, the rest high nibbles of byte j − 16
+  auto x = hn::BitCast(d, hn::PromoteTo(hn::RebindToUnsigned<D16>(), hn::LoadU(hn::Rebind<uint8_t, D16>(), row[c / kQuantBlock].qs + j % 16)));
+  if (j >= 16) x = hn::ShiftRight<4>(x);
+  return hn::Sub(hn::And(x, hn::Set(d, 15)), hn::Set(d, 8));
+}
+
+// Scores of n keys against R query rows (row r's scores at sr + r · kKeyTile): each key vector is
+// loaded (and widened) once for the R rows, four keys' sums reduced together (Sum4).
+//
+// Quantized keys: q row r's q8_0 integers at q + r · hd, qd[r · blocks + b] = d_q · scale of its block b,
+// ks[b · kKeyTile + j] the scale of key j's block b (TileScales). A block's four integer dot
+// products are reduced in 32-bit lanes, converted once and multiplied by their four scales.
+template <int R, typename TK>
+void ScoreQuantizedKeys(const TK* k, int64_t k_stride, int n, const int16_t* q, const float* qd, const float* ks, int hd,
+                        float* sr) {
+  const D16 d16;
+  const D32 d32;
+  const int L16 = static_cast<int>(hn::Lanes(d16)), blocks = hd / kQuantBlock;
+  int jj = 0;
+#if HWY_TARGET != HWY_SCALAR
+  if constexpr (hn::MaxLanes(D32()) >= 4) {
+    const hn::CappedTag<float, 4> d4;
+    for (; jj + 4 <= n; jj += 4) {
+      hn::Vec<decltype(d4)> acc[R];
+      for (int r = 0; r < R; ++r) acc[r] = hn::Zero(d4);
+      for (int blk = 0; blk < blocks; ++blk) {
+        const int c0 = blk * kQuantBlock;
+        hn::Vec<D32> s0[R][4], s1[R][4];
+        for (int r = 0; r < R; ++r)
+          for (int i = 0; i < 4; ++i) s0[r][i] = s1[r][i] = hn::Zero(d32);
+        for (int i = 0; i < 4; ++i) {
+          const TK* kr = k + (jj + i) * k_stride;
+          for (int c = c0; c < c0 + kQuantBlock; c += L16) {
+            const auto kv = LoadInt16(d16, kr, c);
+            for (int r = 0; r < R; ++r)
+              s0[r][i] = hn::ReorderWidenMulAccumulate(d32, hn::LoadU(d16, q + size_t(r) * hd + c), kv, s0[r][i], s1[r][i]);
+          }
+        }
+        const auto kscale = hn::LoadU(d4, ks + size_t(blk) * kKeyTile + jj);
+        for (int r = 0; r < R; ++r) {
+          hn::Vec<D32> d[4];
+          for (int i = 0; i < 4; ++i) d[i] = hn::RearrangeToOddPlusEven(s0[r][i], s1[r][i]);
+          const auto dots = hn::ConvertTo(d4, Sum4(d32, d[0], d[1], d[2], d[3]));
+          acc[r] = hn::MulAdd(dots, hn::Mul(kscale, hn::Set(d4, qd[r * blocks + blk])), acc[r]);
+        }
+      }
+      for (int r = 0; r < R; ++r) hn::StoreU(acc[r], d4, sr + size_t(r) * kKeyTile + jj);
+    }
+  }
+#endif
+  for (; jj < n; ++jj) {
+    const TK* kr = k + jj * k_stride;
+    for (int r = 0; r < R; ++r) {
+      float dot = 0;
+      for (int blk = 0; blk < blocks; ++blk) {
+        const int c0 = blk * kQuantBlock;
+        auto s0 = hn::Zero(d32), s1 = hn::Zero(d32);
+        for (int c = c0; c < c0 + kQuantBlock; c += L16)
+          s0 = hn::ReorderWidenMulAccumulate(d32, hn::LoadU(d16, q + size_t(r) * hd + c), LoadInt16(d16, kr, c), s0, s1);
+        const int32_t isum = hn::GetLane(hn::SumOfLanes(d32, hn::RearrangeToOddPlusEven(s0, s1)));
+        dot = std::fma(static_cast<float>(isum), ks[size_t(blk) * kKeyTile + jj] * qd[r * blocks + blk], dot);
+      }
+      sr[size_t(r) * kKeyTile + jj] = dot;
+    }
+  }
+}
+
+// Float keys (f32, f16): q row r (scale folded in) at q + r · hd, channel vectors of dc.
+template <int R, class D, typename TK>
+void ScoreFloatKeys(D dc, const TK* k, int64_t k_stride, int n, const float* q, int hd, float* sr) {
+  const int NC = static_cast<int>(hn::Lanes(dc));
+  int jj = 0;
+#if HWY_TARGET != HWY_SCALAR
+  if constexpr (hn::MaxLanes(D()) >= 4) {
+    for (; jj + 4 <= n; jj += 4) {
+      hn::Vec<D> a[R][4];
+      const TK* kr[4];
+      for (int i = 0; i < 4; ++i) kr[i] = k + (jj + i) * k_stride;
+      for (int r = 0; r < R; ++r)
+        for (int i = 0; i < 4; ++i) a[r][i] = hn::Zero(dc);
+      for (int c = 0; c < hd; c += NC) {
+        hn::Vec<D> qv[R];
+        for (int r = 0; r < R; ++r) qv[r] = hn::LoadU(dc, q + size_t(r) * hd + c);
+        for (int i = 0; i < 4; ++i) {
+          const auto kv = Load(dc, kr[i], c);
+          for (int r = 0; r < R; ++r) a[r][i] = hn::MulAdd(qv[r], kv, a[r][i]);
+        }
+      }
+      for (int r = 0; r < R; ++r)
+        hn::StoreU(Sum4(dc, a[r][0], a[r][1], a[r][2], a[r][3]), hn::CappedTag<float, 4>(), sr + size_t(r) * kKeyTile + jj);
+    }
+  }
+#endif
+  for (; jj < n; ++jj) {
+    const TK* kr = k + jj * k_stride;
+    for (int r = 0; r < R; ++r) {
+      auto acc = hn::Zero(dc);
+      for (int c = 0; c < hd; c += NC) acc = hn::MulAdd(hn::LoadU(dc, q + size_t(r) * hd + c), Load(dc, kr, c), acc);
+      sr[size_t(r) * kKeyTile + jj] = hn::GetLane(hn::SumOfLanes(dc, acc));
+    }
+  }
+}
+
+// Output rows r = 0 … R−1 (at o + r · hd), channels c … c + G·Lanes(dc):
+// o[r] = α[r] · o[r] + Σ_jj w[r][jj] · V[jj][c …], the weights w[r] at w + r · w_stride (the softmax
+// numerators, times the value block's scale for quantized rows). Each value vector is loaded (and
+// widened) once for the R rows.
+template <int R, int G, class D, typename TV>
+HWY_INLINE void AccumulateRows(D dc, const TV* v, int64_t v_stride, int n, int c, const float* w, size_t w_stride,
+                               const float* alpha, float* o, int hd) {
+  const int NC = static_cast<int>(hn::Lanes(dc));
+  hn::Vec<D> a[R][G];
+  for (int r = 0; r < R; ++r) {
+    const auto av = hn::Set(dc, alpha[r]);
+    for (int i = 0; i < G; ++i) a[r][i] = hn::Mul(hn::LoadU(dc, o + size_t(r) * hd + c + i * NC), av);
+  }
+  for (int jj = 0; jj < n; ++jj) {
+    const TV* vr = v + jj * v_stride;
+    hn::Vec<D> x[G];
+    for (int i = 0; i < G; ++i) x[i] = Load(dc, vr, c + i * NC);
+    for (int r = 0; r < R; ++r) {
+      const auto wr = hn::Set(dc, w[r * w_stride + jj]);
+      for (int i = 0; i < G; ++i) a[r][i] = hn::MulAdd(wr, x[i], a[r][i]);
+    }
+  }
+  for (int r = 0; r < R; ++r)
+    for (int i = 0; i < G; ++i) hn::StoreU(a[r][i], dc, o + size_t(r) * hd + c + i * NC);
+}
+
 // D: the channel vectors (a capped tag when head_dim is not a multiple of the
 // full vector), TK / TV: the storage of keys and values (float, float16_t,
 // BlockQ8_0, BlockQ4_0): the same, or f32 keys rotated at read beside stored values.
+// Per tile and KV head: the head's rows' scores and softmax updates, then their values
+// in one pass over the keys (two rows at a time share each loaded key and value vector).
 template <class D, typename TK, typename TV>
 void AttendNarrow(D dc, const AttentionProblem& p, const detail::AttentionBlock& b, const detail::AttentionPartial& out) {
   const DF d;
   const int N = static_cast<int>(hn::Lanes(d)), NC = static_cast<int>(hn::Lanes(dc));
-  const int group = p.n_heads / p.n_kv_heads, hd = p.head_dim, rows = b.rows(group);
-  // Strides in elements of TK / TV; `span`: the key channels that share one scale (a block, or the whole row).
+  const int group = p.n_heads / p.n_kv_heads, hd = p.head_dim, rows = b.rows(group), rph = b.rows_per_head(group);
+  // Strides in elements of TK / TV.
   const int64_t k_stride = int64_t(p.n_kv_heads) * hd / kValues<TK>, v_stride = int64_t(p.n_kv_heads) * hd / kValues<TV>;
-  const int span = kScaled<TK> ? kQuantBlock : hd;
   // Channel vectors per pass over the keys when accumulating values: four, or (quantized) as many as one block holds.
   constexpr int kGroup = kScaled<TV> ? std::max<int>(1, std::min<int>(4, kQuantBlock / static_cast<int>(hn::MaxLanes(D())))) : 4;
-  const TK* kbase = static_cast<const TK*>(p.k) + int64_t(b.kv_head) * hd / kValues<TK>;
-  const TV* vbase = static_cast<const TV*>(p.v) + int64_t(b.kv_head) * hd / kValues<TV>;
+  const int blocks = hd / kQuantBlock;
   Scratch& s = scratch();
   s.qt.resize(size_t(rows) * hd);  // row-major here: scaled query rows
   s.st.resize(size_t(rows) * kKeyTile);
+  s.alpha.resize(rows);
+  if constexpr (kScaled<TK>) {  // quantized keys: each row's query as q8_0 integers and d_q · scale per block
+    s.qi.resize(size_t(rows) * hd);
+    s.qd.resize(size_t(rows) * blocks);
+    s.qb.resize(blocks);
+    s.kbuf.resize(size_t(blocks) * kKeyTile);  // the tile's key scales
+  }
+  if constexpr (kScaled<TV>) {
+    s.vbuf.resize(size_t(blocks) * kKeyTile);         // the tile's value scales
+    s.wt.resize(size_t(rows) * blocks * kKeyTile);   // softmax weights times those scales
+  }
   for (int r = 0; r < rows; ++r) {
-    const int t = b.t0 + r / group, h = b.kv_head * group + r % group;
-    const float* q = p.q + (int64_t(t) * p.n_heads + h) * hd;
-    for (int c = 0; c < hd; ++c) s.qt[size_t(r) * hd + c] = q[c] * p.scale;
+    const float* q = p.q + (int64_t(b.query(r, group)) * p.n_heads + b.head(r, group)) * hd;
+    if constexpr (kScaled<TK>) {
+      kv_store_rows(KvType::Q8_0, q, s.qb.data(), 1, hd);  // the rounding of detail::query_for_keys
+      for (int c = 0; c < hd; ++c) s.qi[size_t(r) * hd + c] = s.qb[c / kQuantBlock].qs[c % kQuantBlock];
+      for (int blk = 0; blk < blocks; ++blk) s.qd[size_t(r) * blocks + blk] = ScaleOf(s.qb[blk].d) * p.scale;
+    } else {
+      for (int c = 0; c < hd; ++c) s.qt[size_t(r) * hd + c] = q[c] * p.scale;
+    }
     std::fill(out.o + size_t(r) * hd, out.o + size_t(r + 1) * hd, 0.0f);
     out.m[r] = kNoScore;
     out.l[r] = 0.0f;
@@ -329,80 +503,70 @@ void AttendNarrow(D dc, const AttentionProblem& p, const detail::AttentionBlock&
   const int64_t key_end = std::min(b.key_end, last_pos + 1);
   for (int64_t j0 = b.key_begin; j0 < key_end; j0 += kKeyTile) {
     const int n = static_cast<int>(std::min<int64_t>(kKeyTile, key_end - j0));
-    const TK* k = kbase + j0 * k_stride;
-    const TV* v = vbase + j0 * v_stride;
-    for (int r = 0; r < rows; ++r) {
-      const int64_t pos = p.keys_before + b.t0 + r / group;
-      const float* q = s.qt.data() + size_t(r) * hd;
-      float* sr = s.st.data() + size_t(r) * kKeyTile;
-      int jj = 0;
-#if HWY_TARGET != HWY_SCALAR
-      if constexpr (hn::MaxLanes(D()) >= 4) {
-        for (; jj + 4 <= n; jj += 4) {
-          hn::Vec<D> a[4];
-          const TK* kr[4];
-          for (int i = 0; i < 4; ++i) a[i] = hn::Zero(dc), kr[i] = k + (jj + i) * k_stride;
-          for (int c0 = 0; c0 < hd; c0 += span) {
-            hn::Vec<D> t[4];
-            for (int i = 0; i < 4; ++i) t[i] = hn::Zero(dc);
-            for (int c = c0; c < c0 + span; c += NC) {
-              const auto qv = hn::LoadU(dc, q + c);
-              for (int i = 0; i < 4; ++i) t[i] = hn::MulAdd(qv, Load(dc, kr[i], c), t[i]);
-            }
-            for (int i = 0; i < 4; ++i) {
-              if constexpr (kScaled<TK>) a[i] = hn::MulAdd(t[i], hn::Set(dc, Scale(kr[i], c0)), a[i]);
-              else a[i] = t[i];  // one span: the whole row
-            }
-          }
-          hn::StoreU(Sum4(dc, a[0], a[1], a[2], a[3]), hn::CappedTag<float, 4>(), sr + jj);
+    for (int g = b.kv_head, r0 = 0; g < b.kv_head + b.kv_heads; ++g, r0 += rph) {  // r0: the head's first row
+      const TK* k = static_cast<const TK*>(p.k) + j0 * k_stride + int64_t(g) * hd / kValues<TK>;
+      const TV* v = static_cast<const TV*>(p.v) + j0 * v_stride + int64_t(g) * hd / kValues<TV>;
+      if constexpr (kScaled<TK>)
+        for (int blk = 0; blk < blocks; ++blk) TileScales(k, k_stride, n, blk, s.kbuf.data() + size_t(blk) * kKeyTile);
+      if constexpr (kScaled<TV>)
+        for (int blk = 0; blk < blocks; ++blk) TileScales(v, v_stride, n, blk, s.vbuf.data() + size_t(blk) * kKeyTile);
+      // Scores, two rows at a time.
+      {
+        int r = r0;
+        const auto score = [&](auto rows_at_once, int first) {
+          constexpr int R = decltype(rows_at_once)::value;
+          float* sr = s.st.data() + size_t(first) * kKeyTile;
+          if constexpr (kScaled<TK>)
+            ScoreQuantizedKeys<R>(k, k_stride, n, s.qi.data() + size_t(first) * hd, s.qd.data() + size_t(first) * blocks, s.kbuf.data(), hd, sr);
+          else
+            ScoreFloatKeys<R>(dc, k, k_stride, n, s.qt.data() + size_t(first) * hd, hd, sr);
+        };
+        for (; r + 2 <= r0 + rph; r += 2) score(std::integral_constant<int, 2>(), r);
+        for (; r < r0 + rph; ++r) score(std::integral_constant<int, 1>(), r);
+      }
+      // Causal mask and online softmax, row by row; quantized values: the weights times each block's scale.
+      for (int r = r0; r < r0 + rph; ++r) {
+        const int64_t pos = p.keys_before + b.query(r, group);
+        float* sr = s.st.data() + size_t(r) * kKeyTile;
+        int jj;
+        for (jj = static_cast<int>(std::max<int64_t>(0, pos + 1 - j0)); jj < kKeyTile; ++jj) sr[jj] = kMasked;
+        auto mxv = hn::LoadU(d, sr);
+        for (jj = N; jj < kKeyTile; jj += N) mxv = hn::Max(mxv, hn::LoadU(d, sr + jj));
+        const float m_new = std::max(out.m[r], hn::GetLane(hn::MaxOfLanes(d, mxv)));
+        const auto mv = hn::Set(d, m_new);
+        auto sum = hn::Zero(d);
+        for (jj = 0; jj < kKeyTile; jj += N) {
+          const auto e = softmax::SoftmaxExp(d, hn::Sub(hn::LoadU(d, sr + jj), mv));
+          hn::StoreU(e, d, sr + jj);
+          sum = hn::Add(sum, e);
         }
+        s.alpha[r] = std::exp(out.m[r] - m_new);
+        out.l[r] = out.l[r] * s.alpha[r] + hn::GetLane(hn::SumOfLanes(d, sum));
+        out.m[r] = m_new;
+        if constexpr (kScaled<TV>)
+          for (int blk = 0; blk < blocks; ++blk)
+            for (jj = 0; jj < kKeyTile; jj += N) {
+              float* w = s.wt.data() + (size_t(r) * blocks + blk) * kKeyTile + jj;
+              hn::StoreU(hn::Mul(hn::LoadU(d, sr + jj), hn::LoadU(d, s.vbuf.data() + size_t(blk) * kKeyTile + jj)), d, w);
+            }
       }
-#endif
-      for (; jj < n; ++jj) {
-        const TK* kr = k + jj * k_stride;
-        float dot = 0;
-        for (int c0 = 0; c0 < hd; c0 += span) {
-          auto acc = hn::Zero(dc);
-          for (int c = c0; c < c0 + span; c += NC) acc = hn::MulAdd(hn::LoadU(dc, q + c), Load(dc, kr, c), acc);
-          dot += Scale(kr, c0) * hn::GetLane(hn::SumOfLanes(dc, acc));
-        }
-        sr[jj] = dot;
-      }
-      for (jj = static_cast<int>(std::max<int64_t>(0, pos + 1 - j0)); jj < kKeyTile; ++jj) sr[jj] = kMasked;
-      auto mxv = hn::LoadU(d, sr);
-      for (jj = N; jj < kKeyTile; jj += N) mxv = hn::Max(mxv, hn::LoadU(d, sr + jj));
-      const float m_new = std::max(out.m[r], hn::GetLane(hn::MaxOfLanes(d, mxv)));
-      const auto mv = hn::Set(d, m_new);
-      auto sum = hn::Zero(d);
-      for (jj = 0; jj < kKeyTile; jj += N) {
-        const auto e = softmax::SoftmaxExp(d, hn::Sub(hn::LoadU(d, sr + jj), mv));
-        hn::StoreU(e, d, sr + jj);
-        sum = hn::Add(sum, e);
-      }
-      const float alpha = std::exp(out.m[r] - m_new);
-      out.l[r] = out.l[r] * alpha + hn::GetLane(hn::SumOfLanes(d, sum));
-      out.m[r] = m_new;
-      float* o = out.o + size_t(r) * hd;
-      const auto av = hn::Set(dc, alpha);
+      // Values: kGroup channel vectors per pass over the keys, two rows at a time.
+      const size_t w_stride = kScaled<TV> ? size_t(blocks) * kKeyTile : kKeyTile;
+      const auto weights = [&](int r, int c) {
+        if constexpr (kScaled<TV>) return s.wt.data() + (size_t(r) * blocks + c / kQuantBlock) * kKeyTile;  // groups stay in one block
+        else return s.st.data() + size_t(r) * kKeyTile;
+      };
       int c = 0;
-      for (; c + kGroup * NC <= hd; c += kGroup * NC) {  // kGroup channel vectors per pass over the keys
-        hn::Vec<D> a[kGroup];
-        for (int i = 0; i < kGroup; ++i) a[i] = hn::Mul(hn::LoadU(dc, o + c + i * NC), av);
-        for (jj = 0; jj < n; ++jj) {
-          const TV* vr = v + jj * v_stride;
-          const auto w = hn::Set(dc, sr[jj] * Scale(vr, c));  // a quantized row's block scale joins the weight
-          for (int i = 0; i < kGroup; ++i) a[i] = hn::MulAdd(w, Load(dc, vr, c + i * NC), a[i]);
-        }
-        for (int i = 0; i < kGroup; ++i) hn::StoreU(a[i], dc, o + c + i * NC);
+      for (; c + kGroup * NC <= hd; c += kGroup * NC) {
+        int r = r0;
+        for (; r + 2 <= r0 + rph; r += 2)
+          AccumulateRows<2, kGroup>(dc, v, v_stride, n, c, weights(r, c), w_stride, s.alpha.data() + r, out.o + size_t(r) * hd, hd);
+        for (; r < r0 + rph; ++r)
+          AccumulateRows<1, kGroup>(dc, v, v_stride, n, c, weights(r, c), w_stride, s.alpha.data() + r, out.o + size_t(r) * hd, hd);
       }
-      for (; c < hd; c += NC) {  // float types only: quantized rows end on whole groups
-        auto a = hn::Mul(hn::LoadU(dc, o + c), av);
-        for (jj = 0; jj < n; ++jj) {
-          const TV* vr = v + jj * v_stride;
-          a = hn::MulAdd(hn::Set(dc, sr[jj] * Scale(vr, c)), Load(dc, vr, c), a);
-        }
-        hn::StoreU(a, dc, o + c);
-      }
+      for (; c < hd; c += NC)  // float types only: quantized rows end on whole groups
+        for (int r = r0; r < r0 + rph; ++r)
+          AccumulateRows<1, 1>(dc, v, v_stride, n, c, weights(r, c), w_stride, s.alpha.data() + r, out.o + size_t(r) * hd, hd);
     }
   }
 }
@@ -434,6 +598,13 @@ void KeyWeightsAs(D dc, const AttentionProblem& p, const float* lse, int64_t key
   Scratch& s = scratch();
   s.st.resize(kKeyTile);
   s.l.resize(kKeyTile);
+  const float* queries = p.q;  // scored as the attention scored them (detail::query_for_keys)
+  if (is_quantized(p.k_type)) {
+    const int64_t n_rows = int64_t(p.n_queries) * p.n_heads;
+    s.qr.resize(size_t(n_rows) * hd);
+    for (int64_t r = 0; r < n_rows; ++r) detail::query_for_keys(p.k_type, p.q + r * hd, s.qr.data() + r * hd, hd);
+    queries = s.qr.data();
+  }
   for (int64_t j0 = key_begin; j0 < key_end; j0 += kKeyTile) {
     const int n = static_cast<int>(std::min<int64_t>(kKeyTile, key_end - j0));
     std::fill(s.l.begin(), s.l.end(), 0.0f);
@@ -444,7 +615,7 @@ void KeyWeightsAs(D dc, const AttentionProblem& p, const float* lse, int64_t key
       for (int t = t_first; t < p.n_queries; ++t) {
         const int visible = static_cast<int>(std::min<int64_t>(n, p.keys_before + t + 1 - j0));
         for (int h = g * group; h < (g + 1) * group; ++h) {
-          const float* q = p.q + (int64_t(t) * p.n_heads + h) * hd;
+          const float* q = queries + (int64_t(t) * p.n_heads + h) * hd;
           const float row_lse = lse[int64_t(t) * p.n_heads + h];
           for (int jj = 0; jj < kKeyTile; ++jj) {
             if (jj >= visible) {
@@ -471,7 +642,18 @@ void AttendBlock(const AttentionProblem& p, const detail::AttentionBlock& b, con
   using namespace attention_impl;
   const DF d;
   const int N = static_cast<int>(hn::Lanes(d));
-  if (b.rows(p.n_heads / p.n_kv_heads) >= 2 * N) return AttendWide(p, b, out);
+  const int group = p.n_heads / p.n_kv_heads;
+  if (b.rows_per_head(group) >= 2 * N) {  // one KV head at a time, each on its own rows of `out`
+    const int rph = b.rows_per_head(group);
+    for (int gi = 0; gi < b.kv_heads; ++gi) {
+      detail::AttentionBlock one = b;
+      one.kv_head = b.kv_head + gi;
+      one.kv_heads = 1;
+      const size_t r0 = size_t(gi) * rph;
+      AttendWide(p, one, {out.o + r0 * p.head_dim, out.m + r0, out.l + r0});
+    }
+    return;
+  }
   // Keys and values of one type, or f32 keys (rotated at read) beside values of any type.
   const auto with_keys = [&](auto key) {
     using TK = decltype(key);

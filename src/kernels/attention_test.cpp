@@ -112,6 +112,42 @@ TEST(Attention, QuantizedCachesMatchTwin) {
   compare(1, 32, 8, 128, 9000, 7, KvType::Q8_0);  // a Llama-3-8B head layout decoding at 9K
 }
 
+TEST(Attention, QuantizedKeysScoreTheRoundedQuery) {
+  // With q8_0 keys the query is rounded to q8_0 first (ggml's CPU attention): max |q| = 127 gives
+  // d = 1, so q → (127, 0, 3, −2, 0 …): 0.4 rounds to 0, 2.6 to 3, −1.5 away from zero to −2.
+  // Keys of scale 1: k0 = (10, 100, 20, 30, 0 … 0, 127), k1 = (10, −100, 20, 30, 0 … 0, 127).
+  // Rounded, both score 1270 (× scale 0.01): equal weights, lse = 12.7 + ln(#keys).
+  // Unrounded they would score 13.17 and 12.37 — weights 0.69 / 0.31.
+  constexpr int hd = 32;
+  std::vector<float> qv(hd, 0.0f), k0(hd, 0.0f), k1(hd, 0.0f);
+  qv[0] = 127, qv[1] = 0.4f, qv[2] = 2.6f, qv[3] = -1.5f;
+  k0[0] = 10, k0[1] = 100, k0[2] = 20, k0[3] = 30, k0[hd - 1] = 127;
+  k1 = k0;
+  k1[1] = -100;
+  for (int n_queries : {1, 20}) {  // decode (narrow blocks) and prefill-shaped (wide blocks)
+    const int64_t keys = 1 + n_queries;
+    std::vector<float> q, k(k0), v(size_t(keys) * hd);
+    for (int t = 0; t < n_queries; ++t) q.insert(q.end(), qv.begin(), qv.end());
+    for (int64_t i = 1; i < keys; ++i) k.insert(k.end(), k1.begin(), k1.end());  // key 0, then copies of k1
+    for (int64_t i = 0; i < keys; ++i) v[size_t(i) * hd] = i == 0 ? 1.0f : -1.0f;
+    std::vector<BlockQ8_0> kc(size_t(keys) * hd / kQuantBlock), vc(kc.size());
+    kv_store_rows(KvType::Q8_0, k.data(), kc.data(), keys, hd);
+    kv_store_rows(KvType::Q8_0, v.data(), vc.data(), keys, hd);
+    for (int variant = 0; variant < 3; ++variant) {  // the twin, the kernel on 1 and on 2 threads
+      std::vector<float> out(q.size()), lse(n_queries);
+      AttentionProblem p{n_queries, 1, 1, hd, 1, q.data(), kc.data(), vc.data(), KvType::Q8_0, KvType::Q8_0, 0.01f, out.data()};
+      p.lse = lse.data();
+      if (variant == 0) attention_scalar(p);
+      else attention(p, variant);
+      for (int t = 0; t < n_queries; ++t) {
+        const double n_keys = 2 + t;  // key 0 and t + 1 copies of k1, all scoring 12.7
+        EXPECT_NEAR(lse[t], 12.7 + std::log(n_keys), 1e-4) << "variant " << variant << " query " << t << " of " << n_queries;
+        EXPECT_NEAR(out[size_t(t) * hd], (1.0 - (n_keys - 1)) / n_keys, 1e-3) << "variant " << variant << " query " << t;
+      }
+    }
+  }
+}
+
 TEST(Attention, F32KeysBesideStoredValues) {
   // Keys rotated at read are f32 whatever the cache stores; values stay in the cache's type.
   for (KvType values : {KvType::F16, KvType::Q8_0, KvType::Q4_0})

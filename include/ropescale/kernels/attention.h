@@ -4,6 +4,9 @@
 //
 // out[t,h] = Σ_i softmax_i(scale · q[t,h]·k[i,g]) v[i,g],  g = h / (H / KV),
 // over keys i = 0 … keys_before + t (query t sits at position keys_before + t).
+// With quantized keys (q8_0, q4_0) the query is first rounded to q8_0 blocks, as
+// ggml's CPU attention does: each block's score is then d_q · d_k · Σ q_i k_i over
+// integers, which decode computes with 16-bit integer multiply-adds.
 #pragma once
 
 #include <cstdint>
@@ -39,7 +42,7 @@ void merge_attention(const float* a, const float* lse_a, const float* b, const f
                      int head_dim);
 
 // Plain twin: all scores of one query, max, exp, normalize, weighted sum — in double,
-// over rows dequantized by kv_load_rows.
+// over rows dequantized by kv_load_rows (and, for quantized keys, the query rounded to q8_0 and back).
 void attention_scalar(const AttentionProblem& p);
 // Optimized: Highway SIMD blocks (all query heads of a KV group × a run of
 // queries against 64-key tiles, online softmax), threads over blocks, and over
