@@ -4,12 +4,14 @@ streams, against `ropescale generate` alone on the same prompt in the same run,
 and latency percentiles. Standard library only; the server binds 127.0.0.1 on a
 free port and is always stopped.
 
-  scripts/bench_serve.py [--model M] [--tokens 256] [--streams 1,4,8] [--repeats 3] [--threads 2] [--json F]
+  scripts/bench_serve.py [--model M] [--tokens 256] [--streams 1,4,8] [--stream-intervals 1,8] [--repeats 3]
+                         [--threads 2] [--json F]
 
 Ratios: server 1-stream tokens/s ÷ generate's (whole command) and ÷ the same
 decode loop without start-up (`ropescale bench model`); batching = server
-N-stream aggregate tokens/s ÷ server 1-stream tokens/s. Tokens are counted as
-bytes of text (the byte-level default model: one token per byte).
+N-stream aggregate tokens/s ÷ server 1-stream tokens/s, for each --stream-interval
+the server is started with (tokens sent in groups of up to N). Tokens are counted
+as bytes of text (the byte-level default model: one token per byte).
 """
 import argparse
 import http.client
@@ -58,6 +60,7 @@ def main():
     ap.add_argument("--streams", default="1,4,8")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--stream-intervals", default="1,8", help="serve --stream-interval values, one server each")
     ap.add_argument("--json", help="write the measurements to FILE")
     args = ap.parse_args()
     streams = [int(x) for x in args.streams.split(",")]
@@ -79,44 +82,46 @@ def main():
         dec.append(json.loads(r.stdout)["results"][0]["decode_tokens_per_s"])
     decode_tps = statistics.median(dec)
 
-    server = subprocess.Popen([args.ropescale, "serve", "--model", args.model, "--port", "0", "--parallel",
-                               str(max(streams)), "--queue", "64", "--threads", str(args.threads), "--rope-policy", "none"],
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     rows = []
-    try:
-        port = int(server.stdout.readline().split("http://127.0.0.1:")[1].split()[0])
-        for n in streams:
-            agg, lat, firsts = [], [], []
-            for _ in range(args.repeats):
-                out = []
-                t0 = time.perf_counter()
-                threads = [threading.Thread(target=stream, args=(port, args.prompt, args.tokens, out)) for _ in range(n)]
-                for t in threads:
-                    t.start()
-                for t in threads:
-                    t.join()
-                wall = time.perf_counter() - t0
-                agg.append(sum(o["bytes"] for o in out) / wall)  # byte-level model: one token per byte
-                lat += [o["seconds"] for o in out]
-                firsts += [o["first_token"] for o in out]
-            lat.sort()
-            rows.append({"streams": n, "aggregate_tokens_per_s": statistics.median(agg),
-                         "latency_p50_s": lat[len(lat) // 2], "latency_p99_s": lat[min(len(lat) - 1, int(0.99 * len(lat)))],
-                         "first_token_p50_s": sorted(firsts)[len(firsts) // 2]})
-    finally:
-        server.send_signal(signal.SIGTERM)
-        server.wait(60)
-    one = next(r for r in rows if r["streams"] == 1)["aggregate_tokens_per_s"] if 1 in streams else None
+    for interval in [int(x) for x in args.stream_intervals.split(",")]:
+        server = subprocess.Popen([args.ropescale, "serve", "--model", args.model, "--port", "0", "--parallel",
+                                   str(max(streams)), "--queue", "64", "--threads", str(args.threads), "--rope-policy", "none",
+                                   "--stream-interval", str(interval)],
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            port = int(server.stdout.readline().split("http://127.0.0.1:")[1].split()[0])
+            for n in streams:
+                agg, lat, firsts = [], [], []
+                for _ in range(args.repeats):
+                    out = []
+                    t0 = time.perf_counter()
+                    threads = [threading.Thread(target=stream, args=(port, args.prompt, args.tokens, out)) for _ in range(n)]
+                    for t in threads:
+                        t.start()
+                    for t in threads:
+                        t.join()
+                    wall = time.perf_counter() - t0
+                    agg.append(sum(o["bytes"] for o in out) / wall)  # byte-level model: one token per byte
+                    lat += [o["seconds"] for o in out]
+                    firsts += [o["first_token"] for o in out]
+                lat.sort()
+                rows.append({"stream_interval": interval, "streams": n, "aggregate_tokens_per_s": statistics.median(agg),
+                             "latency_p50_s": lat[len(lat) // 2], "latency_p99_s": lat[min(len(lat) - 1, int(0.99 * len(lat)))],
+                             "first_token_p50_s": sorted(firsts)[len(firsts) // 2]})
+        finally:
+            server.send_signal(signal.SIGTERM)
+            server.wait(60)
     print(f"ropescale generate alone: {gen_tps:.0f} tokens/s, whole command ({args.tokens} tokens, median of "
           f"{args.repeats}, {args.threads} threads); its decode loop alone (bench model): {decode_tps:.0f} tokens/s")
     for r in rows:
+        one = next((o["aggregate_tokens_per_s"] for o in rows if o["streams"] == 1 and o["stream_interval"] == r["stream_interval"]), None)
         extra = ""
         if one:
             extra = f"  batching ×{r['aggregate_tokens_per_s'] / one:.2f} vs 1 stream"
         if r["streams"] == 1:
             extra = (f"  server ÷ generate {r['aggregate_tokens_per_s'] / gen_tps:.3f}, ÷ decode loop "
                      f"{r['aggregate_tokens_per_s'] / decode_tps:.3f}")
-        print(f"serve {r['streams']:>2} streams: {r['aggregate_tokens_per_s']:8.0f} tokens/s aggregate  "
+        print(f"serve (interval {r['stream_interval']}) {r['streams']:>2} streams: {r['aggregate_tokens_per_s']:8.0f} tokens/s aggregate  "
               f"latency p50 {r['latency_p50_s']:.2f} s p99 {r['latency_p99_s']:.2f} s  first token p50 "
               f"{r['first_token_p50_s'] * 1000:.0f} ms{extra}")
     if args.json:

@@ -67,6 +67,14 @@ void add_serve_commands(CLI::App& app, int& exit_code) {
   c->add_option("--kv-budget", o->kv_budget_mib, "KV-cache MiB all running requests may hold")->capture_default_str();
   add_kv_cache_option(c, o->kv_cache);
   add_runtime_flags(c, o->kv_flags, {.kv_cache = false, .key_rotation = false, .chunk = false, .threads = false});
+  c->add_option("--stream-interval", s.stream_interval,
+                "Streams send tokens in groups of up to N (vLLM's --stream-interval): fewer wake-ups and writes per token, "
+                "for throughput; 1 = every token as it comes")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 4096));
+  c->add_option("--stream-max-delay", s.stream_max_delay_ms, "With --stream-interval N > 1: a group leaves at most MS milliseconds after its first token")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 60000));
   c->add_option("--threads", s.engine.threads, "Threads per step (0 = all cores)")->capture_default_str()->check(CLI::NonNegativeNumber);
   c->add_option("--max-context", s.max_context, "Longest prompt + max_tokens (0 = 64 × the trained context)")->capture_default_str();
   c->add_option("--max-tokens-limit", s.limits.max_tokens, "Largest max_tokens accepted")->capture_default_str()->check(CLI::PositiveNumber);

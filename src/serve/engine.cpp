@@ -1,5 +1,7 @@
 #include "ropescale/serve/engine.h"
 
+#include <algorithm>
+
 namespace ropescale {
 
 std::optional<CompletionStep> Job::next() {
@@ -11,20 +13,32 @@ std::optional<CompletionStep> Job::next() {
   return s;
 }
 
-std::vector<CompletionStep> Job::take() {
+std::vector<CompletionStep> Job::take(size_t at_least, std::optional<std::chrono::milliseconds> max_wait) {
+  at_least = std::max<size_t>(1, at_least);
   std::unique_lock<std::mutex> lock(mu_);
-  cv_.wait(lock, [&] { return !steps_.empty() || ended_; });
+  wanted_ = at_least;
+  wants_first_ = max_wait.has_value() && at_least > 1;
+  const auto enough = [&] { return steps_.size() >= wanted_ || ended_; };
+  if (wants_first_) {  // the first step starts the clock, then wait for the rest or the deadline
+    cv_.wait(lock, [&] { return !steps_.empty() || ended_; });
+    cv_.wait_for(lock, *max_wait, enough);
+  } else {
+    cv_.wait(lock, enough);
+  }
+  wanted_ = 1, wants_first_ = false;
   std::vector<CompletionStep> out(std::make_move_iterator(steps_.begin()), std::make_move_iterator(steps_.end()));
   steps_.clear();
   return out;
 }
 
 void Job::push(CompletionStep step) {
+  bool wake;
   {
     std::lock_guard<std::mutex> lock(mu_);
     steps_.push_back(std::move(step));
+    wake = steps_.size() >= wanted_ || (wants_first_ && steps_.size() == 1);
   }
-  cv_.notify_all();
+  if (wake) cv_.notify_all();
 }
 
 void Job::finish(int prompt_tokens, int completion_tokens) {

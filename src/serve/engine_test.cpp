@@ -31,6 +31,39 @@ std::string collect(Job& j) {
   return text;
 }
 
+TEST(Job, TakesStepsInGroupsWithADeadline) {
+  // No model needed: the test plays the engine. take(N, max_wait) returns once N steps are ready,
+  // or max_wait after the first ready one, or at the end; take(kAll) only at the end.
+  using namespace std::chrono_literals;
+  Job j(CompletionRequest{}, {}, RopeChoice{}, 0);
+  const auto step = [](const std::string& t) { return CompletionStep{t, {}, std::nullopt}; };
+  std::thread engine([&] {
+    for (int i = 0; i < 5; ++i) j.push(step(std::to_string(i)));
+  });
+  engine.join();
+  EXPECT_EQ(j.take(4, 10s).size(), 5u);  // 5 ready: all of them, no wait
+  j.push(step("5"));
+  const auto t0 = std::chrono::steady_clock::now();
+  const auto one = j.take(4, 50ms);  // only one comes: returned after the deadline, not never
+  const auto waited = std::chrono::steady_clock::now() - t0;
+  ASSERT_EQ(one.size(), 1u);
+  EXPECT_EQ(one[0].text, "5");
+  EXPECT_GE(waited, 45ms);
+  EXPECT_LT(waited, 5s);
+  std::thread late([&] {
+    std::this_thread::sleep_for(20ms);
+    j.push(step("6"));
+    j.push(step("7"));
+    j.finish(3, 8);
+  });
+  const auto rest = j.take(Job::kAll);  // everything, at the end
+  late.join();
+  ASSERT_EQ(rest.size(), 2u);
+  EXPECT_EQ(rest[1].text, "7");
+  EXPECT_TRUE(j.take(4, 10ms).empty());  // ended
+  EXPECT_EQ(j.completion_tokens(), 8);
+}
+
 TEST(Engine, ConcurrentRequestsGiveWhatEachGivesAlone) {
   ROPESCALE_NEED_DEFAULT_MODEL(f);
   const std::vector<std::tuple<std::string, int, std::string>> requests = {

@@ -103,6 +103,15 @@ json chunk_json(const State& s, const std::string& id, const Job& job, const Com
           {"choices", json::array({choice})}};
 }
 
+// Steps joined into one: text concatenated, logprobs appended in order, the last finish_reason kept.
+void append_steps(CompletionStep& into, const std::vector<CompletionStep>& steps) {
+  for (const auto& step : steps) {
+    into.text += step.text;
+    into.logprobs.append(step.logprobs);
+    if (step.finish) into.finish = step.finish;
+  }
+}
+
 void handle_completion(State& s, const httplib::Request& req, httplib::Response& res) {
   const auto t0 = Clock::now();
   std::shared_ptr<Job> job;
@@ -119,11 +128,8 @@ void handle_completion(State& s, const httplib::Request& req, httplib::Response&
   if (!job->request.stream) {
     CompletionStep all;
     all.finish = "length";
-    while (auto step = job->next()) {
-      all.text += step->text;
-      all.logprobs.append(step->logprobs);
-      if (step->finish) all.finish = step->finish;
-    }
+    for (auto steps = job->take(Job::kAll); !steps.empty(); steps = job->take(Job::kAll))  // woken once, at the end
+      append_steps(all, steps);
     if (job->error()) {
       send_error(res, *job->error());
       s.metrics.record(job->error()->status, 0, 0, seconds_since(t0), job->rope.label());
@@ -143,7 +149,7 @@ void handle_completion(State& s, const httplib::Request& req, httplib::Response&
       "text/event-stream",
       [&s, job, id, rope, t0, first](size_t, httplib::DataSink& sink) {
         auto event = [](const std::string& data) { return "data: " + data + "\n\n"; };
-        const auto steps = job->take();
+        const auto steps = job->take(size_t(s.opt.stream_interval), std::chrono::milliseconds(s.opt.stream_max_delay_ms));
         if (steps.empty()) {  // ended: an error mid-stream is sent as an error object, then [DONE]
           const int status = job->error() ? job->error()->status : 200;
           const std::string tail = (job->error() ? event(dump(job->error()->body())) : "") + event("[DONE]");
@@ -152,12 +158,15 @@ void handle_completion(State& s, const httplib::Request& req, httplib::Response&
           s.metrics.record(status, job->prompt_tokens(), job->completion_tokens(), seconds_since(t0), job->rope.label());
           return true;
         }
-        std::string out;  // the events that piled up since the last write, in one write
-        for (const auto& step : steps) {
-          if (step.text.empty() && step.logprobs.tokens.empty() && !step.finish) continue;  // nothing to say yet
-          json chunk = chunk_json(s, id, *job, step);
+        // The steps that piled up since the last write (a group of --stream-interval, or a stream that fell
+        // behind) in one event: their text joined, their logprobs in order, the last finish_reason.
+        CompletionStep group;
+        append_steps(group, steps);
+        std::string out;
+        if (!group.text.empty() || !group.logprobs.tokens.empty() || group.finish) {  // else nothing to say yet
+          json chunk = chunk_json(s, id, *job, group);
           if (*first) chunk["rope"] = rope, *first = false;
-          out += event(dump(chunk));
+          out = event(dump(chunk));
         }
         if (!out.empty() && !sink.write(out.data(), out.size())) {
           job->cancelled = true;

@@ -299,6 +299,23 @@ def main():
     finally:
         small.stop(signal.SIGKILL)
 
+    # --stream-interval 8: the same text, sent in groups of up to 8 tokens (one event per group).
+    grouped = Server(binary, "--api-key", KEY, "--stream-interval", "8")
+    try:
+        body = {"prompt": "And God said", "max_tokens": 64, "temperature": 0}
+        _, _, whole = grouped.complete(body)
+        conn = http.client.HTTPConnection("127.0.0.1", grouped.port, timeout=60)
+        conn.request("POST", "/v1/completions", json.dumps({**body, "stream": True}), {"Authorization": f"Bearer {KEY}"})
+        events = [l.decode().strip() for l in conn.getresponse() if l.strip()]
+        conn.close()
+        chunks = [json.loads(l[6:]) for l in events if l.startswith("data: {")]
+        text = "".join(ch["choices"][0]["text"] for ch in chunks)
+        c.check(text == whole["choices"][0]["text"] and events[-1] == "data: [DONE]" and 2 <= len(chunks) <= 64 // 8 + 2,
+                "--stream-interval 8: the non-streamed text, in groups (64 tokens in at most 10 events)",
+                f"{len(chunks)} events, same text: {text == whole['choices'][0]['text']}")
+    finally:
+        grouped.stop()
+
     # A KV window bounds what a request holds: 1502 tokens would need 2.9 MiB of f32 cache (2048 bytes a
     # token on this model), over a 1 MiB --kv-budget; with a 96 + 4 window it holds 100 tokens' worth.
     windowed = Server(binary, "--api-key", KEY, "--kv-budget", "1", "--kv-window", "96", "--kv-sinks", "4")

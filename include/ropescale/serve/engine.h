@@ -38,9 +38,13 @@ class Job {
 
   // Handler side: the next step, or nullopt once the job has ended (check error()). Waits.
   std::optional<CompletionStep> next();
-  // Every step produced so far (at least one), or none once the job has ended. Waits. A stream
-  // that falls behind the engine sends what piled up in one write.
-  std::vector<CompletionStep> take();
+  // Every step produced so far, or none once the job has ended. Waits until at least `at_least`
+  // steps are ready, the job has ended, or `max_wait` has passed since the first ready step arrived
+  // (no limit when absent). The engine wakes the handler only then, so a stream sent in groups of N
+  // tokens costs one or two wake-ups per group instead of N, and a non-streaming request
+  // (at_least = kAll) none until it ends. A stream that falls behind sends what piled up in one write.
+  static constexpr size_t kAll = SIZE_MAX;
+  std::vector<CompletionStep> take(size_t at_least = 1, std::optional<std::chrono::milliseconds> max_wait = std::nullopt);
   const std::optional<ApiError>& error() const { return error_; }
   int prompt_tokens() const { return prompt_tokens_; }
   int completion_tokens() const { return completion_tokens_; }
@@ -54,6 +58,8 @@ class Job {
   std::mutex mu_;
   std::condition_variable cv_;
   std::deque<CompletionStep> steps_;
+  size_t wanted_ = 1;         // the waiting handler's at_least
+  bool wants_first_ = false;  // … and whether it waits on a deadline from the first ready step
   bool ended_ = false;
   std::optional<ApiError> error_;
   int prompt_tokens_ = 0, completion_tokens_ = 0;

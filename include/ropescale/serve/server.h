@@ -24,6 +24,10 @@ struct ServeOptions {
   RequestLimits limits;
   size_t max_body_bytes = 8 << 20;
   int max_context = 0;               // longest prompt + max_tokens (0 = 64 × the trained context)
+  // Streams send their tokens in groups of up to stream_interval (vLLM's --stream-interval), a group
+  // leaving at most stream_max_delay_ms after its first token: fewer wake-ups and writes per token.
+  int stream_interval = 1;
+  int stream_max_delay_ms = 50;
 };
 
 // Runs until SIGTERM/SIGINT (drains, returns 0). Throws ConfigError when the model, tokenizer
