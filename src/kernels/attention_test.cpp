@@ -4,9 +4,13 @@
 #include <iterator>
 #include <optional>
 #include <random>
+#include <set>
+#include <string>
 #include <vector>
 
 #include <gtest/gtest.h>
+
+#include "hwy/targets.h"
 
 #include "ropescale/kernels/dtype.h"
 
@@ -272,6 +276,28 @@ TEST(Attention, KeyWeightsMatchTwin) {
   compare_key_weights(130, 6, 3, 32, 5, 14, KvType::F16);     // prefill across the diagonal
   compare_key_weights(3, 4, 2, 32, 3000, 15, KvType::Q8_0);  // keys split over tasks
   compare_key_weights(64, 2, 1, 64, 64, 16, KvType::Q4_0);
+}
+
+// Runtime dispatch runs only this CPU's best target; every other compiled one (SSE4, SSSE3, the
+// scalar fallback …) must match the twin too. Their vector widths move the line between narrow and
+// wide blocks: with 4 lanes a decode block of 8 rows per KV head takes the wide path head by head.
+TEST(Attention, EveryCompiledTargetMatchesTwin) {
+  std::set<std::string> seen;
+  for (const int64_t target : hwy::SupportedAndGeneratedTargets()) {
+    hwy::SetSupportedTargetsForTest(target);
+    seen.insert(attention_simd_target());
+    SCOPED_TRACE(attention_simd_target());
+    compare(1, 8, 2, 32, 300, 41);                   // decode, GQA ×4, all KV heads in one block
+    compare(1, 32, 4, 64, 200, 42, KvType::F16);     // 8 rows per KV head
+    compare(2, 4, 2, 32, 130, 43, KvType::Q8_0);     // two queries
+    compare(1, 6, 3, 64, 500, 44, KvType::Q4_0);     // three KV heads, odd rows per head
+    compare(3, 4, 2, 64, 70, 45, KvType::Q8_0, KvType::F32);  // f32 keys beside quantized values
+    compare(40, 4, 2, 32, 20, 46, KvType::Q8_0);     // prefill-shaped (wide)
+    compare(5, 4, 4, 12, 9, 47);                     // head_dim not a multiple of 8
+    compare_key_weights(2, 4, 2, 32, 300, 48, KvType::Q8_0);
+  }
+  hwy::SetSupportedTargetsForTest(0);  // back to what the CPU supports
+  EXPECT_GE(seen.size(), 2u) << "expected at least a SIMD target and the scalar fallback";
 }
 
 TEST(Attention, RejectsBadShapes) {
