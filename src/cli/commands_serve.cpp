@@ -29,7 +29,7 @@ void run_serve(ServeCliOptions o) {
   o.serve.max_body_bytes = static_cast<size_t>(o.max_body_mib * 1048576.0);
   o.kv_flags.kv_cache = o.kv_cache;
   apply_kv_flags(o.kv_flags, o.serve.engine.kv.session);  // checked as every command checks them
-  o.serve.engine.kv.protect = o.kv_flags.kv_protect;
+  if (!o.kv_flags.kv_protect.empty()) o.serve.engine.kv.protect = std::make_shared<const TokenPattern>(o.kv_flags.kv_protect);
   const SessionOptions& kv = o.serve.engine.kv.session;
   std::string retention = kv.kv_window > 0   ? fmt::format(", window {} + sinks {}", kv.kv_window, kv.kv_sinks)
                           : kv.kv_budget > 0 ? fmt::format(", H2O budget {} tokens", kv.kv_budget)

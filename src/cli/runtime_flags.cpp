@@ -1,9 +1,8 @@
 #include "runtime_flags.h"
 
-#include <regex>
-
 #include "ropescale/config/error.h"
 #include "ropescale/config/model_config.h"
+#include "ropescale/model/token_spans.h"
 
 namespace ropescale::cli {
 
@@ -108,9 +107,9 @@ void apply_kv_flags(const RuntimeFlags& f, SessionOptions& so) {
   if (!f.kv_protect.empty()) {
     if (f.kv_budget == 0) throw_unreadable("--kv-protect", "'" + f.kv_protect + "' needs --kv-budget-tokens");
     try {
-      std::regex(f.kv_protect, std::regex::ECMAScript);
-    } catch (const std::regex_error& e) {
-      throw_unreadable("--kv-protect", "'" + f.kv_protect + "' is not a regular expression: " + e.what());
+      TokenPattern{f.kv_protect};  // compiles it as every user of the pattern will
+    } catch (const std::invalid_argument& e) {
+      throw_unreadable("--kv-protect", e.what());
     }
   }
 }

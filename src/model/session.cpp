@@ -129,20 +129,29 @@ void InferenceSession::make_room(int n) {
   cache_len_ -= drop;
 }
 
-void InferenceSession::protect(std::vector<PositionSpan> spans) {
+std::vector<PositionSpan> merge_spans(std::vector<PositionSpan> spans) {
   for (const PositionSpan& span : spans)
     if (span.begin < 0 || span.end < span.begin)
       throw std::invalid_argument("session: protected span [" + std::to_string(span.begin) + ", " + std::to_string(span.end) + ") is reversed or negative");
   std::sort(spans.begin(), spans.end(), [](const PositionSpan& a, const PositionSpan& b) { return a.begin < b.begin; });
-  opt_.kv_protect.clear();  // sorted, overlapping and touching spans merged
+  std::vector<PositionSpan> merged;
   for (const PositionSpan& span : spans) {
     if (span.begin == span.end) continue;
-    if (!opt_.kv_protect.empty() && span.begin <= opt_.kv_protect.back().end)
-      opt_.kv_protect.back().end = std::max(opt_.kv_protect.back().end, span.end);
+    if (!merged.empty() && span.begin <= merged.back().end)
+      merged.back().end = std::max(merged.back().end, span.end);
     else
-      opt_.kv_protect.push_back(span);
+      merged.push_back(span);
   }
+  return merged;
 }
+
+int64_t covered_positions(const std::vector<PositionSpan>& merged) {
+  int64_t n = 0;
+  for (const PositionSpan& span : merged) n += span.end - span.begin;
+  return n;
+}
+
+void InferenceSession::protect(std::vector<PositionSpan> spans) { opt_.kv_protect = merge_spans(std::move(spans)); }
 
 bool InferenceSession::is_protected(int64_t position) const {
   // The last span beginning at or before `position` (spans disjoint and sorted).

@@ -6,13 +6,19 @@
 
 namespace ropescale {
 
-std::vector<PositionSpan> token_spans_matching(const Tokenizer& tok, std::span<const int> ids, const std::string& pattern) {
-  std::regex re;
+TokenPattern::TokenPattern(std::string pattern) : source_(std::move(pattern)) {
   try {
-    re.assign(pattern, std::regex::ECMAScript);
+    re_.assign(source_, std::regex::ECMAScript);
   } catch (const std::regex_error& e) {
-    throw std::invalid_argument("protected-span pattern '" + pattern + "' does not compile: " + e.what());
+    throw std::invalid_argument("protected-span pattern '" + source_ + "' does not compile: " + e.what());
   }
+}
+
+std::vector<PositionSpan> token_spans_matching(const Tokenizer& tok, std::span<const int> ids, const std::string& pattern) {
+  return TokenPattern(pattern).spans(tok, ids);
+}
+
+std::vector<PositionSpan> TokenPattern::spans(const Tokenizer& tok, std::span<const int> ids) const {
   // The text and where each token's piece starts in it (starts[i + 1] = its end).
   std::string text;
   std::vector<size_t> starts{0};
@@ -23,7 +29,7 @@ std::vector<PositionSpan> token_spans_matching(const Tokenizer& tok, std::span<c
     previous = id;
   }
   std::vector<PositionSpan> spans;
-  for (auto it = std::sregex_iterator(text.begin(), text.end(), re); it != std::sregex_iterator(); ++it) {
+  for (auto it = std::sregex_iterator(text.begin(), text.end(), re_); it != std::sregex_iterator(); ++it) {
     const size_t b = size_t(it->position()), e = b + size_t(it->length());
     if (e == b) continue;
     // The first token whose piece ends after b, through the last one starting before e.
@@ -31,7 +37,7 @@ std::vector<PositionSpan> token_spans_matching(const Tokenizer& tok, std::span<c
     const auto last = std::lower_bound(starts.begin(), starts.end() - 1, e) - starts.begin();
     if (first < last) spans.push_back({int64_t(first), int64_t(last)});
   }
-  return spans;
+  return merge_spans(std::move(spans));  // two matches in one token cover it once
 }
 
 }  // namespace ropescale

@@ -17,6 +17,13 @@ TEST(TokenSpans, CoverEveryTokenAMatchOverlaps) {
   EXPECT_EQ(token_spans_matching(tok, ids, "^## [^\\n]*"), (std::vector<PositionSpan>{{1, 7}}));  // a heading to the line's end
   EXPECT_TRUE(token_spans_matching(tok, ids, "x*").empty());  // empty matches cover nothing
   EXPECT_TRUE(token_spans_matching(tok, ids, "absent").empty());
+  // Two matches inside one piece, and matches in touching pieces: merged spans, each token once.
+  EXPECT_EQ(token_spans_matching(tok, ids, "In|tro"), (std::vector<PositionSpan>{{1, 2}}));
+  EXPECT_EQ(token_spans_matching(tok, ids, "o|!"), (std::vector<PositionSpan>{{1, 7}}));  // six touching tokens
+  const TokenPattern compiled("h[a-z]+");  // compiled once, used on two prompts
+  EXPECT_EQ(compiled.spans(tok, ids), (std::vector<PositionSpan>{{2, 3}, {5, 6}}));
+  EXPECT_EQ(compiled.spans(tok, std::vector<int>{3, 3}), (std::vector<PositionSpan>{{0, 2}}));
+  EXPECT_EQ(covered_positions(merge_spans({{4, 6}, {0, 2}, {1, 3}, {6, 6}})), 5);
   try {
     token_spans_matching(tok, ids, "([unclosed");
     FAIL() << "a pattern that does not compile must throw";

@@ -55,11 +55,9 @@ CompletionRun::CompletionRun(const LlamaModel& model, const Tokenizer& tok, cons
   // (frequencies for its whole length); chunked, each chunk would use its own length's.
   if (recompute_) so.chunk = static_cast<int>(context_);
   so.threads = threads;
-  if (!kv.protect.empty() && so.kv_budget > 0) {
-    so.kv_protect = token_spans_matching(tok, prompt_, kv.protect);
-    std::vector<bool> is_covered(prompt_.size(), false);  // spans may overlap
-    for (const auto& span : so.kv_protect) std::fill(is_covered.begin() + span.begin, is_covered.begin() + span.end, true);
-    const int64_t covered = std::count(is_covered.begin(), is_covered.end(), true);
+  if (kv.protect && so.kv_budget > 0) {
+    so.kv_protect = kv.protect->spans(tok, prompt_);
+    const int64_t covered = covered_positions(so.kv_protect);
     if (covered > so.kv_budget / 2)  // more would leave eviction nothing to take
       throw ApiError(400, "prompt: the server's --kv-protect pattern covers " + std::to_string(covered) +
                               " of its tokens, more than half of the --kv-budget-tokens " + std::to_string(so.kv_budget), "prompt");

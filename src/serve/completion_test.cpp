@@ -141,7 +141,7 @@ TEST(Completion, AWindowOrBudgetBoundsTheCacheOfALongRequest) {
   for (int which = 0; which < 2; ++which) {
     KvPolicy kv;
     if (which == 0) kv.session.kv_window = 96, kv.session.kv_sinks = 4;
-    else kv.session.kv_budget = 128, kv.protect = "In the beginning";
+    else kv.session.kv_budget = 128, kv.protect = std::make_shared<const TokenPattern>("In the beginning");
     const int64_t rows = which == 0 ? 100 : 128;
     EXPECT_EQ(CompletionRun::kv_bytes(d->model, 420, kv), kv_cache_bytes(KvType::F32, d->model.hp.n_layers, d->model.hp.n_kv_heads,
                                                                          d->model.hp.head_dim, rows));
@@ -177,7 +177,7 @@ TEST(Completion, AWindowOrBudgetBoundsTheCacheOfALongRequest) {
   }
   KvPolicy greedy_protect;
   greedy_protect.session.kv_budget = 64;
-  greedy_protect.protect = "[a-z]+";  // most of the prompt
+  greedy_protect.protect = std::make_shared<const TokenPattern>("[a-z]+");  // most of the prompt
   try {
     CompletionRun run(d->model, *d->tok, r, d->tok->encode(prompt, true, false), yarn, greedy_protect, 0);
     FAIL() << "accepted";

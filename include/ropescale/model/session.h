@@ -41,6 +41,11 @@ struct PositionSpan {
   int64_t begin = 0, end = 0;
   bool operator==(const PositionSpan&) const = default;
 };
+// Sorted by begin, overlapping and touching spans merged, empty ones dropped; throws
+// std::invalid_argument for a reversed or negative span.
+std::vector<PositionSpan> merge_spans(std::vector<PositionSpan> spans);
+// Positions covered by merged spans (merge_spans' result): the sum of their lengths.
+int64_t covered_positions(const std::vector<PositionSpan>& merged);
 
 struct SessionOptions {
   int64_t max_context = 0;        // KV cache capacity (tokens); 0 = the model's trained context

@@ -2,6 +2,8 @@
 // (`--kv-protect`, e.g. headings or the question), found on the text as the tokens spell it.
 #pragma once
 
+#include <memory>
+#include <regex>
 #include <span>
 #include <string>
 #include <vector>
@@ -11,9 +13,22 @@
 
 namespace ropescale {
 
-// The token positions [begin, end) of every token that overlaps a match of `pattern` (ECMAScript
-// syntax) in the concatenated pieces of `ids` (tok.decode; BOS and EOS spell nothing). Empty matches
-// cover nothing. Throws std::invalid_argument naming the pattern when it does not compile.
+// A pattern compiled once (a server's --kv-protect serves every request with it).
+class TokenPattern {
+ public:
+  // ECMAScript syntax; throws std::invalid_argument naming the pattern when it does not compile.
+  explicit TokenPattern(std::string pattern);
+  const std::string& source() const { return source_; }
+  // The token positions of every token that overlaps a match in the concatenated pieces of `ids`
+  // (tok.decode; BOS and EOS spell nothing), as merged spans (merge_spans). Empty matches cover nothing.
+  std::vector<PositionSpan> spans(const Tokenizer& tok, std::span<const int> ids) const;
+
+ private:
+  std::string source_;
+  std::regex re_;
+};
+
+// TokenPattern(pattern).spans(tok, ids), for a pattern used once.
 std::vector<PositionSpan> token_spans_matching(const Tokenizer& tok, std::span<const int> ids, const std::string& pattern);
 
 }  // namespace ropescale

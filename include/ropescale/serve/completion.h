@@ -16,6 +16,7 @@
 #include <nlohmann/json.hpp>
 
 #include "ropescale/model/session.h"
+#include "ropescale/model/token_spans.h"
 #include "ropescale/model/tokenizer.h"
 #include "ropescale/serve/completion_request.h"
 #include "ropescale/serve/serve_policy.h"
@@ -36,7 +37,8 @@ struct TokenLogprobs {
 // --kv-budget-tokens --kv-protect --self-extend-*`).
 struct KvPolicy {
   SessionOptions session;  // its kv_cache, kv_window, kv_sinks, kv_budget, self_extend; the rest is set per run
-  std::string protect;     // with a budget: a regex whose prompt tokens are never evicted ("" = none)
+  // With a budget: the prompt tokens it matches are never evicted (compiled once, for every request).
+  std::shared_ptr<const TokenPattern> protect;
 };
 
 struct CompletionStep {
