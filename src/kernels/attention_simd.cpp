@@ -30,8 +30,8 @@
 #include <cmath>
 #include <cstring>
 #include <limits>
-#include <type_traits>
 #include <stdexcept>
+#include <type_traits>
 #include <vector>
 
 #include "attention_block.h"
@@ -220,8 +220,8 @@ void AttendWide(const AttentionProblem& p, const detail::AttentionBlock& b, cons
   s.pos.assign(rp, -1);  // padding rows see no key
   s.qr.resize(hd);
   for (int r = 0; r < rows; ++r) {
-    const int t = b.t0 + r / group, h = b.kv_head * group + r % group;
-    detail::query_for_keys(p.k_type, p.q + (int64_t(t) * p.n_heads + h) * hd, s.qr.data(), hd);
+    const int t = b.query(r, group);
+    detail::query_for_keys(p.k_type, p.q + (int64_t(t) * p.n_heads + b.head(r, group)) * hd, s.qr.data(), hd);
     for (int c = 0; c < hd; ++c) s.qt[size_t(c) * rp + r] = s.qr[c] * p.scale;
     s.pos[r] = static_cast<int32_t>(p.keys_before + t);
   }

@@ -6,11 +6,11 @@
 
 namespace ropescale {
 
-TokenPattern::TokenPattern(std::string pattern) : source_(std::move(pattern)) {
+TokenPattern::TokenPattern(const std::string& pattern) {
   try {
-    re_.assign(source_, std::regex::ECMAScript);
+    re_.assign(pattern, std::regex::ECMAScript);
   } catch (const std::regex_error& e) {
-    throw std::invalid_argument("protected-span pattern '" + source_ + "' does not compile: " + e.what());
+    throw std::invalid_argument("protected-span pattern '" + pattern + "' does not compile: " + e.what());
   }
 }
 

@@ -1,7 +1,5 @@
 #include "ropescale/serve/completion.h"
 
-#include "ropescale/model/token_spans.h"
-
 #include <algorithm>
 #include <cmath>
 #include <numeric>

@@ -4,15 +4,6 @@
 
 namespace ropescale {
 
-std::optional<CompletionStep> Job::next() {
-  std::unique_lock<std::mutex> lock(mu_);
-  cv_.wait(lock, [&] { return !steps_.empty() || ended_; });
-  if (steps_.empty()) return std::nullopt;
-  CompletionStep s = std::move(steps_.front());
-  steps_.pop_front();
-  return s;
-}
-
 std::vector<CompletionStep> Job::take(size_t at_least, std::optional<std::chrono::milliseconds> max_wait) {
   at_least = std::max<size_t>(1, at_least);
   std::unique_lock<std::mutex> lock(mu_);

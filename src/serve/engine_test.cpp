@@ -27,7 +27,7 @@ std::shared_ptr<Job> job(const Fixture& f, const std::string& prompt, int max_to
 
 std::string collect(Job& j) {
   std::string text;
-  while (auto s = j.next()) text += s->text;
+  for (const auto& s : j.take(Job::kAll)) text += s.text;  // every step, once the job has ended
   return text;
 }
 
@@ -101,19 +101,19 @@ TEST(Engine, AdmitsBySessionsQueueAndKvBytesAndFreesCancelledSessions) {
   const size_t budget = long_job->kv_bytes + long_job->kv_bytes / 2;  // room for one long job, not two
   Engine engine(f->model, *f->tok, EngineOptions{2, 1, budget, KvPolicy{}, 0});
   ASSERT_EQ(engine.submit(long_job), Engine::Admission::Queued);
-  ASSERT_TRUE(long_job->next());  // running (its prefill step arrived)
+  ASSERT_FALSE(long_job->take().empty());  // running (its prefill step arrived)
   auto second = job(*f, "In the beginning", 3000, "auto");  // fits the sessions, not the KV budget: waits
   ASSERT_EQ(engine.submit(second), Engine::Admission::Queued);
   EXPECT_EQ(engine.submit(job(*f, "x", 5, "none")), Engine::Admission::QueueFull);
   EXPECT_EQ(engine.stats().queued, 1);
   EXPECT_EQ(engine.stats().kv_bytes_in_use, long_job->kv_bytes);
   long_job->cancelled = true;  // its client went away
-  while (long_job->next()) {
+  while (!long_job->take().empty()) {
   }
   EXPECT_EQ(long_job->error()->status, 499);
-  ASSERT_TRUE(second->next());  // the freed bytes let the waiting job start
+  ASSERT_FALSE(second->take().empty());  // the freed bytes let the waiting job start
   second->cancelled = true;
-  while (second->next()) {
+  while (!second->take().empty()) {
   }
   EXPECT_EQ(engine.stats().cancelled, 2u);
   EXPECT_EQ(engine.stats().kv_bytes_in_use, 0u);

@@ -2,7 +2,6 @@
 // (`--kv-protect`, e.g. headings or the question), found on the text as the tokens spell it.
 #pragma once
 
-#include <memory>
 #include <regex>
 #include <span>
 #include <string>
@@ -17,14 +16,12 @@ namespace ropescale {
 class TokenPattern {
  public:
   // ECMAScript syntax; throws std::invalid_argument naming the pattern when it does not compile.
-  explicit TokenPattern(std::string pattern);
-  const std::string& source() const { return source_; }
+  explicit TokenPattern(const std::string& pattern);
   // The token positions of every token that overlaps a match in the concatenated pieces of `ids`
   // (tok.decode; BOS and EOS spell nothing), as merged spans (merge_spans). Empty matches cover nothing.
   std::vector<PositionSpan> spans(const Tokenizer& tok, std::span<const int> ids) const;
 
  private:
-  std::string source_;
   std::regex re_;
 };
 

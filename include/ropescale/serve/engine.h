@@ -36,9 +36,7 @@ class Job {
   const size_t kv_bytes;
   std::atomic<bool> cancelled{false};  // the client went away: the engine frees the session
 
-  // Handler side: the next step, or nullopt once the job has ended (check error()). Waits.
-  std::optional<CompletionStep> next();
-  // Every step produced so far, or none once the job has ended. Waits until at least `at_least`
+  // Handler side: every step produced so far, or none once the job has ended (check error()). Waits until at least `at_least`
   // steps are ready, the job has ended, or `max_wait` has passed since the first ready step arrived
   // (no limit when absent). The engine wakes the handler only then, so a stream sent in groups of N
   // tokens costs one or two wake-ups per group instead of N, and a non-streaming request
