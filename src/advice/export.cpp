@@ -84,6 +84,12 @@ json scaling_only(const json& p) {
   return s;
 }
 
+// LongRoPE's attention factor within the original length and beyond it.
+std::pair<double, double> longrope_attention_factors(const RopeSpec& spec) {
+  const int64_t L = spec.original_max_position;
+  return {compute_frequencies(spec, L).attention_factor, compute_frequencies(spec, L + 1).attention_factor};
+}
+
 struct Setting {
   RopeSpec spec;
   json params;         // standardized dict
@@ -146,6 +152,15 @@ ExportResult to_hf(const Setting& s, const ModelConfig& cfg, bool v5) {
     if (cfg.original_max_position_embeddings && s.spec.type == RopeType::LongRope)
       r.notes.push_back("Phi-3 configs also keep original_max_position_embeddings at top level; HF lets it overwrite the dict value");
   }
+  if (s.spec.type == RopeType::LongRope) {
+    const auto [short_af, long_af] = longrope_attention_factors(s.spec);
+    if (short_af != long_af) {
+      r.exact = false;
+      r.notes.push_back("transformers' longrope (Llama, Phi-3) multiplies cos/sin by attention_factor = " + num(long_af) +
+                        " at every length and ignores short_mscale = " + num(short_af) +
+                        ": short prompts get the long regime's factor there (HF's PhiMoE and vLLM read both keys)");
+    }
+  }
   if (s.spec.type == RopeType::Dynamic)
     r.notes.push_back("HF dynamic NTK rotates each key once with the base in force when it was cached (transformers#25104)");
   r.text = r.data.dump(2);
@@ -157,6 +172,13 @@ ExportResult to_vllm(const Setting& s) {
   r.target = ExportTarget::VLLM;
   r.exact = starts_exact(s.spec, &RopeTypeInfo::vllm);
   auto [sc, theta] = hf_expressible(s, r, "vLLM");
+  if (s.spec.type == RopeType::LongRope) {
+    // vLLM's Phi3LongRoPE takes each regime's factor as short_mscale / long_mscale and ignores attention_factor
+    // (it would use sqrt(1 + ln s / ln L) for both): both written out.
+    const auto [short_af, long_af] = longrope_attention_factors(s.spec);
+    sc["short_mscale"] = short_af;
+    sc["long_mscale"] = long_af;
+  }
   json overrides = {{"rope_theta", theta}};
   if (!sc.is_null()) overrides["rope_scaling"] = sc;
   if (s.params.contains("partial_rotary_factor")) overrides["partial_rotary_factor"] = s.params["partial_rotary_factor"];

@@ -94,5 +94,27 @@ TEST(Export, VllmArguments) {
   EXPECT_TRUE(has_note(r, "--rope-scaling"));
 }
 
+TEST(Export, LongRopeAttentionFactorsForVllmAndHf) {
+  // vLLM's Phi3LongRoPE reads short_mscale/long_mscale and ignores attention_factor: the export writes
+  // each regime's factor. HF's longrope applies attention_factor at every length: not exact once they differ.
+  auto c = model("phi-3-mini-128k-instruct");
+  const RopeSpec phi = rope_spec_for(c);
+  const double rule = compute_frequencies(phi, phi.original_max_position + 1).attention_factor;
+  auto v = json::parse(export_setting(c, ExportTarget::VLLM).data[1].get<std::string>());
+  EXPECT_DOUBLE_EQ(v["rope_scaling"]["short_mscale"].get<double>(), rule);
+  EXPECT_DOUBLE_EQ(v["rope_scaling"]["long_mscale"].get<double>(), rule);
+  EXPECT_TRUE(export_setting(c, ExportTarget::HF).exact);
+  json p = c.rope_parameters;
+  p["attention_factor"] = 1.15;
+  p["short_mscale"] = 1.0;
+  apply_rope_override(c, p.dump());
+  v = json::parse(export_setting(c, ExportTarget::VLLM).data[1].get<std::string>());
+  EXPECT_EQ(v["rope_scaling"]["short_mscale"].get<double>(), 1.0);
+  EXPECT_EQ(v["rope_scaling"]["long_mscale"].get<double>(), 1.15);
+  auto h = export_setting(c, ExportTarget::HF);
+  EXPECT_FALSE(h.exact);
+  EXPECT_TRUE(has_note(h, "ignores short_mscale"));
+}
+
 }  // namespace
 }  // namespace ropescale

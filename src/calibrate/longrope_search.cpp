@@ -141,7 +141,7 @@ double longrope_attention_factor(double factor, int64_t original_max_position) {
 }
 
 RopeSpec longrope_spec(const RopeSpec& base, const std::vector<double>& short_factor,
-                       const std::vector<double>& long_factor, double attention_factor) {
+                       const std::vector<double>& long_factor, double attention_factor, std::optional<double> short_mscale) {
   RopeSpec s;
   s.type = RopeType::LongRope;
   s.theta = base.theta;
@@ -155,6 +155,7 @@ RopeSpec longrope_spec(const RopeSpec& base, const std::vector<double>& short_fa
   s.short_factor = short_factor;
   s.long_factor = long_factor;
   s.attention_factor = attention_factor;
+  if (short_mscale) s.short_mscale = short_mscale, s.long_mscale = attention_factor;
   return s;
 }
 

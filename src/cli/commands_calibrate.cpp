@@ -50,6 +50,7 @@ struct CalibrateOptions {
   std::optional<double> max_factor;    // unset: 2·s
   std::optional<double> attention;     // set: the attention factor, fixed (not searched)
   int short_iterations = 8;
+  std::string short_mscale = "search";  // search: the short regime's own attention factor; long: HF's one factor
   std::string checkpoint, from;
   bool resume = false;
   std::string out_gguf;
@@ -380,8 +381,9 @@ void run_longrope(const Calibration& cal) {
   const LongRopeSearchResult r = search_longrope(seeds, long_fitness, so, resumed ? &*resumed : nullptr, checkpoint, progress);
   bar.finish();
   const LongRopeCandidate& best = r.best();
-  // The short factors: at the trained length, the long result's attention factor fixed, starting from 1.
+  // The short factors: at the trained length, starting from 1, with their own attention factor (or the long one).
   std::vector<double> short_factor(size_t(base.pairs()), 1.0);
+  std::optional<double> short_mscale;  // searched: the short regime's attention factor
   json short_search = nullptr;
   double short_fitness = NAN, short_ones = NAN;
   const double left = budget_seconds - std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
@@ -393,17 +395,23 @@ void run_longrope(const Calibration& cal) {
     const std::vector<int> short_ids = windows_of(*cal.tok, o.text, cal.L, short_windows);
     LongRopeSearchOptions ss = so;
     ss.population = 16, ss.iterations = o.short_iterations, ss.mutations = 8, ss.crossovers = 8, ss.parents = 8;
-    ss.upper = s, ss.search_attention = false, ss.attention_factor = best.attention_factor;
+    // The short regime's attention factor (short_mscale) is searched with its factors, from 1 (the trained
+    // model's own), unless --short-mscale long keeps the long one at every length as HF's longrope does.
+    const bool own_mscale = o.short_mscale == "search";
+    ss.upper = s, ss.search_attention = own_mscale, ss.attention_factor = own_mscale ? 1.0 : best.attention_factor;
     ss.max_seconds = left, ss.max_evals = 1 << 30;
     std::vector<std::vector<double>> short_seeds = {short_factor, longrope_seed_factors(base, ss)[1]};  // 1, NTK
     const LongRopeFitness fit = [&](const LongRopeCandidate& c) {
-      return cal.nll_of(cal.with_spec(longrope_spec(base, c.factors, best.factors, best.attention_factor), "candidate"),
+      return cal.nll_of(cal.with_spec(longrope_spec(base, c.factors, best.factors, best.attention_factor,
+                                                    own_mscale ? std::optional(c.attention_factor) : std::nullopt),
+                                      "candidate"),
                         short_ids, cal.L);
     };
     std::fprintf(stderr, "ropescale: short factors at %lld tokens on %d window(s), %d generations\n", (long long)cal.L,
                  short_windows, ss.iterations);
     const LongRopeSearchResult sr = search_longrope(short_seeds, fit, ss);
     short_factor = sr.best().factors;
+    if (own_mscale) short_mscale = sr.best().attention_factor;
     short_fitness = sr.best().fitness;
     short_ones = sr.state.history.front().fitness;
     short_search = {{"evals", sr.state.evals}, {"seconds", sr.state.seconds}, {"windows", short_windows},
@@ -412,6 +420,10 @@ void run_longrope(const Calibration& cal) {
   }
   json dict = {{"rope_type", "longrope"}, {"factor", s}, {"original_max_position_embeddings", cal.L},
                {"short_factor", short_factor}, {"long_factor", best.factors}, {"attention_factor", best.attention_factor}};
+  if (short_mscale) {  // one attention factor per regime, in the keys vLLM and HF's PhiMoE read
+    dict["short_mscale"] = *short_mscale;
+    dict["long_mscale"] = best.attention_factor;
+  }
   json history = json::array();
   for (const auto& c : r.state.history) history.push_back(longrope_candidate_json(c));
   json seed_fitness = json::array();
@@ -450,8 +462,10 @@ void run_longrope(const Calibration& cal) {
               seed_fitness.size() > 2 ? seed_fitness[2].get<double>() : NAN, best.fitness, best.attention_factor);
   std::printf("  long factors:  %s\n", fmt::format("{}", fmt::join(best.factors, " ")).c_str());
   if (!short_search.is_null())
-    std::printf("  short factors: %s (NLL at %lld: %.4f; all 1: %.4f)\n",
-                fmt::format("{}", fmt::join(short_factor, " ")).c_str(), (long long)cal.L, short_fitness, short_ones);
+    std::printf("  short factors: %s%s (NLL at %lld: %.4f; all 1: %.4f)\n",
+                fmt::format("{}", fmt::join(short_factor, " ")).c_str(),
+                short_mscale ? fmt::format(", short_mscale {:.3f}", *short_mscale).c_str() : "", (long long)cal.L, short_fitness,
+                short_ones);
   std::printf("%s\n", table.c_str());
   print_exports(doc);
 }
@@ -512,6 +526,12 @@ void add_calibrate_commands(CLI::App& app, int& exit_code) {
   lr->add_option("--short-iterations", o->short_iterations, "Generations of the short-factor search at the trained "
                                                             "length (0: short factors all 1)")
       ->capture_default_str()->check(CLI::Range(0, 10000));
+  lr->add_option("--short-mscale", o->short_mscale,
+                 "search: the short factors' search also finds the attention factor within the trained length "
+                 "(short_mscale, long_mscale in the result: read by vLLM and by HF's PhiMoE; HF's Llama/Phi-3 longrope "
+                 "applies attention_factor at every length); long: one attention factor for both")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"search", "long"}));
   lr->add_option("--checkpoint", o->checkpoint, "Write the search state to FILE after every generation");
   lr->add_flag("--resume", o->resume, "Continue the search saved in --checkpoint FILE (same model, text and options)");
   lr->add_option("--from", o->from, "Start from an earlier calibration (progressive extension): its setting, as is and "

@@ -41,6 +41,7 @@ struct GenerateOptions {
   int max_tokens = 256;
   double temperature = 0.0;
   uint64_t seed = 42;
+  bool timings = false;
 };
 
 int sample(const std::vector<float>& logits, double temperature, std::mt19937_64& rng) {
@@ -81,8 +82,11 @@ void run_generate(const GenerateOptions& o) {
   InferenceSession session(model, so);
   std::mt19937_64 rng(o.seed);
   std::fputs(o.prompt.c_str(), stdout);
+  using clock = std::chrono::steady_clock;
+  const auto t_start = clock::now();
   auto logits = session.forward(prompt);
-  int prev = prompt.back();
+  const auto t_prompt = clock::now();
+  int prev = prompt.back(), decoded = 0;  // decoded: forward passes of one new token
   for (int i = 0; i < o.max_tokens && session.position() < so.max_context; ++i) {
     const int next = sample(logits, o.temperature, rng);
     if (next == tok->eos() || next == tok->bos()) break;
@@ -90,9 +94,23 @@ void run_generate(const GenerateOptions& o) {
     std::fwrite(piece.data(), 1, piece.size(), stdout);
     std::fflush(stdout);
     prev = next;
+    // The last token's forward pass feeds nothing: skip it, as a server ending the request does.
+    if (i + 1 == o.max_tokens) break;
     logits = session.forward(std::span<const int>(&next, 1));
+    ++decoded;
   }
+  const auto t_end = clock::now();
   std::fputc('\n', stdout);
+  std::fflush(stdout);
+  if (o.timings) {
+    // llama.cpp's split: the prompt's prefill (which also yields the first token), then one
+    // forward pass per further token (the decode rate a server's streams are compared with).
+    const double prompt_s = std::chrono::duration<double>(t_prompt - t_start).count();
+    const double decode_s = std::chrono::duration<double>(t_end - t_prompt).count();
+    std::fprintf(stderr, "ropescale: prompt %zu tokens in %.1f ms (%.1f tokens/s); decode %d tokens in %.1f ms (%.1f tokens/s)\n",
+                 prompt.size(), prompt_s * 1e3, double(prompt.size()) / prompt_s, decoded, decode_s * 1e3,
+                 decode_s > 0 ? decoded / decode_s : 0.0);
+  }
 }
 
 struct BenchModelOptions {
@@ -353,6 +371,8 @@ void add_model_commands(CLI::App& app, int& exit_code) {
   g->add_option("--max-tokens", o->max_tokens, "Tokens to generate")->capture_default_str()->check(CLI::NonNegativeNumber);
   g->add_option("--temp", o->temperature, "Sampling temperature (0 = greedy)")->capture_default_str()->check(CLI::NonNegativeNumber);
   g->add_option("--seed", o->seed, "Sampling seed")->capture_default_str();
+  g->add_flag("--timings", o->timings,
+              "Print to stderr the prompt's prefill time and the decode rate (tokens after the first ÷ their time)");
   add_runtime_flags(g, o->runtime);
   g->callback([o, &exit_code] { run_generate(*o), exit_code = 0; });
 }

@@ -257,6 +257,32 @@ TEST(Frequencies, LongRopeSwitchesAtOriginalLength) {
   EXPECT_EQ(compute_frequencies(s).attention_factor, 1.0);
 }
 
+TEST(Frequencies, LongRopeAttentionFactorPerRegime) {
+  // vLLM's Phi3LongRoPE and HF's PhiMoE: short_mscale within L, long_mscale beyond; either
+  // missing falls back to the attention factor rule (here the explicit attention_factor).
+  RopeSpec s = spec(RopeType::LongRope, 8, 10000, 8.0);
+  s.original_max_position = 256;
+  s.short_factor = {1, 1, 1, 1};
+  s.long_factor = {1, 2, 8, 16};
+  s.attention_factor = 1.15;
+  s.short_mscale = 1.0;
+  EXPECT_EQ(compute_frequencies(s, 256).attention_factor, 1.0);
+  EXPECT_EQ(compute_frequencies(s, 257).attention_factor, 1.15);  // no long_mscale: attention_factor
+  s.long_mscale = 1.2;
+  EXPECT_EQ(compute_frequencies(s, 257).attention_factor, 1.2);
+  EXPECT_EQ(compute_frequencies(s, 256).attention_factor, 1.0);
+  s.short_mscale.reset();
+  EXPECT_EQ(compute_frequencies(s, 256).attention_factor, 1.15);
+  for (double bad : {0.0, -1.0, double(NAN), double(INFINITY)}) {
+    RopeSpec b = s;
+    b.short_mscale = bad;
+    EXPECT_THROW(compute_frequencies(b), std::invalid_argument) << bad;
+    b.short_mscale.reset();
+    b.long_mscale = bad;
+    EXPECT_THROW(compute_frequencies(b), std::invalid_argument) << bad;
+  }
+}
+
 TEST(Frequencies, PartialRotaryUsesRotaryDim) {
   RopeSpec s = spec(RopeType::Default, 32, 10000);
   s.head_dim = 128;  // 25 % rotary

@@ -82,6 +82,8 @@ void dynamic_yarn_freqs(const RopeSpec& s, std::optional<int64_t> seq_len, RopeF
 std::string validate_longrope(const RopeSpec& s) {
   if (auto e = needs_original(s, 2); !e.empty()) return e;
   if (auto e = pair_list_problem(s.short_factor, s.pairs(), "short_factor"); !e.empty()) return e;
+  for (const auto& [name, v] : {std::pair{"short_mscale", s.short_mscale}, std::pair{"long_mscale", s.long_mscale}})
+    if (v && !(std::isfinite(*v) && *v > 0)) return std::string(name) + " = " + std::to_string(*v) + " must be a finite number > 0";
   return pair_list_problem(s.long_factor, s.pairs(), "long_factor");
 }
 void longrope_freqs(const RopeSpec& s, std::optional<int64_t> seq_len, RopeFrequencies& out) {
@@ -90,8 +92,9 @@ void longrope_freqs(const RopeSpec& s, std::optional<int64_t> seq_len, RopeFrequ
   const auto& ext = out.uses_long_factors ? s.long_factor : s.short_factor;
   out.inv_freq = default_inv_freq(s.theta, s.rotary_dim);
   for (int j = 0; j < s.pairs(); ++j) out.inv_freq[j] /= ext[j];
-  out.attention_factor =
+  const double rule =
       s.attention_factor.value_or(s.factor <= 1.0 ? 1.0 : std::sqrt(1.0 + std::log(s.factor) / std::log(L)));
+  out.attention_factor = (out.uses_long_factors ? s.long_mscale : s.short_mscale).value_or(rule);
 }
 
 // ---- llama3: Llama 3.1 low/high frequency bands with smoothing ----------------
@@ -149,7 +152,9 @@ constexpr RopeParam kLongRopeParams[] = {
     {"long_factor", K::PairList, &RopeSpec::long_factor, true},
     kOriginal,
     {"factor", K::Factor, &RopeSpec::factor, false, D::LengthRatio},
-    kAttentionFactor};
+    kAttentionFactor,
+    {"short_mscale", K::OptionalNumber, &RopeSpec::short_mscale, false},
+    {"long_mscale", K::OptionalNumber, &RopeSpec::long_mscale, false}};
 constexpr RopeParam kLlama3Params[] = {
     kOriginal, kFactorRequired,
     {"low_freq_factor", K::Number, &RopeSpec::low_freq_factor, true, D::Value, 1.0},

@@ -265,6 +265,13 @@ TEST(Cli, GenerateGreedyAndScaled) {
   ASSERT_EQ(r.code, 0) << r.err;
   // Greedy continuation of the golden sequence (SOURCES.md).
   EXPECT_EQ(r.out.rfind("Once upon a time, there was a little girl named Lily.", 0), 0u) << r.out;
+  // --timings: the same text, and on stderr the prompt's tokens and the 11 one-token passes after the first.
+  auto t = run("generate --model " + model.string() + " --prompt 'Once upon a time' --max-tokens 12 --timings");
+  ASSERT_EQ(t.code, 0) << t.err;
+  EXPECT_EQ(t.out, r.out);
+  EXPECT_NE(t.err.find("ropescale: prompt "), std::string::npos) << t.err;
+  EXPECT_NE(t.err.find("; decode 11 tokens in "), std::string::npos) << t.err;
+  EXPECT_EQ(r.err.find("decode"), std::string::npos) << r.err;
   auto y = run("generate --model " + model.string() + " --prompt 'Once upon a time' --max-tokens 8 --ctx 4096 "
                "--rope-scaling '{\"rope_type\":\"yarn\",\"factor\":8}' --key-rotation read --temp 0.8 --seed 7");
   EXPECT_EQ(y.code, 0) << y.err;
@@ -617,6 +624,11 @@ TEST(Cli, CalibrateLongRope) {
       EXPECT_GE(lf[i], lf[i - 1]);
     }
   }
+  // Each regime's attention factor: the long one searched, the short one searched from 1 at the trained length;
+  // the vLLM export carries both (vLLM ignores attention_factor for longrope).
+  EXPECT_EQ(rope["long_mscale"], rope["attention_factor"]);
+  EXPECT_GE(rope["short_mscale"].get<double>(), 1.0);
+  EXPECT_NE(j["exports"]["vllm"]["text"].get<std::string>().find("short_mscale"), std::string::npos);
   EXPECT_EQ(j["search"]["evals"], 6 + 2 * 6);
   EXPECT_EQ(j["search"]["generations"], 2);
   EXPECT_LE(j["search"]["best"]["fitness_nll"].get<double>(), j["search"]["seed_fitness_nll"][0].get<double>());
@@ -636,6 +648,10 @@ TEST(Cli, CalibrateLongRope) {
   EXPECT_EQ(r.code, 2);
   EXPECT_NE(r.err.find(cal), std::string::npos) << r.err;
   // The needle fitness: LongRoPE2's needle perplexity of passkeys hidden in the calibration text.
+  r = run("calibrate" + small + " --iterations 0 --short-mscale long --json");  // HF's one attention factor
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_FALSE(r.j()["rope_scaling"].contains("short_mscale"));
+  EXPECT_EQ(run("calibrate" + small + " --iterations 0 --short-mscale both").code, 2);
   r = run("calibrate" + small + " --iterations 0 --fitness needle --needles 2 --json");
   ASSERT_EQ(r.code, 0) << r.err;
   EXPECT_NE(r.j()["calibration"]["fitness"].get<std::string>().find("needle NLL of 2"), std::string::npos);

@@ -102,8 +102,12 @@ def check_scaling_in_keys(tally, label, binary, path, plain, n):
 
 
 def long_factors_everywhere(rope):
-    """A longrope dict with its long factors as the short ones too: how llama.cpp runs it at every length."""
-    return {**rope, "short_factor": rope["long_factor"]}
+    """A longrope dict with its long factors (and the long regime's attention factor) as the short ones
+    too: how llama.cpp runs it at every length."""
+    everywhere = {**rope, "short_factor": rope["long_factor"]}
+    if "long_mscale" in rope:
+        everywhere["short_mscale"] = rope["long_mscale"]
+    return everywhere
 
 
 def check_file(tally, label, binary, path, texts, nll_ids, trained, tmp, plain, long_only=None):

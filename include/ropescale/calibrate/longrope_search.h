@@ -104,8 +104,10 @@ LongRopeSearchResult search_longrope(const std::vector<std::vector<double>>& see
                                      const std::function<void(const LongRopeSearchState&)>& progress = {});
 
 // A LongRoPE spec with `base`'s theta, dims, factor and original length, the given
-// short and long lists and attention factor.
+// short and long lists and attention factor; with short_mscale, that factor within the
+// original length instead (and long_mscale = attention_factor beyond it).
 RopeSpec longrope_spec(const RopeSpec& base, const std::vector<double>& short_factor,
-                       const std::vector<double>& long_factor, double attention_factor);
+                       const std::vector<double>& long_factor, double attention_factor,
+                       std::optional<double> short_mscale = std::nullopt);
 
 }  // namespace ropescale

@@ -69,6 +69,10 @@ struct RopeSpec {
   // LongRoPE: per-pair divisors, length d/2 each
   std::vector<double> short_factor;
   std::vector<double> long_factor;
+  // LongRoPE's attention factor per regime (vLLM's Phi3LongRoPE and HF's PhiMoE keys): within L
+  // short_mscale, beyond it long_mscale; each defaults to the attention factor rule.
+  std::optional<double> short_mscale;
+  std::optional<double> long_mscale;
 
   // Llama 3
   double low_freq_factor = 1.0;
