@@ -310,4 +310,17 @@ LongRopeSearchResult search_longrope(const std::vector<std::vector<double>>& see
   return r;
 }
 
+LongRopeSelection select_longrope(const std::vector<LongRopeCandidate>& population, int k,
+                                  const LongRopeFitness& select_fitness) {
+  if (population.empty() || k < 1) throw std::invalid_argument("longrope selection: no candidate to choose from");
+  LongRopeSelection sel;
+  const size_t n = std::min(population.size(), size_t(k));
+  for (size_t i = 0; i < n; ++i) {
+    const double v = select_fitness(population[i]);
+    sel.scores.push_back(std::isnan(v) ? INFINITY : v);  // a failed evaluation is never chosen
+    if (sel.scores[i] < sel.scores[sel.chosen]) sel.chosen = i;
+  }
+  return sel;
+}
+
 }  // namespace ropescale

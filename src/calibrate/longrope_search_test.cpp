@@ -197,5 +197,23 @@ TEST(LongRopeSearch, BudgetStopsWithTheBestSoFar) {
   EXPECT_THROW(search_longrope(seeds, known_optimum(), o), std::invalid_argument);
 }
 
+// The selection re-ranks the top k on the other fitness only: it picks the one that is
+// best there (not the search's best), never looks past k, and never picks a failed score.
+TEST(LongRopeSearch, SelectionRanksTheTopOnOtherData) {
+  std::vector<LongRopeCandidate> pop(5);
+  for (size_t i = 0; i < pop.size(); ++i) pop[i].factors = {1.0, double(i + 1)}, pop[i].fitness = 0.1 * double(i);
+  // The other data prefers the third candidate; the fifth would be better still, but is past k.
+  const std::vector<double> other = {2.0, 1.5, 1.2, NAN, 0.5};
+  const auto by_other = [&](const LongRopeCandidate& c) { return other[size_t(c.factors[1]) - 1]; };
+  const LongRopeSelection sel = select_longrope(pop, 4, by_other);
+  ASSERT_EQ(sel.scores.size(), 4u);
+  EXPECT_EQ(sel.chosen, 2u);
+  EXPECT_TRUE(std::isinf(sel.scores[3]));
+  EXPECT_EQ(select_longrope(pop, 99, by_other).chosen, 4u);
+  EXPECT_EQ(select_longrope(pop, 1, by_other).chosen, 0u);
+  EXPECT_EQ(select_longrope(pop, 2, [](const LongRopeCandidate&) { return 1.0; }).chosen, 0u);  // ties: the earlier
+  EXPECT_THROW(select_longrope({}, 4, by_other), std::invalid_argument);
+}
+
 }  // namespace
 }  // namespace ropescale

@@ -40,7 +40,8 @@ struct CalibrateOptions {
   std::string model, tokenizer, text, eval_text, method = "yarn", out, fitness = "ppl";
   int64_t target = 0;
   int needles = 4;
-  int windows = 2, eval_windows = 4;
+  int windows = 4, eval_windows = 4;
+  int select_windows = 8;             // longrope: the final choice's windows (0: the search's best)
   std::optional<int> max_evals;        // unset: the method's own (yarn 400; longrope its whole search)
   std::optional<double> max_minutes;   // unset: yarn 3, longrope 20
   bool json_out = false;
@@ -73,14 +74,39 @@ LongRopeCandidate longrope_candidate_from_json(const json& j) {
   return c;
 }
 
-// The first `windows` windows of `ctx` tokens of a text, or an error naming the file.
-std::vector<int> windows_of(const Tokenizer& tok, const std::string& path, int64_t ctx, int windows) {
+// Windows of `ctx` tokens of a text, or an error naming the file. Held-out windows are the text's
+// first ones (as `eval ppl --tokens` takes them). Calibration windows are a sample of the whole
+// text: `search` + `select` non-overlapping windows spread from its start to its end with equal
+// gaps, dealt out in turn so that the search's windows and the selection's (the validation split
+// the final choice is made on) both span the text and never share a token.
+std::vector<int> text_ids(const Tokenizer& tok, const std::string& path, int64_t ctx, int64_t windows) {
   std::vector<int> ids = tok.encode(read_file_text(path), true, false);
   if (int64_t(ids.size()) < ctx * windows)
-    throw_unreadable(path, fmt::format("has {} tokens, fewer than {} windows of the target context {}", ids.size(),
-                                       windows, ctx));
+    throw_unreadable(path, fmt::format("has {} tokens, fewer than {} windows of {} tokens", ids.size(), windows, ctx));
+  return ids;
+}
+
+std::vector<int> first_windows(const Tokenizer& tok, const std::string& path, int64_t ctx, int windows) {
+  std::vector<int> ids = text_ids(tok, path, ctx, windows);
   ids.resize(size_t(ctx * windows));
   return ids;
+}
+
+struct CalibrationWindows {
+  std::vector<int> search, select;
+};
+
+CalibrationWindows spread_windows(const Tokenizer& tok, const std::string& path, int64_t ctx, int search, int select) {
+  const std::vector<int> ids = text_ids(tok, path, ctx, search + select);
+  const int64_t total = search + select, slack = int64_t(ids.size()) - ctx * total;
+  CalibrationWindows w;
+  for (int64_t i = 0; i < total; ++i) {
+    const int64_t start = i * ctx + (total > 1 ? slack * i / (total - 1) : 0);
+    // Window i goes to the search when the search's share of the first i + 1 windows grows.
+    std::vector<int>& to = (i + 1) * search / total > i * search / total ? w.search : w.select;
+    to.insert(to.end(), ids.begin() + start, ids.begin() + start + ctx);
+  }
+  return w;
 }
 
 // What every method shares: the model, the calibration windows, the fitness
@@ -93,7 +119,8 @@ struct Calibration {
   double factor = 1;
   json yarn_dict;
   RopeSetting yarn;  // YaRN ×s as published: the reference every result is shown against
-  std::vector<int> ids;
+  std::vector<int> ids;         // the search's calibration windows
+  std::vector<int> select_ids;  // longrope: the selection's, disjoint from them
   PerplexityOptions po;
   std::vector<PasskeyPrompt> needle_prompts;  // --fitness needle
 
@@ -107,7 +134,9 @@ struct Calibration {
     factor = double(o.target) / double(L);
     yarn_dict = {{"rope_type", "yarn"}, {"factor", factor}, {"original_max_position_embeddings", L}};
     yarn = rope_setting_for_model(model, yarn_dict, fmt::format("yarn:{:g}", factor));
-    ids = windows_of(*tok, o.text, o.target, o.windows);
+    CalibrationWindows w = spread_windows(*tok, o.text, o.target, o.windows, o.method == "longrope" && o.fitness == "ppl" ? o.select_windows : 0);
+    ids = std::move(w.search);
+    select_ids = std::move(w.select);
     po.ctxs = {o.target};
     po.run = run_options_of(o.runtime);
     if (o.fitness == "needle") {
@@ -168,7 +197,8 @@ struct Calibration {
                 {"rope_scaling", dict},
                 {"exports", exports},
                 {"calibration", {{"text", o.text}, {"text_sha256", file_sha256_hex(o.text)}, {"windows", o.windows},
-                                 {"fitness", fitness_name()}}},
+                                 {"select_windows", select_ids.empty() ? 0 : o.select_windows},
+                                 {"placement", "spread over the text"}, {"fitness", fitness_name()}}},
                 {"search", std::move(search)}};
     if (!o.eval_text.empty()) {
       // Held out: other text, the target length and the trained length (the short-context cost).
@@ -178,8 +208,8 @@ struct Calibration {
       json held = json::array();
       table = fmt::format("\nheld-out NLL on {} ({} windows each)\n{:<20}{:>14}{:>14}\n", o.eval_text, o.eval_windows,
                           "method", fmt::format("{} (1×)", L), fmt::format("{} ({:g}×)", o.target, factor));
-      const std::vector<int> at_target = windows_of(*tok, o.eval_text, o.target, o.eval_windows);
-      const std::vector<int> at_trained = windows_of(*tok, o.eval_text, L, o.eval_windows);
+      const std::vector<int> at_target = first_windows(*tok, o.eval_text, o.target, o.eval_windows);
+      const std::vector<int> at_trained = first_windows(*tok, o.eval_text, L, o.eval_windows);
       for (const RopeSetting* s : {&none, &ntk, &yarn, &calibrated}) {
         const double a = nll_of(*s, at_trained, L), b = nll_of(*s, at_target, o.target);
         held.push_back({{"method", s->label}, {"nll_trained", a}, {"nll_target", b}, {"ppl_trained", std::exp(a)},
@@ -344,7 +374,8 @@ void run_longrope(const Calibration& cal) {
   if (!o.from.empty()) extra = seeds_from(cal, o.from);
   const auto seeds = longrope_seed_factors(base, so, extra);
   const json identity = {{"model_sha256", file_sha256_hex(o.model)}, {"text_sha256", file_sha256_hex(o.text)},
-                         {"target_context", o.target}, {"windows", o.windows}, {"seed", std::to_string(so.seed)},
+                         {"target_context", o.target}, {"windows", o.windows}, {"select_windows", cal.select_ids.empty() ? 0 : o.select_windows},
+                         {"seed", std::to_string(so.seed)},
                          {"population", so.population}, {"mutations", so.mutations}, {"crossovers", so.crossovers},
                          {"parents", so.parents}, {"step", so.step}, {"upper", so.upper}, {"from", o.from},
                          {"attention_factor", o.attention ? json(*o.attention) : json("searched")},
@@ -380,7 +411,32 @@ void run_longrope(const Calibration& cal) {
   };
   const LongRopeSearchResult r = search_longrope(seeds, long_fitness, so, resumed ? &*resumed : nullptr, checkpoint, progress);
   bar.finish();
-  const LongRopeCandidate& best = r.best();
+  // The final choice: the last generation's parents ranked on the selection windows, which the
+  // search never saw (its top candidates differ by less than the windows' own noise).
+  LongRopeCandidate best = r.best();
+  json selection = nullptr;
+  if (!cal.select_ids.empty()) {
+    const auto ts = std::chrono::steady_clock::now();
+    ProgressBar select_bar("select", "candidates");
+    const int k = std::min<int>(so.parents, int(r.state.population.size()));
+    int scored = 0;
+    const LongRopeSelection sel = select_longrope(r.state.population, k, [&](const LongRopeCandidate& c) {
+      const double nll = cal.nll_of(cal.with_spec(longrope_spec(base, c.factors, c.factors, c.attention_factor), "candidate"),
+                                    cal.select_ids, o.target);
+      select_bar.update(++scored, k);
+      return nll;
+    });
+    select_bar.finish();
+    best = r.state.population[sel.chosen];
+    const double select_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - ts).count();
+    std::fprintf(stderr, "ropescale: selection on %d other window(s): the search's #%zu of %d chosen, NLL %.4f there "
+                         "(the search's best: %.4f), %s\n",
+                 o.select_windows, sel.chosen + 1, k, sel.scores[sel.chosen], sel.scores[0],
+                 format_duration(select_seconds).c_str());
+    selection = {{"windows", o.select_windows}, {"candidates", k}, {"chosen_rank", sel.chosen + 1},
+                 {"chosen_nll", sel.scores[sel.chosen]}, {"search_best_nll", sel.scores[0]}, {"nll", sel.scores},
+                 {"seconds", select_seconds}};
+  }
   // The short factors: at the trained length, starting from 1, with their own attention factor (or the long one).
   std::vector<double> short_factor(size_t(base.pairs()), 1.0);
   std::optional<double> short_mscale;  // searched: the short regime's attention factor
@@ -392,7 +448,7 @@ void run_longrope(const Calibration& cal) {
                          "and stay 1\n");
   if (o.short_iterations > 0 && left > 0) {
     const int short_windows = int(std::max<int64_t>(1, o.windows * o.target / cal.L));
-    const std::vector<int> short_ids = windows_of(*cal.tok, o.text, cal.L, short_windows);
+    const std::vector<int> short_ids = spread_windows(*cal.tok, o.text, cal.L, short_windows, 0).search;
     LongRopeSearchOptions ss = so;
     ss.population = 16, ss.iterations = o.short_iterations, ss.mutations = 8, ss.crossovers = 8, ss.parents = 8;
     // The short regime's attention factor (short_mscale) is searched with its factors, from 1 (the trained
@@ -449,6 +505,7 @@ void run_longrope(const Calibration& cal) {
                                  {"seed_fitness_nll", seed_fitness},
                                  {"best_by_generation", r.state.best_by_generation},
                                  {"best", longrope_candidate_json(best)},
+                                 {"selection", selection},
                                  {"short", short_search},
                                  {"history", history}},
                                 table);
@@ -461,6 +518,10 @@ void run_longrope(const Calibration& cal) {
               seed_fitness.size() > 1 ? seed_fitness[1].get<double>() : NAN,
               seed_fitness.size() > 2 ? seed_fitness[2].get<double>() : NAN, best.fitness, best.attention_factor);
   std::printf("  long factors:  %s\n", fmt::format("{}", fmt::join(best.factors, " ")).c_str());
+  if (!selection.is_null())
+    std::printf("  chosen on %d other windows: the search's #%d of %d (NLL %.4f there; the search's best %.4f)\n",
+                o.select_windows, selection["chosen_rank"].get<int>(), selection["candidates"].get<int>(),
+                selection["chosen_nll"].get<double>(), selection["search_best_nll"].get<double>());
   if (!short_search.is_null())
     std::printf("  short factors: %s%s (NLL at %lld: %.4f; all 1: %.4f)\n",
                 fmt::format("{}", fmt::join(short_factor, " ")).c_str(),
@@ -492,7 +553,8 @@ void add_calibrate_commands(CLI::App& app, int& exit_code) {
   c->add_option("--method", o->method, "yarn (ramp + attention factor, a few hundred evaluations) or longrope "
                                        "(evolutionary search of per-pair factors, short factors after)")
       ->capture_default_str()->check(CLI::IsMember({"yarn", "longrope"}));
-  c->add_option("--windows", o->windows, "Calibration windows of the target length (the fitness is their mean NLL)")
+  c->add_option("--windows", o->windows, "Calibration windows of the target length, spread over the text (the "
+                                         "fitness is their mean NLL)")
       ->capture_default_str()->check(CLI::Range(1, 1024));
   c->add_option("--fitness", o->fitness, "ppl: mean NLL of the calibration windows; needle: the NLL of passkey keys "
                                          "hidden in the calibration text at the target length (LongRoPE2's needle "
@@ -510,6 +572,10 @@ void add_calibrate_commands(CLI::App& app, int& exit_code) {
   c->add_flag("--json", o->json_out, "Print the calibration as JSON");
   c->add_option("--out-gguf", o->out_gguf, "Write the model with the calibrated setting as a GGUF llama.cpp runs (f32)");
   auto* lr = c->add_option_group("longrope", "The LongRoPE search (--method longrope)");
+  lr->add_option("--select-windows", o->select_windows,
+                 "The final choice: the last generation's parents ranked by their NLL on this many other windows of "
+                 "--text, which the search never sees (0: the search's best; --fitness ppl)")
+      ->capture_default_str()->check(CLI::Range(0, 1024));
   lr->add_option("--population", o->search.population, "Population")->capture_default_str()->check(CLI::Range(2, 4096));
   lr->add_option("--iterations", o->search.iterations, "Generations")->capture_default_str()->check(CLI::Range(0, 10000));
   lr->add_option("--mutations", o->search.mutations, "Mutants per generation")->capture_default_str()->check(CLI::Range(0, 4096));

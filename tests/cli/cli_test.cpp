@@ -595,7 +595,7 @@ TEST(Cli, CalibrateYarn) {
   EXPECT_NE(r.err.find("--method"), std::string::npos) << r.err;
   r = run("calibrate --model " + model + " --text " + cal + " --target-context 8192");
   EXPECT_EQ(r.code, 2);
-  EXPECT_NE(r.err.find("fewer than 2 windows"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("fewer than 4 windows"), std::string::npos) << r.err;
 }
 
 // calibrate --method longrope: per-pair factors, monotone and within the bounds, short factors after;
@@ -608,7 +608,7 @@ TEST(Cli, CalibrateLongRope) {
   const std::string cal = test::write_temp("lr-cal.txt", text), out = test::write_temp("lr.json", "");
   const std::string ck = test::write_temp("lr-ck.json", ""), gguf = test::write_temp("lr.gguf", "");
   const std::string small = " --population 6 --mutations 3 --crossovers 3 --parents 3 --short-iterations 1 --windows 1 "
-                            "--threads 1 --method longrope --model " + model + " --text " + cal + " --target-context 512";
+                            "--select-windows 2 --threads 1 --method longrope --model " + model + " --text " + cal + " --target-context 512";
   auto r = run("calibrate" + small + " --iterations 2 --checkpoint " + ck + " --out " + out + " --out-gguf " + gguf + " --json");
   ASSERT_EQ(r.code, 0) << r.err;
   const json j = r.j();
@@ -631,7 +631,17 @@ TEST(Cli, CalibrateLongRope) {
   EXPECT_NE(j["exports"]["vllm"]["text"].get<std::string>().find("short_mscale"), std::string::npos);
   EXPECT_EQ(j["search"]["evals"], 6 + 2 * 6);
   EXPECT_EQ(j["search"]["generations"], 2);
-  EXPECT_LE(j["search"]["best"]["fitness_nll"].get<double>(), j["search"]["seed_fitness_nll"][0].get<double>());
+  // The final choice: the last generation's 3 parents ranked on 2 other windows, the lowest NLL there chosen.
+  const json sel = j["search"]["selection"];
+  ASSERT_EQ(sel["nll"].size(), 3u);
+  const auto sel_nll = sel["nll"].get<std::vector<double>>();
+  const int rank = sel["chosen_rank"].get<int>();
+  ASSERT_GE(rank, 1);
+  ASSERT_LE(rank, 3);
+  EXPECT_DOUBLE_EQ(sel["chosen_nll"].get<double>(), *std::min_element(sel_nll.begin(), sel_nll.end()));
+  EXPECT_DOUBLE_EQ(sel["chosen_nll"].get<double>(), sel_nll[size_t(rank - 1)]);
+  EXPECT_EQ(j["search"]["best"]["factors"], rope["long_factor"]);
+  EXPECT_EQ(j["calibration"]["select_windows"], 2);
   EXPECT_EQ(j["gguf"]["file"], gguf);
   // Progressive extension: the ×2 result, as is and rescaled to ×4, joins the seeds of a search at 1 024.
   std::string wide = small;
@@ -639,7 +649,8 @@ TEST(Cli, CalibrateLongRope) {
   r = run("calibrate" + wide + " --iterations 0 --json");
   ASSERT_EQ(r.code, 0) << r.err;
   const size_t seeds = r.j()["search"]["seeds"].get<size_t>();
-  const std::string small4 = std::string(wide).replace(wide.find("512"), 3, "1024");
+  std::string small4 = std::string(wide).replace(wide.find("512"), 3, "1024");
+  small4.replace(small4.find("--select-windows 2"), 18, "--select-windows 0");  // the text holds 1 window of 1 024
   r = run("calibrate" + small4 + " --iterations 0 --from " + out + " --json");
   ASSERT_EQ(r.code, 0) << r.err;
   EXPECT_EQ(r.j()["search"]["seeds"].get<size_t>(), seeds + 2);
@@ -648,9 +659,13 @@ TEST(Cli, CalibrateLongRope) {
   EXPECT_EQ(r.code, 2);
   EXPECT_NE(r.err.find(cal), std::string::npos) << r.err;
   // The needle fitness: LongRoPE2's needle perplexity of passkeys hidden in the calibration text.
-  r = run("calibrate" + small + " --iterations 0 --short-mscale long --json");  // HF's one attention factor
+  std::string unselected = small;
+  unselected.replace(unselected.find("--select-windows 2"), 18, "--select-windows 0");
+  r = run("calibrate" + unselected + " --iterations 0 --short-mscale long --json");  // HF's one attention factor
   ASSERT_EQ(r.code, 0) << r.err;
   EXPECT_FALSE(r.j()["rope_scaling"].contains("short_mscale"));
+  EXPECT_TRUE(r.j()["search"]["selection"].is_null());  // no selection: the search's best, never worse than PI
+  EXPECT_LE(r.j()["search"]["best"]["fitness_nll"].get<double>(), r.j()["search"]["seed_fitness_nll"][0].get<double>());
   EXPECT_EQ(run("calibrate" + small + " --iterations 0 --short-mscale both").code, 2);
   r = run("calibrate" + small + " --iterations 0 --fitness needle --needles 2 --json");
   ASSERT_EQ(r.code, 0) << r.err;

@@ -103,6 +103,18 @@ LongRopeSearchResult search_longrope(const std::vector<std::vector<double>>& see
                                      const std::function<void(const LongRopeSearchState&)>& checkpoint = {},
                                      const std::function<void(const LongRopeSearchState&)>& progress = {});
 
+// The final choice on other data (a validation split): the first `k` candidates of a
+// scored population (best first) scored again by `select_fitness` — in the CLI, the NLL
+// on calibration windows the search never saw — and the best of them by that score. The
+// search's fitness differences at the top are smaller than the windows' own noise, so
+// ranking on fresh windows is what generalizes (measured: see README, Calibration).
+struct LongRopeSelection {
+  std::vector<double> scores;  // select_fitness of population[i], i < k
+  size_t chosen = 0;           // index into the population: the lowest score (the earlier on ties)
+};
+LongRopeSelection select_longrope(const std::vector<LongRopeCandidate>& population, int k,
+                                  const LongRopeFitness& select_fitness);
+
 // A LongRoPE spec with `base`'s theta, dims, factor and original length, the given
 // short and long lists and attention factor; with short_mscale, that factor within the
 // original length instead (and long_mscale = attention_factor beyond it).
