@@ -2,7 +2,6 @@
 
 #include <cmath>
 #include <set>
-#include <sstream>
 
 #include <nlohmann/json.hpp>
 
@@ -115,13 +114,31 @@ std::vector<EvalMethod> parse_eval_methods(const std::vector<std::string>& items
     if (!seen.insert(m.label).second) throw_unreadable("--methods", "'" + m.label + "' is given twice");
     out.push_back(std::move(m));
   };
+  // Items split at the commas outside JSON objects (and their strings), so an inline dict may
+  // sit anywhere in a list: none,yarn:8,{"rope_type":"yarn","factor":8,"beta_fast":6}.
   for (const auto& item : items) {
-    if (!item.empty() && item.front() == '{') {
-      add(item);
-      continue;
+    std::string part;
+    int depth = 0;
+    bool in_string = false, escaped = false;
+    for (char ch : item) {
+      if (in_string) {
+        if (escaped) escaped = false;
+        else if (ch == '\\') escaped = true;
+        else if (ch == '"') in_string = false;
+      } else if (ch == '"' && depth > 0) {
+        in_string = true;
+      } else if (ch == '{' || ch == '[') {
+        ++depth;
+      } else if ((ch == '}' || ch == ']') && depth > 0) {
+        --depth;
+      } else if (ch == ',' && depth == 0) {
+        add(part);
+        part.clear();
+        continue;
+      }
+      part += ch;
     }
-    std::stringstream ss(item);
-    for (std::string part; std::getline(ss, part, ',');) add(part);
+    add(part);
   }
   if (out.empty()) throw_unreadable("--methods", "no methods given");
   return out;

@@ -66,6 +66,15 @@ TEST(EvalMethod, ListsAndDefaults) {
   const auto ms = parse_eval_methods({"none,linear:2", R"({"rope_type":"yarn","factor":2})", "dynamic_yarn"}, 512);
   ASSERT_EQ(ms.size(), 4u);
   EXPECT_EQ(ms[1].label, "linear:2");
+  // An inline dict anywhere in a comma list: split at the commas outside it (and outside its strings).
+  const auto mixed = parse_eval_methods(
+      {R"(none,{"rope_type":"yarn","factor":2,"beta_fast":8},ntk:2,{"rope_type":"linear","factor":2,"note":"a, b}"})"},
+      512);
+  ASSERT_EQ(mixed.size(), 4u);
+  EXPECT_EQ(mixed[1].label, R"({"beta_fast":8,"factor":2,"rope_type":"yarn"})");
+  EXPECT_EQ(mixed[2].label, "ntk:2");
+  EXPECT_NE(mixed[3].label.find("a, b}"), std::string::npos);
+  EXPECT_THROW(parse_eval_methods({R"(none,{"rope_type":"yarn","factor":2)"}, 512), ConfigError);  // unclosed
   std::vector<std::string> labels;
   for (const auto& m : default_eval_methods(512, 4096)) labels.push_back(m.label);
   EXPECT_EQ(labels, (std::vector<std::string>{"none", "linear:2", "linear:4", "linear:8", "ntk:2", "ntk:4", "ntk:8",
