@@ -121,6 +121,7 @@ struct Calibration {
   RopeSetting yarn;  // YaRN ×s as published: the reference every result is shown against
   std::vector<int> ids;         // the search's calibration windows
   std::vector<int> select_ids;  // longrope: the selection's, disjoint from them
+  int select_windows = 0;       // how many (0: no selection)
   PerplexityOptions po;
   std::vector<PasskeyPrompt> needle_prompts;  // --fitness needle
 
@@ -134,7 +135,8 @@ struct Calibration {
     factor = double(o.target) / double(L);
     yarn_dict = {{"rope_type", "yarn"}, {"factor", factor}, {"original_max_position_embeddings", L}};
     yarn = rope_setting_for_model(model, yarn_dict, fmt::format("yarn:{:g}", factor));
-    CalibrationWindows w = spread_windows(*tok, o.text, o.target, o.windows, o.method == "longrope" && o.fitness == "ppl" ? o.select_windows : 0);
+    select_windows = o.method == "longrope" && o.fitness == "ppl" ? o.select_windows : 0;
+    CalibrationWindows w = spread_windows(*tok, o.text, o.target, o.windows, select_windows);
     ids = std::move(w.search);
     select_ids = std::move(w.select);
     po.ctxs = {o.target};
@@ -197,7 +199,7 @@ struct Calibration {
                 {"rope_scaling", dict},
                 {"exports", exports},
                 {"calibration", {{"text", o.text}, {"text_sha256", file_sha256_hex(o.text)}, {"windows", o.windows},
-                                 {"select_windows", select_ids.empty() ? 0 : o.select_windows},
+                                 {"select_windows", select_windows},
                                  {"placement", "spread over the text"}, {"fitness", fitness_name()}}},
                 {"search", std::move(search)}};
     if (!o.eval_text.empty()) {
@@ -374,8 +376,8 @@ void run_longrope(const Calibration& cal) {
   if (!o.from.empty()) extra = seeds_from(cal, o.from);
   const auto seeds = longrope_seed_factors(base, so, extra);
   const json identity = {{"model_sha256", file_sha256_hex(o.model)}, {"text_sha256", file_sha256_hex(o.text)},
-                         {"target_context", o.target}, {"windows", o.windows}, {"select_windows", cal.select_ids.empty() ? 0 : o.select_windows},
-                         {"seed", std::to_string(so.seed)},
+                         {"target_context", o.target}, {"windows", o.windows},
+                         {"select_windows", cal.select_windows}, {"seed", std::to_string(so.seed)},
                          {"population", so.population}, {"mutations", so.mutations}, {"crossovers", so.crossovers},
                          {"parents", so.parents}, {"step", so.step}, {"upper", so.upper}, {"from", o.from},
                          {"attention_factor", o.attention ? json(*o.attention) : json("searched")},
@@ -415,7 +417,7 @@ void run_longrope(const Calibration& cal) {
   // search never saw (its top candidates differ by less than the windows' own noise).
   LongRopeCandidate best = r.best();
   json selection = nullptr;
-  if (!cal.select_ids.empty()) {
+  if (cal.select_windows > 0) {
     const auto ts = std::chrono::steady_clock::now();
     ProgressBar select_bar("select", "candidates");
     const int k = std::min<int>(so.parents, int(r.state.population.size()));
