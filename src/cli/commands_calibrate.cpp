@@ -394,9 +394,11 @@ void run_longrope(const Calibration& cal) {
                        "population %d, %d generations (≈ %d evaluations), seed %llu\n",
                s, (long long)o.target, cal.fitness_name().c_str(), o.text.c_str(), base.pairs(), so.lower, so.upper,
                so.step, so.population, so.iterations, planned, (unsigned long long)so.seed);
-  const LongRopeFitness long_fitness = [&](const LongRopeCandidate& c) {
-    return cal.fitness_of(cal.with_spec(longrope_spec(base, c.factors, c.factors, c.attention_factor), "candidate"));
+  // A candidate's long factors at every length: what the search and the selection score.
+  const auto long_setting = [&](const LongRopeCandidate& c) {
+    return cal.with_spec(longrope_spec(base, c.factors, c.factors, c.attention_factor), "candidate");
   };
+  const LongRopeFitness long_fitness = [&](const LongRopeCandidate& c) { return cal.fitness_of(long_setting(c)); };
   ProgressBar bar("longrope", "evals");
   int shown_generation = -1;
   auto progress = [&](const LongRopeSearchState& st) { bar.update(std::min(st.evals, planned), planned); };
@@ -423,8 +425,7 @@ void run_longrope(const Calibration& cal) {
     const int k = std::min<int>(so.parents, int(r.state.population.size()));
     int scored = 0;
     const LongRopeSelection sel = select_longrope(r.state.population, k, [&](const LongRopeCandidate& c) {
-      const double nll = cal.nll_of(cal.with_spec(longrope_spec(base, c.factors, c.factors, c.attention_factor), "candidate"),
-                                    cal.select_ids, o.target);
+      const double nll = cal.nll_of(long_setting(c), cal.select_ids, o.target);
       select_bar.update(++scored, k);
       return nll;
     });
@@ -433,9 +434,9 @@ void run_longrope(const Calibration& cal) {
     const double select_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - ts).count();
     std::fprintf(stderr, "ropescale: selection on %d other window(s): the search's #%zu of %d chosen, NLL %.4f there "
                          "(the search's best: %.4f), %s\n",
-                 o.select_windows, sel.chosen + 1, k, sel.scores[sel.chosen], sel.scores[0],
+                 cal.select_windows, sel.chosen + 1, k, sel.scores[sel.chosen], sel.scores[0],
                  format_duration(select_seconds).c_str());
-    selection = {{"windows", o.select_windows}, {"candidates", k}, {"chosen_rank", sel.chosen + 1},
+    selection = {{"windows", cal.select_windows}, {"candidates", k}, {"chosen_rank", sel.chosen + 1},
                  {"chosen_nll", sel.scores[sel.chosen]}, {"search_best_nll", sel.scores[0]}, {"nll", sel.scores},
                  {"seconds", select_seconds}};
   }
@@ -522,7 +523,7 @@ void run_longrope(const Calibration& cal) {
   std::printf("  long factors:  %s\n", fmt::format("{}", fmt::join(best.factors, " ")).c_str());
   if (!selection.is_null())
     std::printf("  chosen on %d other windows: the search's #%d of %d (NLL %.4f there; the search's best %.4f)\n",
-                o.select_windows, selection["chosen_rank"].get<int>(), selection["candidates"].get<int>(),
+                cal.select_windows, selection["chosen_rank"].get<int>(), selection["candidates"].get<int>(),
                 selection["chosen_nll"].get<double>(), selection["search_best_nll"].get<double>());
   if (!short_search.is_null())
     std::printf("  short factors: %s%s (NLL at %lld: %.4f; all 1: %.4f)\n",
