@@ -1,6 +1,7 @@
 #include "ropescale/kernels/attention.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <limits>
 #include <stdexcept>
@@ -90,26 +91,17 @@ void merge_attention(const float* a, const float* lse_a, const float* b, const f
   }
 }
 
-void attention(const AttentionProblem& p, int threads) {
-  check(p);
-  if (p.n_queries == 0) return;
-  if (p.key_weight) {  // the attention with its log-sum-exps, then the weights recomputed from them
-    std::vector<float> own_lse(p.lse ? 0 : size_t(p.n_queries) * p.n_heads);
-    AttentionProblem first = p;
-    first.key_weight = nullptr;
-    if (!p.lse) first.lse = own_lse.data();
-    attention(first, threads);
-    const int64_t keys = p.keys_before + p.n_queries, tiles = (keys + detail::kKeyTile - 1) / detail::kKeyTile;
-    const int64_t work = int64_t(p.n_queries) * p.n_heads * keys * p.head_dim;
-    ThreadPool& pool = ThreadPool::global();
-    const int n_threads = work < (int64_t{1} << 17) ? 1 : pool.threads_for(threads);
-    const int tasks = static_cast<int>(std::min<int64_t>(tiles, 4 * int64_t(n_threads)));
-    pool.parallel_for(tasks, n_threads, [&](int i) {  // disjoint key ranges: no two tasks add to one key
-      const int64_t begin = tiles * i / tasks * detail::kKeyTile, end = std::min(keys, tiles * (i + 1) / tasks * detail::kKeyTile);
-      detail::accumulate_key_weights(p, first.lse, begin, end);
-    });
-    return;
-  }
+namespace {
+
+// Decode-shaped problems (at most this many queries, this many recorded floats) take H2O's key weights
+// from the softmax numerators the kernel computes anyway; larger ones (prefill chunks, where that
+// would be a score matrix) recompute the scores against the finished log-sum-exps.
+constexpr int kRecordedQueries = 4;
+constexpr int64_t kRecordedFloats = int64_t{1} << 24;
+
+// The blocked attention. With `exps`, `tile_m` (AttentionPartial's) the blocks also record their
+// softmax numerators; returns whether every block did.
+bool attend(const AttentionProblem& p, int threads, float* exps = nullptr, float* tile_m = nullptr) {
   const int group = p.n_heads / p.n_kv_heads, hd = p.head_dim;
   // Blocks of ~64 rows (queries × heads of one KV group): enough rows to reuse
   // every K/V load 64 times, few enough that Qᵀ, Oᵀ and a tile of scores stay
@@ -142,7 +134,7 @@ void attention(const AttentionProblem& p, int threads) {
     return b;
   };
   const auto partial_at = [&](float* base, int rows) {
-    return detail::AttentionPartial{base, base + size_t(rows) * hd, base + size_t(rows) * (hd + 1)};
+    return detail::AttentionPartial{base, base + size_t(rows) * hd, base + size_t(rows) * (hd + 1), exps, tile_m, keys};
   };
   const auto finish = [&](const detail::AttentionBlock& b, const detail::AttentionPartial* part, int n_parts) {
     for (int r = 0; r < b.rows(group); ++r) {
@@ -164,6 +156,7 @@ void attention(const AttentionProblem& p, int threads) {
     }
   };
   const int tasks = blocks * splits;
+  std::atomic<bool> recorded{exps != nullptr};
   const auto run = [&](int task) {
     detail::AttentionBlock b = block_of(task / splits);
     const int s = task % splits;
@@ -173,10 +166,10 @@ void attention(const AttentionProblem& p, int threads) {
       thread_local std::vector<float> own;
       own.resize(part_floats);
       const detail::AttentionPartial part = partial_at(own.data(), b.rows(group));
-      detail::attend_block(p, b, part);
+      if (!detail::attend_block(p, b, part)) recorded = false;
       finish(b, &part, 1);
-    } else {
-      detail::attend_block(p, b, partial_at(parts.data() + size_t(task) * part_floats, b.rows(group)));
+    } else if (!detail::attend_block(p, b, partial_at(parts.data() + size_t(task) * part_floats, b.rows(group)))) {
+      recorded = false;
     }
   };
   pool.parallel_for(tasks, n_threads, run);
@@ -189,6 +182,53 @@ void attention(const AttentionProblem& p, int threads) {
     };
     for (int i = 0; i < blocks; ++i) merge(i);
   }
+  return recorded;
+}
+
+}  // namespace
+
+void attention(const AttentionProblem& p, int threads) {
+  check(p);
+  if (p.n_queries == 0) return;
+  if (!p.key_weight) {
+    attend(p, threads);
+    return;
+  }
+  // The attention with its log-sum-exps, then each key's weight Σ_{t,h} exp(score − lse).
+  std::vector<float> own_lse(p.lse ? 0 : size_t(p.n_queries) * p.n_heads);
+  AttentionProblem first = p;
+  first.key_weight = nullptr;
+  if (!p.lse) first.lse = own_lse.data();
+  const int64_t keys = p.keys_before + p.n_queries, tiles = (keys + detail::kKeyTile - 1) / detail::kKeyTile;
+  const int64_t rows = int64_t(p.n_queries) * p.n_heads;
+  bool recorded = false;
+  if (p.n_queries <= kRecordedQueries && rows * keys <= kRecordedFloats) {
+    thread_local std::vector<float> exps, tile_m;  // reused: a decode step's rows × keys
+    exps.resize(size_t(rows * keys));
+    tile_m.resize(size_t(rows * tiles));
+    recorded = attend(first, threads, exps.data(), tile_m.data());
+    if (recorded)  // exp(score − m_tile) · exp(m_tile − lse), a factor per row and tile
+      for (int64_t row = 0; row < rows; ++row) {
+        const int64_t visible = p.keys_before + row / p.n_heads + 1;  // query t sees keys [0, keys_before + t]
+        const float* e = exps.data() + row * keys;
+        for (int64_t i = 0; i * detail::kKeyTile < visible; ++i) {
+          const float f = std::exp(tile_m[size_t(row * tiles + i)] - first.lse[row]);
+          for (int64_t j = i * detail::kKeyTile; j < std::min(visible, (i + 1) * detail::kKeyTile); ++j) p.key_weight[j] += e[j] * f;
+        }
+      }
+  } else {
+    attend(first, threads);
+  }
+  if (recorded) return;
+  // Recomputed (prefill chunks; or a target whose narrow vectors sent a decode block down the wide path).
+  const int64_t work = int64_t(p.n_queries) * p.n_heads * keys * p.head_dim;
+  ThreadPool& pool = ThreadPool::global();
+  const int n_threads = work < (int64_t{1} << 17) ? 1 : pool.threads_for(threads);
+  const int tasks = static_cast<int>(std::min<int64_t>(tiles, 4 * int64_t(n_threads)));
+  pool.parallel_for(tasks, n_threads, [&](int i) {  // disjoint key ranges: no two tasks add to one key
+    const int64_t begin = tiles * i / tasks * detail::kKeyTile, end = std::min(keys, tiles * (i + 1) / tasks * detail::kKeyTile);
+    detail::accumulate_key_weights(p, first.lse, begin, end);
+  });
 }
 
 }  // namespace ropescale

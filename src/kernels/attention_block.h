@@ -38,6 +38,14 @@ struct AttentionPartial {
   float* o = nullptr;  // [rows][head_dim]
   float* m = nullptr;  // [rows] running maximum of the scaled scores
   float* l = nullptr;  // [rows] Σ exp(score − m)
+  // Optional, shared by every block of a problem (decode: a few rows): the softmax numerators as the
+  // kernel met them, for H2O's key weights without a second pass over the keys. Row (t, h) — query t,
+  // head h — keeps exp(score − m) of key j at exps[(t · n_heads + h) · exp_keys + j] and the m of key
+  // tile i (the running maximum when that tile was scored) at tile_m[(t · n_heads + h) · tiles + i].
+  // Blocks write disjoint rows or key ranges; keys past a row's causal limit are left unwritten.
+  float* exps = nullptr;
+  float* tile_m = nullptr;
+  int64_t exp_keys = 0;
 };
 
 inline constexpr float kNoScore = -1e30f;
@@ -49,8 +57,9 @@ inline constexpr int kKeyTile = 64;  // keys per tile: scores of a block stay in
 // over integers. Every path (twin, prefill, decode, key weights) scores with it.
 void query_for_keys(KvType k_type, const float* q, float* out, int head_dim);
 
-// The dispatched SIMD kernel (best target chosen at run time).
-void attend_block(const AttentionProblem& p, const AttentionBlock& b, const AttentionPartial& out);
+// The dispatched SIMD kernel (best target chosen at run time). Returns whether it recorded out.exps /
+// out.tile_m (the narrow, decode-shaped path does; the wide one leaves them to accumulate_key_weights).
+bool attend_block(const AttentionProblem& p, const AttentionBlock& b, const AttentionPartial& out);
 // Adds to p.key_weight[j], for keys [key_begin, key_end) (whole tiles from a multiple of kKeyTile),
 // the softmax weight every query head gave key j, from the rows' finished log-sum-exps lse.
 void accumulate_key_weights(const AttentionProblem& p, const float* lse, int64_t key_begin, int64_t key_end);

@@ -543,6 +543,11 @@ void AttendNarrow(D dc, const AttentionProblem& p, const detail::AttentionBlock&
         s.alpha[r] = std::exp(out.m[r] - m_new);
         out.l[r] = out.l[r] * s.alpha[r] + hn::GetLane(hn::SumOfLanes(d, sum));
         out.m[r] = m_new;
+        if (out.exps) {  // H2O's weights: these numerators, rescaled by the row's log-sum-exp once it is known
+          const int64_t row = int64_t(b.query(r, group)) * p.n_heads + b.head(r, group);
+          std::copy(sr, sr + n, out.exps + row * out.exp_keys + j0);
+          out.tile_m[row * ((out.exp_keys + kKeyTile - 1) / kKeyTile) + j0 / kKeyTile] = m_new;
+        }
         if constexpr (kScaled<TV>)
           for (int blk = 0; blk < blocks; ++blk)
             for (jj = 0; jj < kKeyTile; jj += N) {
@@ -638,7 +643,7 @@ void KeyWeightsAs(D dc, const AttentionProblem& p, const float* lse, int64_t key
 
 }  // namespace attention_impl
 
-void AttendBlock(const AttentionProblem& p, const detail::AttentionBlock& b, const detail::AttentionPartial& out) {
+bool AttendBlock(const AttentionProblem& p, const detail::AttentionBlock& b, const detail::AttentionPartial& out) {
   using namespace attention_impl;
   const DF d;
   const int N = static_cast<int>(hn::Lanes(d));
@@ -652,7 +657,7 @@ void AttendBlock(const AttentionProblem& p, const detail::AttentionBlock& b, con
       const size_t r0 = size_t(gi) * rph;
       AttendWide(p, one, {out.o + r0 * p.head_dim, out.m + r0, out.l + r0});
     }
-    return;
+    return false;
   }
   // Keys and values of one type, or f32 keys (rotated at read) beside values of any type.
   const auto with_keys = [&](auto key) {
@@ -664,14 +669,18 @@ void AttendBlock(const AttentionProblem& p, const detail::AttentionBlock& b, con
       case KvType::F32: return AttendNarrowAs<TK, float>(p, b, out);
     }
   };
-  if (p.k_type == KvType::F32) return with_keys(float{});
-  if (p.k_type != p.v_type) throw std::invalid_argument("attention: keys must be f32 or of the values' storage type");
-  switch (p.k_type) {
-    case KvType::F16: return AttendNarrowAs<hwy::float16_t, hwy::float16_t>(p, b, out);
-    case KvType::Q8_0: return AttendNarrowAs<BlockQ8_0, BlockQ8_0>(p, b, out);
-    case KvType::Q4_0: return AttendNarrowAs<BlockQ4_0, BlockQ4_0>(p, b, out);
-    case KvType::F32: break;
-  }
+  const auto narrow = [&] {
+    if (p.k_type == KvType::F32) return with_keys(float{});
+    if (p.k_type != p.v_type) throw std::invalid_argument("attention: keys must be f32 or of the values' storage type");
+    switch (p.k_type) {
+      case KvType::F16: return AttendNarrowAs<hwy::float16_t, hwy::float16_t>(p, b, out);
+      case KvType::Q8_0: return AttendNarrowAs<BlockQ8_0, BlockQ8_0>(p, b, out);
+      case KvType::Q4_0: return AttendNarrowAs<BlockQ4_0, BlockQ4_0>(p, b, out);
+      case KvType::F32: break;
+    }
+  };
+  narrow();
+  return true;  // AttendNarrow records out.exps when asked
 }
 
 void KeyWeights(const AttentionProblem& p, const float* lse, int64_t key_begin, int64_t key_end) {
@@ -693,8 +702,8 @@ namespace ropescale::detail {
 HWY_EXPORT(AttendBlock);
 HWY_EXPORT(AttentionTargetName);
 HWY_EXPORT(KeyWeights);
-void attend_block(const AttentionProblem& p, const AttentionBlock& b, const AttentionPartial& out) {
-  HWY_DYNAMIC_DISPATCH(AttendBlock)(p, b, out);
+bool attend_block(const AttentionProblem& p, const AttentionBlock& b, const AttentionPartial& out) {
+  return HWY_DYNAMIC_DISPATCH(AttendBlock)(p, b, out);
 }
 void accumulate_key_weights(const AttentionProblem& p, const float* lse, int64_t key_begin, int64_t key_end) {
   HWY_DYNAMIC_DISPATCH(KeyWeights)(p, lse, key_begin, key_end);

@@ -269,6 +269,8 @@ void compare_key_weights(int n_queries, int H, int KV, int hd, int64_t keys_befo
   }
 }
 
+// Up to 4 queries (decode) the weights come from the numerators the kernel recorded; more (prefill
+// chunks) recompute the scores. Both paths are checked here, on one and on two threads.
 TEST(Attention, KeyWeightsMatchTwin) {
   compare_key_weights(1, 1, 1, 8, 0, 11, KvType::F32);
   compare_key_weights(1, 8, 2, 64, 700, 12, KvType::F32);     // decode, GQA ×4, several tiles

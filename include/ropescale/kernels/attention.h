@@ -31,8 +31,9 @@ struct AttentionProblem {
   // merges attentions over disjoint key sets (merge_attention).
   float* lse = nullptr;
   // Optional [keys_before + n_queries]: key_weight[i] += Σ_{t,h} softmax weight of key i in query t's
-  // head h — the accumulated attention H2O evicts by. The optimized kernel recomputes the scores once
-  // more against the finished log-sum-exps (O(keys) memory, no score matrix).
+  // head h — the accumulated attention H2O evicts by. The optimized kernel takes a decode step's from
+  // the softmax numerators it computes anyway (kept per key, rescaled by the finished log-sum-exps);
+  // a prefill chunk's it recomputes against those log-sum-exps (O(keys) memory, no score matrix).
   float* key_weight = nullptr;
 };
 
