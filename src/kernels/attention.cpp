@@ -97,7 +97,7 @@ namespace {
 // from the softmax numerators the kernel computes anyway; larger ones (prefill chunks, where that
 // would be a score matrix) recompute the scores against the finished log-sum-exps.
 constexpr int kRecordedQueries = 4;
-constexpr int64_t kRecordedFloats = int64_t{1} << 24;
+constexpr int64_t kRecordedFloats = int64_t{1} << 22;  // 16 MiB: 32 query heads at 128K keys
 
 // The blocked attention. With `exps`, `tile_m` (AttentionPartial's) the blocks also record their
 // softmax numerators; returns whether every block did.
