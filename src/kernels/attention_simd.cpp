@@ -17,9 +17,11 @@
 //   never touched; only tiles crossing the diagonal are masked.
 // - Narrow (a few rows; decode): vectorized over CHANNELS for the dot
 //   products and over KEYS for the softmax, so a single query does not pay
-//   for a padded vector of rows. Quantized rows are read in place: a block's
-//   integers are widened in registers, its scale multiplies the block's
-//   partial dot product and, for values, the softmax weight.
+//   for a padded vector of rows. Quantized rows are read in place: a key block
+//   meets the query rounded to q8_0 in integers (byte products on AVX2, as
+//   ggml's dot products), its scale multiplies the block's partial dot
+//   product; a value block's integers are widened in registers, its scale
+//   folded into the softmax weight. Scales are read with the integers.
 #undef HWY_TARGET_INCLUDE
 #define HWY_TARGET_INCLUDE "src/kernels/attention_simd.cpp"
 #include "hwy/foreach_target.h"  // IWYU pragma: keep
@@ -54,6 +56,8 @@ struct Scratch {
   std::vector<float> qt, ot, st, m, l, alpha, kbuf, vbuf, qr, qd, wt;
   std::vector<int32_t> pos;
   std::vector<int16_t> qi;
+  std::vector<int8_t> q8;
+  std::vector<int32_t> qsum;
   std::vector<BlockQ8_0> qb;
 };
 Scratch& scratch() {
@@ -96,14 +100,13 @@ HWY_INLINE hn::Vec<D> Load(D d, const BlockQ4_0* row, int c) {
   return hn::ConvertTo(d, hn::Sub(hn::And(nib, hn::Set(di, 15)), hn::Set(di, 8)));
 }
 
-// f16 → f32 for a block's scale (finite by construction): the bits moved into f32's
-// exponent and mantissa fields, rescaled by 2^112 — exact for normals and subnormals.
+// f16 → f32 for a block's scale (finite by construction): the bits moved into f32's sign,
+// exponent and mantissa fields, rescaled by 2^112 — exact for normals and subnormals; no branch.
 HWY_INLINE float ScaleOf(uint16_t h) {
-  const uint32_t bits = static_cast<uint32_t>(h & 0x7fffu) << 13;
+  const uint32_t bits = (static_cast<uint32_t>(h & 0x8000u) << 16) | (static_cast<uint32_t>(h & 0x7fffu) << 13);
   float f;
   std::memcpy(&f, &bits, 4);
-  f *= 0x1p112f;
-  return (h & 0x8000u) ? -f : f;
+  return f * 0x1p112f;
 }
 template <typename T>
 HWY_INLINE float Scale(const T* row, int c) {
@@ -303,23 +306,41 @@ HWY_INLINE hn::Vec<hn::CappedTag<hn::TFromD<D>, 4>> Sum4(D d, hn::Vec<D> a0, hn:
 }
 #endif
 
-// ---- quantized rows: scales a tile at a time, integer dot products ---------
+// ---- quantized rows: integer dot products, scales read beside the integers ----
+//
+// A block's f16 scale is read where its integers are, key by key, not in a pass of its own
+// over the tile: such a pass does little but touch each key's cache line (a line a key at
+// ggml's 34-byte rows), a run of loads with no arithmetic to overlap them — on Zen 3 the
+// passes over keys' and values' scales took a fifth of a q8_0 decode step at 8K (23 of 122 µs).
 
-// The f16 scales of block `blk` of n rows (row j at rows + j · stride) as f32 in
-// out[0, kKeyTile), each widened by a one-lane conversion (vcvtph2ps where the target
-// has F16C); lanes past n are 0.
+// The f32 scales of n rows' blocks (row j at rows + j · stride; hd / kQuantBlock blocks):
+// block b's at out[b · kKeyTile + j], lanes past n 0. For f32 keys rotated at read beside quantized
+// values; quantized keys read their values' scales in their own loop (ScoreQuantizedKeys).
 template <typename T>
-void TileScales(const T* rows, int64_t stride, int n, int blk, float* out) {
-  const hn::CappedTag<float, 1> d1;
-  const hn::Rebind<hwy::float16_t, decltype(d1)> dh;
-  for (int j = 0; j < n; ++j)
-    hn::StoreU(hn::PromoteTo(d1, hn::LoadU(dh, reinterpret_cast<const hwy::float16_t*>(&rows[j * stride + blk].d))), d1, out + j);
-  std::fill(out + n, out + kKeyTile, 0.0f);
+void TileScales(const T* rows, int64_t stride, int n, int blocks, float* out) {
+  for (int blk = 0; blk < blocks; ++blk) {
+    float* o = out + size_t(blk) * kKeyTile;
+    for (int j = 0; j < n; ++j) o[j] = ScaleOf(rows[j * stride + blk].d);
+    std::fill(o + n, o + kKeyTile, 0.0f);
+  }
 }
 
-// The query rounded to q8_0 (detail::query_for_keys) meets a key block as 16-bit
-// integers: pairs multiplied and summed into 32-bit lanes (pmaddwd on x86), exact,
-// then one conversion and one multiply by d_q · d_k · scale per block.
+#if HWY_TARGET != HWY_SCALAR
+// The scales of block `blk` of rows 0 … 3 (row i at rows + i · stride) as four f32 lanes: the
+// four f16 bit patterns packed into one 64-bit lane, then one conversion (vcvtph2ps with F16C).
+template <typename T>
+HWY_INLINE hn::Vec<hn::CappedTag<float, 4>> Scales4(const T* rows, int64_t stride, int blk) {
+  const hn::CappedTag<float, 4> d4;
+  const hn::CappedTag<uint64_t, 1> d64;
+  uint64_t bits = 0;
+  for (int i = 0; i < 4; ++i) bits |= uint64_t(rows[i * stride + blk].d) << (16 * i);
+  return hn::PromoteTo(d4, hn::BitCast(hn::Rebind<hwy::float16_t, decltype(d4)>(), hn::Set(d64, bits)));
+}
+#endif
+
+// The query rounded to q8_0 (detail::query_for_keys) meets a key block in integers, exact: as
+// bytes on AVX2 (kByteDots), elsewhere as 16-bit integers, pairs multiplied and summed into 32-bit
+// lanes (pmaddwd on x86); then one conversion and one multiply by d_q · d_k · scale per block.
 using D16 = hn::CappedTag<int16_t, 16>;  // ≤ 16 lanes: inside one half of a q4_0 block
 using D32 = hn::RepartitionToWide<D16>;
 using DF32 = hn::Rebind<float, D32>;
@@ -334,15 +355,27 @@ HWY_INLINE hn::Vec<D16> LoadInt16(D16 d, const BlockQ4_0* row, int c) {
   return hn::Sub(hn::And(x, hn::Set(d, 15)), hn::Set(d, 8));
 }
 
+// Whether the keys' dot products take ggml's byte path (x86 with AVX2: vpmaddubsw).
+#if HWY_ARCH_X86 && HWY_TARGET <= HWY_AVX2
+template <typename TK>
+inline constexpr bool kByteDots = kScaled<TK> && hn::MaxLanes(D32()) == 8;
+#else
+template <typename TK>
+inline constexpr bool kByteDots = false;
+#endif
+
 // Scores of n keys against R query rows (row r's scores at sr + r · kKeyTile): each key vector is
 // loaded (and widened) once for the R rows, four keys' sums reduced together (Sum4).
 //
-// Quantized keys: q row r's q8_0 integers at q + r · hd, qd[r · blocks + b] = d_q · scale of its block b,
-// ks[b · kKeyTile + j] the scale of key j's block b (TileScales). A block's four integer dot
-// products are reduced in 32-bit lanes, converted once and multiplied by their four scales.
+// Quantized keys: q row r's q8_0 integers at q + r · hd (int16) and q8 + r · hd (bytes), the sum of
+// its block b's at qsum[r · blocks + b], qd[r · blocks + b] = d_q · scale of its block b. A block's
+// four integer dot products are reduced in 32-bit lanes, converted once and multiplied by the four
+// keys' scales (Scales4). With vs, the values' scales (TV = TK) are read in the same loop, block b's
+// of key j at vs[b · kKeyTile + j] (lanes past n 0).
 template <int R, typename TK>
-void ScoreQuantizedKeys(const TK* k, int64_t k_stride, int n, const int16_t* q, const float* qd, const float* ks, int hd,
-                        float* sr) {
+void ScoreQuantizedKeys(const TK* k, int64_t k_stride, int n, const int16_t* q, [[maybe_unused]] const int8_t* q8,
+                        [[maybe_unused]] const int32_t* qsum, const float* qd, int hd, float* sr, const TK* v, int64_t v_stride,
+                        float* vs) {
   const D16 d16;
   const D32 d32;
   const int L16 = static_cast<int>(hn::Lanes(d16)), blocks = hd / kQuantBlock;
@@ -358,6 +391,31 @@ void ScoreQuantizedKeys(const TK* k, int64_t k_stride, int n, const int16_t* q, 
         hn::Vec<D32> s0[R][4], s1[R][4];
         for (int r = 0; r < R; ++r)
           for (int i = 0; i < 4; ++i) s0[r][i] = s1[r][i] = hn::Zero(d32);
+#if HWY_ARCH_X86 && HWY_TARGET <= HWY_AVX2
+        if constexpr (kByteDots<TK>) {
+          // Byte products, as ggml's AVX2 dot products: an unsigned byte times a signed one, adjacent
+          // products summed into 16 bits (vpmaddubsw), pairs of those into 32 bits (vpmaddwd by ones).
+          // q8_0: |k| times q with k's sign (vpsignb); 2 · 127² < 2¹⁵, no saturation (q8_0 never stores
+          // −128). q4_0: the nibble u = k + 8 times q (2 · 15 · 127), the 8 · Σq taken off after the sums.
+          const __m256i ones = _mm256_set1_epi16(1);
+          __m256i qb[R];
+          for (int r = 0; r < R; ++r) qb[r] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(q8 + size_t(r) * hd + c0));
+          for (int i = 0; i < 4; ++i) {
+            const auto& kblock = k[(jj + i) * k_stride + blk];
+            if constexpr (std::is_same_v<TK, BlockQ8_0>) {
+              const __m256i kb = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(kblock.qs));
+              const __m256i ka = _mm256_sign_epi8(kb, kb);
+              for (int r = 0; r < R; ++r)
+                s0[r][i].raw = _mm256_madd_epi16(_mm256_maddubs_epi16(ka, _mm256_sign_epi8(qb[r], kb)), ones);
+            } else {  // values 0 … 15: low nibbles of bytes 0 … 15, then their high nibbles
+              const __m128i x = _mm_loadu_si128(reinterpret_cast<const __m128i*>(kblock.qs));
+              const __m128i lo = _mm_set1_epi8(15);
+              const __m256i u = _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(x, 4), lo), _mm_and_si128(x, lo));
+              for (int r = 0; r < R; ++r) s0[r][i].raw = _mm256_madd_epi16(_mm256_maddubs_epi16(u, qb[r]), ones);
+            }
+          }
+        } else
+#endif
         for (int i = 0; i < 4; ++i) {
           const TK* kr = k + (jj + i) * k_stride;
           for (int c = c0; c < c0 + kQuantBlock; c += L16) {
@@ -366,11 +424,15 @@ void ScoreQuantizedKeys(const TK* k, int64_t k_stride, int n, const int16_t* q, 
               s0[r][i] = hn::ReorderWidenMulAccumulate(d32, hn::LoadU(d16, q + size_t(r) * hd + c), kv, s0[r][i], s1[r][i]);
           }
         }
-        const auto kscale = hn::LoadU(d4, ks + size_t(blk) * kKeyTile + jj);
+        const auto kscale = Scales4(k + jj * k_stride, k_stride, blk);
+        if (vs) hn::StoreU(Scales4(v + jj * v_stride, v_stride, blk), d4, vs + size_t(blk) * kKeyTile + jj);
         for (int r = 0; r < R; ++r) {
           hn::Vec<D32> d[4];
           for (int i = 0; i < 4; ++i) d[i] = hn::RearrangeToOddPlusEven(s0[r][i], s1[r][i]);
-          const auto dots = hn::ConvertTo(d4, Sum4(d32, d[0], d[1], d[2], d[3]));
+          auto isums = Sum4(d32, d[0], d[1], d[2], d[3]);
+          if constexpr (kByteDots<TK> && std::is_same_v<TK, BlockQ4_0>)
+            isums = hn::Sub(isums, hn::Set(hn::CappedTag<int32_t, 4>(), 8 * qsum[r * blocks + blk]));
+          const auto dots = hn::ConvertTo(d4, isums);
           acc[r] = hn::MulAdd(dots, hn::Mul(kscale, hn::Set(d4, qd[r * blocks + blk])), acc[r]);
         }
       }
@@ -380,6 +442,8 @@ void ScoreQuantizedKeys(const TK* k, int64_t k_stride, int n, const int16_t* q, 
 #endif
   for (; jj < n; ++jj) {
     const TK* kr = k + jj * k_stride;
+    if (vs)
+      for (int blk = 0; blk < blocks; ++blk) vs[size_t(blk) * kKeyTile + jj] = ScaleOf(v[jj * v_stride + blk].d);
     for (int r = 0; r < R; ++r) {
       float dot = 0;
       for (int blk = 0; blk < blocks; ++blk) {
@@ -388,11 +452,13 @@ void ScoreQuantizedKeys(const TK* k, int64_t k_stride, int n, const int16_t* q, 
         for (int c = c0; c < c0 + kQuantBlock; c += L16)
           s0 = hn::ReorderWidenMulAccumulate(d32, hn::LoadU(d16, q + size_t(r) * hd + c), LoadInt16(d16, kr, c), s0, s1);
         const int32_t isum = hn::GetLane(hn::SumOfLanes(d32, hn::RearrangeToOddPlusEven(s0, s1)));
-        dot = std::fma(static_cast<float>(isum), ks[size_t(blk) * kKeyTile + jj] * qd[r * blocks + blk], dot);
+        dot = std::fma(static_cast<float>(isum), ScaleOf(kr[blk].d) * qd[r * blocks + blk], dot);
       }
       sr[size_t(r) * kKeyTile + jj] = dot;
     }
   }
+  if (vs)
+    for (int blk = 0; blk < blocks; ++blk) std::fill(vs + size_t(blk) * kKeyTile + n, vs + size_t(blk + 1) * kKeyTile, 0.0f);
 }
 
 // Float keys (f32, f16): q row r (scale folded in) at q + r · hd, channel vectors of dc.
@@ -433,8 +499,8 @@ void ScoreFloatKeys(D dc, const TK* k, int64_t k_stride, int n, const float* q, 
 
 // Output rows r = 0 … R−1 (at o + r · hd), channels c … c + G·Lanes(dc):
 // o[r] = α[r] · o[r] + Σ_jj w[r][jj] · V[jj][c …], the weights w[r] at w + r · w_stride (the softmax
-// numerators, times the value block's scale for quantized rows). Each value vector is loaded (and
-// widened) once for the R rows.
+// numerators; for quantized rows times the scale of the block the G vectors lie in, read with the
+// integers). Each value vector is loaded (and widened) once for the R rows.
 template <int R, int G, class D, typename TV>
 HWY_INLINE void AccumulateRows(D dc, const TV* v, int64_t v_stride, int n, int c, const float* w, size_t w_stride,
                                const float* alpha, float* o, int hd) {
@@ -478,20 +544,26 @@ void AttendNarrow(D dc, const AttentionProblem& p, const detail::AttentionBlock&
   s.alpha.resize(rows);
   if constexpr (kScaled<TK>) {  // quantized keys: each row's query as q8_0 integers and d_q · scale per block
     s.qi.resize(size_t(rows) * hd);
+    s.q8.resize(size_t(rows) * hd);
+    s.qsum.resize(size_t(rows) * blocks);
     s.qd.resize(size_t(rows) * blocks);
     s.qb.resize(blocks);
-    s.kbuf.resize(size_t(blocks) * kKeyTile);  // the tile's key scales
   }
   if constexpr (kScaled<TV>) {
-    s.vbuf.resize(size_t(blocks) * kKeyTile);         // the tile's value scales
-    s.wt.resize(size_t(rows) * blocks * kKeyTile);   // softmax weights times those scales
+    s.vbuf.resize(size_t(blocks) * kKeyTile);        // the tile's value scales
+    s.wt.resize(size_t(rows) * blocks * kKeyTile);  // softmax weights times those scales
   }
   for (int r = 0; r < rows; ++r) {
     const float* q = p.q + (int64_t(b.query(r, group)) * p.n_heads + b.head(r, group)) * hd;
     if constexpr (kScaled<TK>) {
       kv_store_rows(KvType::Q8_0, q, s.qb.data(), 1, hd);  // the rounding of detail::query_for_keys
-      for (int c = 0; c < hd; ++c) s.qi[size_t(r) * hd + c] = s.qb[c / kQuantBlock].qs[c % kQuantBlock];
-      for (int blk = 0; blk < blocks; ++blk) s.qd[size_t(r) * blocks + blk] = ScaleOf(s.qb[blk].d) * p.scale;
+      for (int c = 0; c < hd; ++c) s.qi[size_t(r) * hd + c] = s.q8[size_t(r) * hd + c] = s.qb[c / kQuantBlock].qs[c % kQuantBlock];
+      for (int blk = 0; blk < blocks; ++blk) {
+        s.qd[size_t(r) * blocks + blk] = ScaleOf(s.qb[blk].d) * p.scale;
+        int32_t sum = 0;
+        for (int i = 0; i < kQuantBlock; ++i) sum += s.qb[blk].qs[i];
+        s.qsum[size_t(r) * blocks + blk] = sum;
+      }
     } else {
       for (int c = 0; c < hd; ++c) s.qt[size_t(r) * hd + c] = q[c] * p.scale;
     }
@@ -506,25 +578,26 @@ void AttendNarrow(D dc, const AttentionProblem& p, const detail::AttentionBlock&
     for (int g = b.kv_head, r0 = 0; g < b.kv_head + b.kv_heads; ++g, r0 += rph) {  // r0: the head's first row
       const TK* k = static_cast<const TK*>(p.k) + j0 * k_stride + int64_t(g) * hd / kValues<TK>;
       const TV* v = static_cast<const TV*>(p.v) + j0 * v_stride + int64_t(g) * hd / kValues<TV>;
-      if constexpr (kScaled<TK>)
-        for (int blk = 0; blk < blocks; ++blk) TileScales(k, k_stride, n, blk, s.kbuf.data() + size_t(blk) * kKeyTile);
-      if constexpr (kScaled<TV>)
-        for (int blk = 0; blk < blocks; ++blk) TileScales(v, v_stride, n, blk, s.vbuf.data() + size_t(blk) * kKeyTile);
       // Scores, two rows at a time.
       {
         int r = r0;
         const auto score = [&](auto rows_at_once, int first) {
           constexpr int R = decltype(rows_at_once)::value;
           float* sr = s.st.data() + size_t(first) * kKeyTile;
-          if constexpr (kScaled<TK>)
-            ScoreQuantizedKeys<R>(k, k_stride, n, s.qi.data() + size_t(first) * hd, s.qd.data() + size_t(first) * blocks, s.kbuf.data(), hd, sr);
-          else
+          if constexpr (kScaled<TK>) {  // TV = TK: the first call also reads the values' scales, beside the keys'
+            const size_t qr = size_t(first) * hd, qb = size_t(first) * blocks;
+            ScoreQuantizedKeys<R>(k, k_stride, n, s.qi.data() + qr, s.q8.data() + qr, s.qsum.data() + qb, s.qd.data() + qb, hd,
+                                  sr, v, v_stride, first == r0 ? s.vbuf.data() : nullptr);
+          } else {
             ScoreFloatKeys<R>(dc, k, k_stride, n, s.qt.data() + size_t(first) * hd, hd, sr);
+            if constexpr (kScaled<TV>)
+              if (first == r0) TileScales(v, v_stride, n, blocks, s.vbuf.data());
+          }
         };
         for (; r + 2 <= r0 + rph; r += 2) score(std::integral_constant<int, 2>(), r);
         for (; r < r0 + rph; ++r) score(std::integral_constant<int, 1>(), r);
       }
-      // Causal mask and online softmax, row by row; quantized values: the weights times each block's scale.
+      // Causal mask and online softmax, row by row.
       for (int r = r0; r < r0 + rph; ++r) {
         const int64_t pos = p.keys_before + b.query(r, group);
         float* sr = s.st.data() + size_t(r) * kKeyTile;
@@ -539,6 +612,10 @@ void AttendNarrow(D dc, const AttentionProblem& p, const detail::AttentionBlock&
           const auto e = softmax::SoftmaxExp(d, hn::Sub(hn::LoadU(d, sr + jj), mv));
           hn::StoreU(e, d, sr + jj);
           sum = hn::Add(sum, e);
+          if constexpr (kScaled<TV>)  // quantized values: the weights times each value block's scale
+            for (int blk = 0; blk < blocks; ++blk)
+              hn::StoreU(hn::Mul(e, hn::LoadU(d, s.vbuf.data() + size_t(blk) * kKeyTile + jj)), d,
+                         s.wt.data() + (size_t(r) * blocks + blk) * kKeyTile + jj);
         }
         s.alpha[r] = std::exp(out.m[r] - m_new);
         out.l[r] = out.l[r] * s.alpha[r] + hn::GetLane(hn::SumOfLanes(d, sum));
@@ -548,12 +625,6 @@ void AttendNarrow(D dc, const AttentionProblem& p, const detail::AttentionBlock&
           std::copy(sr, sr + n, out.exps + row * out.exp_keys + j0);
           out.tile_m[row * ((out.exp_keys + kKeyTile - 1) / kKeyTile) + j0 / kKeyTile] = m_new;
         }
-        if constexpr (kScaled<TV>)
-          for (int blk = 0; blk < blocks; ++blk)
-            for (jj = 0; jj < kKeyTile; jj += N) {
-              float* w = s.wt.data() + (size_t(r) * blocks + blk) * kKeyTile + jj;
-              hn::StoreU(hn::Mul(hn::LoadU(d, sr + jj), hn::LoadU(d, s.vbuf.data() + size_t(blk) * kKeyTile + jj)), d, w);
-            }
       }
       // Values: kGroup channel vectors per pass over the keys, two rows at a time.
       const size_t w_stride = kScaled<TV> ? size_t(blocks) * kKeyTile : kKeyTile;

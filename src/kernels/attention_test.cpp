@@ -152,6 +152,34 @@ TEST(Attention, QuantizedKeysScoreTheRoundedQuery) {
   }
 }
 
+TEST(Attention, QuantizedDotsAtTheExtremes) {
+  // Every element of every key and query at its block's largest magnitude, random signs: q8_0 stores
+  // ±127 throughout (the byte dot products' largest pair, 2 · 127², must not saturate 16 bits) and
+  // q4_0 the nibbles 0 and 15 (−8 and 7). Each score is d_q · d_k · Σ ±127 · k_i, so the kernel and
+  // the twin must agree to float rounding, not to the loose bound of random caches.
+  std::mt19937 rng(20261207);
+  for (KvType type : {KvType::Q8_0, KvType::Q4_0})
+    for (int hd : {32, 128})
+      for (int n_queries : {1, 2, 40}) {
+        const int H = 4, KV = 2;
+        const int64_t keys_before = 203, keys = keys_before + n_queries;
+        const auto sign = [&] { return rng() % 2 ? 1.0f : -1.0f; };
+        std::vector<float> q(size_t(n_queries) * H * hd), k(size_t(keys) * KV * hd), v(k.size()), a(q.size()), b(q.size());
+        for (auto& e : q) e = 0.5f * sign();
+        for (auto& e : k) e = 0.5f * sign();  // scores ±√hd · 0.25 · … : well inside exp's range
+        for (auto& e : v) e = sign();
+        std::vector<std::byte> kc(size_t(keys) * KV * kv_row_bytes(type, hd)), vc(kc.size());
+        kv_store_rows(type, k.data(), kc.data(), keys * KV, hd);
+        kv_store_rows(type, v.data(), vc.data(), keys * KV, hd);
+        AttentionProblem p{n_queries, H, KV, hd, keys_before, q.data(), kc.data(), vc.data(), type, type, 1.0f / std::sqrt(float(hd)), a.data()};
+        attention_scalar(p);
+        p.out = b.data();
+        attention(p, 1);
+        for (size_t i = 0; i < a.size(); ++i)
+          ASSERT_NEAR(b[i], a[i], 1e-5) << to_string(type) << " hd " << hd << " queries " << n_queries << " element " << i;
+      }
+}
+
 TEST(Attention, F32KeysBesideStoredValues) {
   // Keys rotated at read are f32 whatever the cache stores; values stay in the cache's type.
   for (KvType values : {KvType::F16, KvType::Q8_0, KvType::Q4_0})
