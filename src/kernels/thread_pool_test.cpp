@@ -51,7 +51,9 @@ TEST(ThreadPool, ThreadLimitedCallsRunEveryIndexOnAtMostThatManyThreads) {
       });
       for (int i = 0; i < n; ++i) ASSERT_EQ(hits[i].load(), 1) << "limit " << limit << " n " << n << " index " << i;
       EXPECT_LE(int(ids.size()), limit == 0 ? 4 : limit) << "limit " << limit << " n " << n;
-      if (limit == 1 && n > 0) EXPECT_EQ(*ids.begin(), std::this_thread::get_id()) << "threads 1 runs inline";
+      if (limit == 1 && n > 0) {
+        EXPECT_EQ(*ids.begin(), std::this_thread::get_id()) << "threads 1 runs inline";
+      }
     }
   }
 }
