@@ -32,6 +32,7 @@
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <numeric>
 #include <stdexcept>
 #include <type_traits>
 #include <vector>
@@ -56,7 +57,6 @@ struct Scratch {
   std::vector<float> qt, ot, st, m, l, alpha, kbuf, vbuf, qr, qd, wt;
   std::vector<int32_t> pos;
   std::vector<int16_t> qi;
-  std::vector<int8_t> q8;
   std::vector<int32_t> qsum;
   std::vector<BlockQ8_0> qb;
 };
@@ -313,14 +313,15 @@ HWY_INLINE hn::Vec<hn::CappedTag<hn::TFromD<D>, 4>> Sum4(D d, hn::Vec<D> a0, hn:
 // ggml's 34-byte rows), a run of loads with no arithmetic to overlap them — on Zen 3 the
 // passes over keys' and values' scales took a fifth of a q8_0 decode step at 8K (23 of 122 µs).
 
-// The f32 scales of n rows' blocks (row j at rows + j · stride; hd / kQuantBlock blocks):
-// block b's at out[b · kKeyTile + j], lanes past n 0. For f32 keys rotated at read beside quantized
-// values; quantized keys read their values' scales in their own loop (ScoreQuantizedKeys).
+// The f32 scales of rows [first, n)'s blocks (row j at rows + j · stride; `blocks` blocks a row):
+// block b's at out[b · kKeyTile + j], lanes past n 0. The whole tile (first = 0) for f32 keys rotated
+// at read beside quantized values; quantized keys read their values' scales four keys at a time in
+// their own loop (ScoreQuantizedKeys), this only for the keys after the last four.
 template <typename T>
-void TileScales(const T* rows, int64_t stride, int n, int blocks, float* out) {
+void TileScales(const T* rows, int64_t stride, int first, int n, int blocks, float* out) {
   for (int blk = 0; blk < blocks; ++blk) {
     float* o = out + size_t(blk) * kKeyTile;
-    for (int j = 0; j < n; ++j) o[j] = ScaleOf(rows[j * stride + blk].d);
+    for (int j = first; j < n; ++j) o[j] = ScaleOf(rows[j * stride + blk].d);
     std::fill(o + n, o + kKeyTile, 0.0f);
   }
 }
@@ -367,13 +368,14 @@ inline constexpr bool kByteDots = false;
 // Scores of n keys against R query rows (row r's scores at sr + r · kKeyTile): each key vector is
 // loaded (and widened) once for the R rows, four keys' sums reduced together (Sum4).
 //
-// Quantized keys: q row r's q8_0 integers at q + r · hd (int16) and q8 + r · hd (bytes), the sum of
-// its block b's at qsum[r · blocks + b], qd[r · blocks + b] = d_q · scale of its block b. A block's
+// Quantized keys: q row r's q8_0 integers at q + r · hd (int16) and its blocks at qb + r · blocks (the
+// byte path reads their qs), the sum of block b's integers at qsum[r · blocks + b] (q4_0 only),
+// qd[r · blocks + b] = d_q · scale of its block b. A block's
 // four integer dot products are reduced in 32-bit lanes, converted once and multiplied by the four
 // keys' scales (Scales4). With vs, the values' scales (TV = TK) are read in the same loop, block b's
 // of key j at vs[b · kKeyTile + j] (lanes past n 0).
 template <int R, typename TK>
-void ScoreQuantizedKeys(const TK* k, int64_t k_stride, int n, const int16_t* q, [[maybe_unused]] const int8_t* q8,
+void ScoreQuantizedKeys(const TK* k, int64_t k_stride, int n, const int16_t* q, [[maybe_unused]] const BlockQ8_0* qblocks,
                         [[maybe_unused]] const int32_t* qsum, const float* qd, int hd, float* sr, const TK* v, int64_t v_stride,
                         float* vs) {
   const D16 d16;
@@ -399,7 +401,7 @@ void ScoreQuantizedKeys(const TK* k, int64_t k_stride, int n, const int16_t* q, 
           // −128). q4_0: the nibble u = k + 8 times q (2 · 15 · 127), the 8 · Σq taken off after the sums.
           const __m256i ones = _mm256_set1_epi16(1);
           __m256i qb[R];
-          for (int r = 0; r < R; ++r) qb[r] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(q8 + size_t(r) * hd + c0));
+          for (int r = 0; r < R; ++r) qb[r] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(qblocks[r * blocks + blk].qs));
           for (int i = 0; i < 4; ++i) {
             const auto& kblock = k[(jj + i) * k_stride + blk];
             if constexpr (std::is_same_v<TK, BlockQ8_0>) {
@@ -440,10 +442,9 @@ void ScoreQuantizedKeys(const TK* k, int64_t k_stride, int n, const int16_t* q, 
     }
   }
 #endif
+  const int tail = jj;
   for (; jj < n; ++jj) {
     const TK* kr = k + jj * k_stride;
-    if (vs)
-      for (int blk = 0; blk < blocks; ++blk) vs[size_t(blk) * kKeyTile + jj] = ScaleOf(v[jj * v_stride + blk].d);
     for (int r = 0; r < R; ++r) {
       float dot = 0;
       for (int blk = 0; blk < blocks; ++blk) {
@@ -457,8 +458,7 @@ void ScoreQuantizedKeys(const TK* k, int64_t k_stride, int n, const int16_t* q, 
       sr[size_t(r) * kKeyTile + jj] = dot;
     }
   }
-  if (vs)
-    for (int blk = 0; blk < blocks; ++blk) std::fill(vs + size_t(blk) * kKeyTile + n, vs + size_t(blk + 1) * kKeyTile, 0.0f);
+  if (vs) TileScales(v, v_stride, tail, n, blocks, vs);  // the keys the four-at-a-time loop left, and zeros past n
 }
 
 // Float keys (f32, f16): q row r (scale folded in) at q + r · hd, channel vectors of dc.
@@ -544,10 +544,9 @@ void AttendNarrow(D dc, const AttentionProblem& p, const detail::AttentionBlock&
   s.alpha.resize(rows);
   if constexpr (kScaled<TK>) {  // quantized keys: each row's query as q8_0 integers and d_q · scale per block
     s.qi.resize(size_t(rows) * hd);
-    s.q8.resize(size_t(rows) * hd);
     s.qsum.resize(size_t(rows) * blocks);
     s.qd.resize(size_t(rows) * blocks);
-    s.qb.resize(blocks);
+    s.qb.resize(size_t(rows) * blocks);
   }
   if constexpr (kScaled<TV>) {
     s.vbuf.resize(size_t(blocks) * kKeyTile);        // the tile's value scales
@@ -556,13 +555,12 @@ void AttendNarrow(D dc, const AttentionProblem& p, const detail::AttentionBlock&
   for (int r = 0; r < rows; ++r) {
     const float* q = p.q + (int64_t(b.query(r, group)) * p.n_heads + b.head(r, group)) * hd;
     if constexpr (kScaled<TK>) {
-      kv_store_rows(KvType::Q8_0, q, s.qb.data(), 1, hd);  // the rounding of detail::query_for_keys
-      for (int c = 0; c < hd; ++c) s.qi[size_t(r) * hd + c] = s.q8[size_t(r) * hd + c] = s.qb[c / kQuantBlock].qs[c % kQuantBlock];
+      BlockQ8_0* qb = s.qb.data() + size_t(r) * blocks;
+      kv_store_rows(KvType::Q8_0, q, qb, 1, hd);  // the rounding of detail::query_for_keys
+      for (int c = 0; c < hd; ++c) s.qi[size_t(r) * hd + c] = qb[c / kQuantBlock].qs[c % kQuantBlock];
       for (int blk = 0; blk < blocks; ++blk) {
-        s.qd[size_t(r) * blocks + blk] = ScaleOf(s.qb[blk].d) * p.scale;
-        int32_t sum = 0;
-        for (int i = 0; i < kQuantBlock; ++i) sum += s.qb[blk].qs[i];
-        s.qsum[size_t(r) * blocks + blk] = sum;
+        s.qd[size_t(r) * blocks + blk] = ScaleOf(qb[blk].d) * p.scale;
+        if constexpr (std::is_same_v<TK, BlockQ4_0>) s.qsum[size_t(r) * blocks + blk] = std::accumulate(qb[blk].qs, qb[blk].qs + kQuantBlock, 0);
       }
     } else {
       for (int c = 0; c < hd; ++c) s.qt[size_t(r) * hd + c] = q[c] * p.scale;
@@ -586,12 +584,12 @@ void AttendNarrow(D dc, const AttentionProblem& p, const detail::AttentionBlock&
           float* sr = s.st.data() + size_t(first) * kKeyTile;
           if constexpr (kScaled<TK>) {  // TV = TK: the first call also reads the values' scales, beside the keys'
             const size_t qr = size_t(first) * hd, qb = size_t(first) * blocks;
-            ScoreQuantizedKeys<R>(k, k_stride, n, s.qi.data() + qr, s.q8.data() + qr, s.qsum.data() + qb, s.qd.data() + qb, hd,
+            ScoreQuantizedKeys<R>(k, k_stride, n, s.qi.data() + qr, s.qb.data() + qb, s.qsum.data() + qb, s.qd.data() + qb, hd,
                                   sr, v, v_stride, first == r0 ? s.vbuf.data() : nullptr);
           } else {
             ScoreFloatKeys<R>(dc, k, k_stride, n, s.qt.data() + size_t(first) * hd, hd, sr);
             if constexpr (kScaled<TV>)
-              if (first == r0) TileScales(v, v_stride, n, blocks, s.vbuf.data());
+              if (first == r0) TileScales(v, v_stride, 0, n, blocks, s.vbuf.data());
           }
         };
         for (; r + 2 <= r0 + rph; r += 2) score(std::integral_constant<int, 2>(), r);
