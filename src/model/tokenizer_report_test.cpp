@@ -123,7 +123,7 @@ TEST(TokenizerReport, Stories260KExportsAScoreOrderedBpeTokenizerJson) {
   const LlamaModel m = load_model((dir / "stories260K.bin").string());
   const auto tok = Llama2cTokenizer::load((dir / "tok512.bin").string(), 512);
   EXPECT_TRUE(report_written_vocabulary(tok).warnings().empty());
-  const auto hf_dir = std::filesystem::path(test::write_temp("placeholder", "")).parent_path() / "stories-hf";
+  const auto hf_dir = test::temp_dir() / "stories-hf";
   write_hf_model(m, tok, WeightType::F32, hf_dir.string());
   const auto tj = nlohmann::json::parse(read_file_text((hf_dir / "tokenizer.json").string()));
   EXPECT_EQ(tj["model"]["byte_fallback"], true);

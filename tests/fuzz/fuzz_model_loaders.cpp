@@ -6,6 +6,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <stdexcept>
@@ -17,8 +18,13 @@
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   using namespace ropescale;
-  static const std::string path =
-      (std::filesystem::temp_directory_path() / ("ropescale-fuzz-model-" + std::to_string(::getpid()))).string();
+  struct ScratchFile {  // one per process, removed when libFuzzer exits
+    std::string path =
+        (std::filesystem::temp_directory_path() / ("ropescale-fuzz-model-" + std::to_string(::getpid()))).string();
+    ~ScratchFile() { std::remove(path.c_str()); }
+  };
+  static const ScratchFile scratch;
+  const std::string& path = scratch.path;
   std::ofstream(path, std::ios::binary | std::ios::trunc).write(reinterpret_cast<const char*>(data), std::streamsize(size));
   try {
     const LlamaModel m = load_model(path);

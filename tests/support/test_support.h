@@ -21,12 +21,25 @@ inline std::filesystem::path model_config(const std::string& name) {
   return source_dir() / "configs" / "models" / name / "config.json";
 }
 
-// A temp file with `bytes`, in a directory of this process's own (ctest runs
-// test processes in parallel, so names must not collide across processes).
+// A directory of this process's own (ctest runs test processes in parallel, so
+// names must not collide across processes), removed when the process exits.
+inline const std::filesystem::path& temp_dir() {
+  struct Owned {
+    std::filesystem::path path =
+        std::filesystem::temp_directory_path() / ("ropescale-tests-" + std::to_string(::getpid()));
+    Owned() { std::filesystem::create_directories(path); }
+    ~Owned() {
+      std::error_code ignored;  // a destructor at exit: nothing to report to
+      std::filesystem::remove_all(path, ignored);
+    }
+  };
+  static const Owned owned;
+  return owned.path;
+}
+
+// A temp file with `bytes` in temp_dir().
 inline std::string write_temp(const std::string& name, const std::string& bytes) {
-  auto dir = std::filesystem::temp_directory_path() / ("ropescale-tests-" + std::to_string(::getpid()));
-  std::filesystem::create_directories(dir);
-  auto p = dir / name;
+  auto p = temp_dir() / name;
   std::ofstream(p, std::ios::binary) << bytes;
   return p.string();
 }
