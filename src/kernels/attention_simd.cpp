@@ -397,18 +397,21 @@ void ScoreQuantizedKeys(const TK* k, int64_t k_stride, int n, const int16_t* q, 
         if constexpr (kByteDots<TK>) {
           // Byte products, as ggml's AVX2 dot products: an unsigned byte times a signed one, adjacent
           // products summed into 16 bits (vpmaddubsw), pairs of those into 32 bits (vpmaddwd by ones).
-          // q8_0: |k| times q with k's sign (vpsignb); 2 · 127² < 2¹⁵, no saturation (q8_0 never stores
-          // −128). q4_0: the nibble u = k + 8 times q (2 · 15 · 127), the 8 · Σq taken off after the sums.
+          // q8_0: |q| times k with q's sign (vpsignb; |q| once per row, not |k| per key); 2 · 127² < 2¹⁵,
+          // no saturation (q8_0 never stores −128). q4_0: the nibble u = k + 8 times q (2 · 15 · 127),
+          // the 8 · Σq taken off after the sums.
           const __m256i ones = _mm256_set1_epi16(1);
-          __m256i qb[R];
-          for (int r = 0; r < R; ++r) qb[r] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(qblocks[r * blocks + blk].qs));
+          __m256i qb[R], qa[R];
+          for (int r = 0; r < R; ++r) {
+            qb[r] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(qblocks[r * blocks + blk].qs));
+            qa[r] = _mm256_sign_epi8(qb[r], qb[r]);
+          }
           for (int i = 0; i < 4; ++i) {
             const auto& kblock = k[(jj + i) * k_stride + blk];
             if constexpr (std::is_same_v<TK, BlockQ8_0>) {
               const __m256i kb = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(kblock.qs));
-              const __m256i ka = _mm256_sign_epi8(kb, kb);
               for (int r = 0; r < R; ++r)
-                s0[r][i].raw = _mm256_madd_epi16(_mm256_maddubs_epi16(ka, _mm256_sign_epi8(qb[r], kb)), ones);
+                s0[r][i].raw = _mm256_madd_epi16(_mm256_maddubs_epi16(qa[r], _mm256_sign_epi8(kb, qb[r])), ones);
             } else {  // values 0 … 15: low nibbles of bytes 0 … 15, then their high nibbles
               const __m128i x = _mm_loadu_si128(reinterpret_cast<const __m128i*>(kblock.qs));
               const __m128i lo = _mm_set1_epi8(15);
@@ -527,7 +530,7 @@ HWY_INLINE void AccumulateRows(D dc, const TV* v, int64_t v_stride, int n, int c
 // full vector), TK / TV: the storage of keys and values (float, float16_t,
 // BlockQ8_0, BlockQ4_0): the same, or f32 keys rotated at read beside stored values.
 // Per tile and KV head: the head's rows' scores and softmax updates, then their values
-// in one pass over the keys (two rows at a time share each loaded key and value vector).
+// in passes over the keys (two rows at a time share each loaded key vector, four rows each value vector).
 template <class D, typename TK, typename TV>
 void AttendNarrow(D dc, const AttentionProblem& p, const detail::AttentionBlock& b, const detail::AttentionPartial& out) {
   const DF d;
@@ -624,23 +627,36 @@ void AttendNarrow(D dc, const AttentionProblem& p, const detail::AttentionBlock&
           out.tile_m[row * ((out.exp_keys + kKeyTile - 1) / kKeyTile) + j0 / kKeyTile] = m_new;
         }
       }
-      // Values: kGroup channel vectors per pass over the keys, two rows at a time.
+      // Values: four rows at a time where the head has four or more (GQA ×4 and up: each loaded and
+      // widened value vector serves four rows, kGroup / 2 vectors a pass over the keys), then two at a
+      // time (kGroup vectors a pass), then one.
       const size_t w_stride = kScaled<TV> ? size_t(blocks) * kKeyTile : kKeyTile;
       const auto weights = [&](int r, int c) {
         if constexpr (kScaled<TV>) return s.wt.data() + (size_t(r) * blocks + c / kQuantBlock) * kKeyTile;  // groups stay in one block
         else return s.st.data() + size_t(r) * kKeyTile;
       };
+      const auto accumulate = [&](auto rows_at_once, auto group, int r, int c) {
+        AccumulateRows<decltype(rows_at_once)::value, decltype(group)::value>(
+            dc, v, v_stride, n, c, weights(r, c), w_stride, s.alpha.data() + r, out.o + size_t(r) * hd, hd);
+      };
+      using One = std::integral_constant<int, 1>;
+      const int quads_end = r0 + rph / 4 * 4;  // rows before it go four at a time
+      if (quads_end > r0) {
+        using Half = std::integral_constant<int, std::max(1, kGroup / 2)>;
+        int c = 0;
+        for (; c + Half::value * NC <= hd; c += Half::value * NC)
+          for (int r = r0; r < quads_end; r += 4) accumulate(std::integral_constant<int, 4>(), Half(), r, c);
+        for (; c < hd; c += NC)  // float types only: quantized rows end on whole groups
+          for (int r = r0; r < quads_end; r += 4) accumulate(std::integral_constant<int, 4>(), One(), r, c);
+      }
       int c = 0;
       for (; c + kGroup * NC <= hd; c += kGroup * NC) {
-        int r = r0;
-        for (; r + 2 <= r0 + rph; r += 2)
-          AccumulateRows<2, kGroup>(dc, v, v_stride, n, c, weights(r, c), w_stride, s.alpha.data() + r, out.o + size_t(r) * hd, hd);
-        for (; r < r0 + rph; ++r)
-          AccumulateRows<1, kGroup>(dc, v, v_stride, n, c, weights(r, c), w_stride, s.alpha.data() + r, out.o + size_t(r) * hd, hd);
+        int r = quads_end;
+        for (; r + 2 <= r0 + rph; r += 2) accumulate(std::integral_constant<int, 2>(), std::integral_constant<int, kGroup>(), r, c);
+        for (; r < r0 + rph; ++r) accumulate(One(), std::integral_constant<int, kGroup>(), r, c);
       }
-      for (; c < hd; c += NC)  // float types only: quantized rows end on whole groups
-        for (int r = r0; r < r0 + rph; ++r)
-          AccumulateRows<1, 1>(dc, v, v_stride, n, c, weights(r, c), w_stride, s.alpha.data() + r, out.o + size_t(r) * hd, hd);
+      for (; c < hd; c += NC)
+        for (int r = quads_end; r < r0 + rph; ++r) accumulate(One(), One(), r, c);
     }
   }
 }
