@@ -91,6 +91,8 @@ void check_options(const LongRopeSearchOptions& o) {
     bad("population and parents must be ≥ 1, iterations, mutations and crossovers ≥ 0");
   if (!(o.mutation_probability > 0 && o.mutation_probability <= 1)) bad("the mutation probability must be in (0, 1]");
   if (!(o.attention_factor >= 1)) bad("the attention factor must be ≥ 1");
+  for (double a : o.seed_attention)
+    if (!std::isnan(a) && !(a >= 1)) bad("a seed's attention factor must be ≥ 1");
 }
 
 }  // namespace
@@ -263,10 +265,12 @@ LongRopeSearchResult search_longrope(const std::vector<std::vector<double>>& see
   if (!resume) {
     std::vector<LongRopeCandidate> fresh;
     std::vector<LongRopeCandidate> seed_candidates;
-    for (const auto& f : seeds) {
+    for (size_t i = 0; i < seeds.size(); ++i) {
+      const auto& f = seeds[i];
       LongRopeCandidate c;
       c.factors = normalized(f, o);
-      c.attention_factor = attention_on_grid(o.attention_factor);
+      const bool own = i < o.seed_attention.size() && !std::isnan(o.seed_attention[i]);
+      c.attention_factor = attention_on_grid(own ? o.seed_attention[i] : o.attention_factor);
       if (c.factors.size() != seeds.front().size()) throw std::invalid_argument("longrope search: seeds differ in length");
       seed_candidates.push_back(c);
       if (seen.insert(key_of(c, o.step)).second && int(fresh.size()) < o.population) fresh.push_back(c);

@@ -183,6 +183,24 @@ TEST(LongRopeSearch, SameSeedSameSearchAndResumeEqualsUninterrupted) {
   EXPECT_EQ(resumed.state.best_by_generation, a.state.best_by_generation);
 }
 
+TEST(LongRopeSearch, ASeedMayStartFromItsOwnAttentionFactor) {
+  // --from's earlier result as it is keeps the attention factor it was found (or fine-tuned) with;
+  // the other seeds start from the options' value. A seed's own value below 1 is refused.
+  LongRopeSearchOptions o = options_for(8);
+  o.iterations = 0;
+  const auto seeds = longrope_seed_factors(base_spec(8), o);
+  o.seed_attention.assign(seeds.size(), NAN);
+  o.seed_attention[1] = 1.268;  // NTK's factors with it
+  const LongRopeSearchResult r = search_longrope(seeds, known_optimum(), o);
+  ASSERT_GE(r.state.history.size(), seeds.size());
+  EXPECT_NEAR(r.state.history[0].attention_factor, o.attention_factor, 5e-4);  // on the 0.001 grid
+  EXPECT_DOUBLE_EQ(r.state.history[1].attention_factor, 1.268);
+  EXPECT_EQ(r.state.history[1].factors, seeds[1]);
+  EXPECT_NEAR(r.state.history[2].attention_factor, o.attention_factor, 5e-4);
+  o.seed_attention[1] = 0.9;
+  EXPECT_THROW(search_longrope(seeds, known_optimum(), o), std::invalid_argument);
+}
+
 TEST(LongRopeSearch, BudgetStopsWithTheBestSoFar) {
   LongRopeSearchOptions o = options_for(8);
   o.max_evals = 70;

@@ -123,7 +123,7 @@ struct Calibration {
   std::vector<int> select_ids;  // longrope: the selection's, disjoint from them
   int select_windows = 0;       // how many (0: no selection)
   PerplexityOptions po;
-  std::vector<PasskeyPrompt> needle_prompts;  // --fitness needle
+  std::vector<PasskeyPrompt> needle_prompts;  // --fitness needle or ppl+needle
 
   explicit Calibration(const CalibrateOptions& opts) : o(opts), model(load_model(opts.model)) {
     tok = tokenizer_for_model(model, o.model, o.tokenizer);
@@ -141,7 +141,7 @@ struct Calibration {
     select_ids = std::move(w.select);
     po.ctxs = {o.target};
     po.run = run_options_of(o.runtime);
-    if (o.fitness == "needle") {
+    if (o.fitness != "ppl") {
       // LongRoPE2's needle-driven perplexity: passkey prompts of the target length in the calibration
       // text, the needle at evenly spread depths; the fitness is the key's mean NLL per token.
       PasskeyOptions pk;
@@ -155,13 +155,19 @@ struct Calibration {
     }
   }
   std::string fitness_name() const {
-    return needle_prompts.empty() ? fmt::format("mean NLL of {} window(s)", o.windows)
-                                  : fmt::format("needle NLL of {} passkey prompt(s)", o.needles);
+    const std::string windows = fmt::format("mean NLL of {} window(s)", o.windows);
+    const std::string needles = fmt::format("needle NLL of {} passkey prompt(s)", o.needles);
+    if (o.fitness == "ppl") return windows;
+    return o.fitness == "needle" ? needles : windows + " + " + needles;
   }
   // The fitness of a setting: the mean NLL of the calibration windows at the target
-  // length, or (--fitness needle) of the needles' keys.
+  // length, or (--fitness needle) of the needles' keys, or (ppl+needle) their sum.
   double fitness_of(const RopeSetting& s) const {
-    if (needle_prompts.empty()) return nll_of(s, ids, o.target);
+    const double windows = o.fitness == "needle" ? 0.0 : nll_of(s, ids, o.target);
+    return needle_prompts.empty() ? windows : windows + needle_nll(s);
+  }
+  // The passkeys' mean NLL per key token (LongRoPE2's needle perplexity, as a log).
+  double needle_nll(const RopeSetting& s) const {
     std::vector<const RetrievalPrompt*> prompts;
     for (const auto& p : needle_prompts) prompts.push_back(&p);
     const auto outcomes = LocalTarget(model, *tok, po.run).retrieve(std::vector<RopeSetting>{s}, prompts, 0, {})[0];
@@ -337,8 +343,13 @@ LongRopeSearchState search_state_from_file(const std::string& path, const json& 
 }
 
 // --from: an earlier setting (a calibration, a config.json) as per-pair divisors past its trained length,
-// as it is and rescaled to this factor (LongRoPE's 1 + (λ − 1)·(s′ − 1)/(s − 1)).
-std::vector<std::vector<double>> seeds_from(const Calibration& cal, const std::string& path) {
+// as it is (with the attention factor it applies there) and rescaled to this factor (LongRoPE's
+// 1 + (λ − 1)·(s′ − 1)/(s − 1), with the search's start value).
+struct EarlierSeeds {
+  std::vector<std::vector<double>> factors;  // as it is, then (another factor) rescaled
+  double attention_factor = 1;               // the earlier setting's own at the target length
+};
+EarlierSeeds seeds_from(const Calibration& cal, const std::string& path) {
   const json dict = read_rope_dict_file(path);  // a calibration, an HF config.json, or a bare dict
   RopeSetting earlier;
   try {
@@ -347,13 +358,14 @@ std::vector<std::vector<double>> seeds_from(const Calibration& cal, const std::s
     throw_unreadable(path, std::string("rope_scaling: ") + e.what());
   }
   const RopeSpec& es = earlier.spec;
-  const auto div = divisors_against_default(es, compute_frequencies(es, std::max<int64_t>(cal.L + 1, cal.o.target)));
+  const auto freqs = compute_frequencies(es, std::max<int64_t>(cal.L + 1, cal.o.target));
+  const auto div = divisors_against_default(es, freqs);
   const double s_old = es.factor;
-  std::vector<std::vector<double>> seeds = {div};
+  EarlierSeeds seeds{{div}, std::max(1.0, freqs.attention_factor)};  // the search's bound: ≥ 1
   if (s_old > 1 && std::abs(s_old - cal.factor) > 1e-9) {
     std::vector<double> scaled = div;
     for (double& x : scaled) x = 1 + (x - 1) * (cal.factor - 1) / (s_old - 1);
-    seeds.push_back(scaled);
+    seeds.factors.push_back(scaled);
   }
   return seeds;
 }
@@ -372,9 +384,13 @@ void run_longrope(const Calibration& cal) {
   const double budget_seconds = o.max_minutes.value_or(20) * 60;
   const auto t0 = std::chrono::steady_clock::now();
   so.max_seconds = budget_seconds;
-  std::vector<std::vector<double>> extra;
-  if (!o.from.empty()) extra = seeds_from(cal, o.from);
-  const auto seeds = longrope_seed_factors(base, so, extra);
+  EarlierSeeds earlier;
+  if (!o.from.empty()) earlier = seeds_from(cal, o.from);
+  const auto seeds = longrope_seed_factors(base, so, earlier.factors);
+  if (!o.from.empty() && so.search_attention) {  // the earlier result as it is, attention factor included
+    so.seed_attention.assign(seeds.size(), NAN);
+    so.seed_attention[seeds.size() - earlier.factors.size()] = earlier.attention_factor;
+  }
   const json identity = {{"model_sha256", file_sha256_hex(o.model)}, {"text_sha256", file_sha256_hex(o.text)},
                          {"target_context", o.target}, {"windows", o.windows},
                          {"select_windows", cal.select_windows}, {"seed", std::to_string(so.seed)},
@@ -561,9 +577,9 @@ void add_calibrate_commands(CLI::App& app, int& exit_code) {
       ->capture_default_str()->check(CLI::Range(1, 1024));
   c->add_option("--fitness", o->fitness, "ppl: mean NLL of the calibration windows; needle: the NLL of passkey keys "
                                          "hidden in the calibration text at the target length (LongRoPE2's needle "
-                                         "perplexity)")
-      ->capture_default_str()->check(CLI::IsMember({"ppl", "needle"}));
-  c->add_option("--needles", o->needles, "--fitness needle: prompts (the needle at evenly spread depths)")
+                                         "perplexity); ppl+needle: their sum (language modelling and retrieval)")
+      ->capture_default_str()->check(CLI::IsMember({"ppl", "needle", "ppl+needle"}));
+  c->add_option("--needles", o->needles, "--fitness needle or ppl+needle: prompts (the needle at evenly spread depths)")
       ->capture_default_str()->check(CLI::Range(1, 256));
   c->add_option("--eval-text", o->eval_text,
                 "Held-out text (not the calibration text): NLL of none, NTK, YaRN and the result at 1× and the target");

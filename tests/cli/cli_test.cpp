@@ -666,11 +666,19 @@ TEST(Cli, CalibrateLongRope) {
   EXPECT_FALSE(r.j()["rope_scaling"].contains("short_mscale"));
   EXPECT_TRUE(r.j()["search"]["selection"].is_null());  // no selection: the search's best, never worse than PI
   EXPECT_LE(r.j()["search"]["best"]["fitness_nll"].get<double>(), r.j()["search"]["seed_fitness_nll"][0].get<double>());
+  const double ppl_best = r.j()["search"]["best"]["fitness_nll"].get<double>();
   EXPECT_EQ(run("calibrate" + small + " --iterations 0 --short-mscale both").code, 2);
   r = run("calibrate" + small + " --iterations 0 --fitness needle --needles 2 --json");
   ASSERT_EQ(r.code, 0) << r.err;
   EXPECT_NE(r.j()["calibration"]["fitness"].get<std::string>().find("needle NLL of 2"), std::string::npos);
-  EXPECT_GT(r.j()["search"]["best"]["fitness_nll"].get<double>(), 0.0);
+  const double needle_best = r.j()["search"]["best"]["fitness_nll"].get<double>();
+  EXPECT_GT(needle_best, 0.0);
+  // Both: the windows' NLL plus the needles'. The same seeds are scored (no generations), so its best
+  // exceeds the needle-only best by at least the smallest windows' NLL (the unselected run's best).
+  r = run("calibrate" + small + " --iterations 0 --fitness ppl+needle --needles 2 --json");
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.j()["calibration"]["fitness"].get<std::string>().find("window(s) + needle NLL of 2"), std::string::npos);
+  EXPECT_GE(r.j()["search"]["best"]["fitness_nll"].get<double>(), needle_best + ppl_best - 1e-9);
   // One generation, then resumed to two: the same result as the run above.
   const std::string ck2 = test::write_temp("lr-ck2.json", "");
   ASSERT_EQ(run("calibrate" + small + " --iterations 1 --checkpoint " + ck2 + " --json").code, 0);

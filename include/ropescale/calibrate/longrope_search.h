@@ -41,6 +41,8 @@ struct LongRopeSearchOptions {
   double mutation_probability = 0.3;   // per pair (crossover: half of it)
   double lower = 1.0, upper = 2.0;     // bounds of every λ_j (the CLI: 1 … 2·s, LongRoPE2's range)
   double attention_factor = 1.0;       // the start value (the CLI: LongRoPE's sqrt(1 + ln s / ln L))
+  std::vector<double> seed_attention;  // a seed's own start value, by the seeds' index (absent or NaN: the one above;
+                                       // the CLI: --from's result as it is keeps its attention factor)
   bool search_attention = true;        // mutate the attention factor too (± attention_window, grid 0.001, ≥ 1)
   double attention_window = 0.05;
   uint64_t seed = 1;
