@@ -635,28 +635,22 @@ void AttendNarrow(D dc, const AttentionProblem& p, const detail::AttentionBlock&
         if constexpr (kScaled<TV>) return s.wt.data() + (size_t(r) * blocks + c / kQuantBlock) * kKeyTile;  // groups stay in one block
         else return s.st.data() + size_t(r) * kKeyTile;
       };
-      const auto accumulate = [&](auto rows_at_once, auto group, int r, int c) {
-        AccumulateRows<decltype(rows_at_once)::value, decltype(group)::value>(
-            dc, v, v_stride, n, c, weights(r, c), w_stride, s.alpha.data() + r, out.o + size_t(r) * hd, hd);
-      };
-      using One = std::integral_constant<int, 1>;
-      const int quads_end = r0 + rph / 4 * 4;  // rows before it go four at a time
-      if (quads_end > r0) {
-        using Half = std::integral_constant<int, std::max(1, kGroup / 2)>;
+      // Rows [r_begin, r_end), R at a time, G channel vectors a pass; then the channels left past the
+      // last whole group one vector a pass (float types only: quantized rows end on whole groups).
+      const auto rows_in_passes = [&](auto rows_at_once, auto group, int r_begin, int r_end) {
+        constexpr int R = decltype(rows_at_once)::value, G = decltype(group)::value;
         int c = 0;
-        for (; c + Half::value * NC <= hd; c += Half::value * NC)
-          for (int r = r0; r < quads_end; r += 4) accumulate(std::integral_constant<int, 4>(), Half(), r, c);
-        for (; c < hd; c += NC)  // float types only: quantized rows end on whole groups
-          for (int r = r0; r < quads_end; r += 4) accumulate(std::integral_constant<int, 4>(), One(), r, c);
-      }
-      int c = 0;
-      for (; c + kGroup * NC <= hd; c += kGroup * NC) {
-        int r = quads_end;
-        for (; r + 2 <= r0 + rph; r += 2) accumulate(std::integral_constant<int, 2>(), std::integral_constant<int, kGroup>(), r, c);
-        for (; r < r0 + rph; ++r) accumulate(One(), std::integral_constant<int, kGroup>(), r, c);
-      }
-      for (; c < hd; c += NC)
-        for (int r = quads_end; r < r0 + rph; ++r) accumulate(One(), One(), r, c);
+        for (; c + G * NC <= hd; c += G * NC)
+          for (int r = r_begin; r + R <= r_end; r += R)
+            AccumulateRows<R, G>(dc, v, v_stride, n, c, weights(r, c), w_stride, s.alpha.data() + r, out.o + size_t(r) * hd, hd);
+        for (; c < hd; c += NC)
+          for (int r = r_begin; r + R <= r_end; r += R)
+            AccumulateRows<R, 1>(dc, v, v_stride, n, c, weights(r, c), w_stride, s.alpha.data() + r, out.o + size_t(r) * hd, hd);
+      };
+      const int quads_end = r0 + rph / 4 * 4, pairs_end = quads_end + (r0 + rph - quads_end) / 2 * 2;
+      rows_in_passes(std::integral_constant<int, 4>(), std::integral_constant<int, std::max(1, kGroup / 2)>(), r0, quads_end);
+      rows_in_passes(std::integral_constant<int, 2>(), std::integral_constant<int, kGroup>(), quads_end, pairs_end);
+      rows_in_passes(std::integral_constant<int, 1>(), std::integral_constant<int, kGroup>(), pairs_end, r0 + rph);
     }
   }
 }
