@@ -4,7 +4,6 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
-#include <unistd.h>
 
 #include <filesystem>
 
@@ -121,7 +120,7 @@ TEST(ModelFormats, LogitsAgreeAcrossLlama2cGgufAndSafetensors) {
     SCOPED_TRACE(rope);
     const auto want = logits_of(orig, ids, rope);
     const auto gguf = load_model(test::write_temp("three.gguf", serialize_gguf_model(orig, tok, WeightType::F32)));
-    const auto hf_dir = (std::filesystem::temp_directory_path() / ("ropescale-hf-" + std::to_string(::getpid()))).string();
+    const auto hf_dir = (test::temp_dir() / "three-hf").string();
     write_hf_model(orig, tok, WeightType::F32, hf_dir);
     const auto hf = load_model(hf_dir);
     EXPECT_EQ(hf.hp.layout, PairLayout::HalfSplit);
@@ -158,7 +157,7 @@ TEST(ModelFormats, GoldenGreedySequenceFromEveryFormat) {
   EXPECT_EQ(greedy(orig, 41), want);
   EXPECT_EQ(greedy(load_model(test::write_temp("g.gguf", serialize_gguf_model(orig, tok, WeightType::F32))), 41), want);
   EXPECT_EQ(greedy(load_model(test::write_temp("g16.gguf", serialize_gguf_model(orig, tok, WeightType::F16))), 41), want);
-  const auto hf_dir = (std::filesystem::temp_directory_path() / ("ropescale-hfg-" + std::to_string(::getpid()))).string();
+  const auto hf_dir = (test::temp_dir() / "greedy-hf").string();
   write_hf_model(orig, tok, WeightType::F32, hf_dir);
   EXPECT_EQ(greedy(load_model(hf_dir), 41), want);
   std::filesystem::remove_all(hf_dir);

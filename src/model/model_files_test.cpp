@@ -6,7 +6,6 @@
 #include <cstring>
 #include <filesystem>
 #include <functional>
-#include <unistd.h>
 
 #include <gtest/gtest.h>
 
@@ -173,7 +172,7 @@ TEST(ModelFiles, Llama2cEveryClassOfLieIsRefused) {
 // ---- HF: config.json + model.safetensors -------------------------------------
 struct HfDir {
   std::string dir;
-  HfDir() : dir((std::filesystem::temp_directory_path() / ("ropescale-lie-" + std::to_string(::getpid()))).string()) {
+  HfDir() : dir((test::temp_dir() / "lie-hf").string()) {
     std::filesystem::remove_all(dir);
     write_hf_model(tiny(), Llama2cTokenizer::byte_level(), WeightType::F32, dir);
   }

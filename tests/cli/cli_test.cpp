@@ -704,7 +704,7 @@ TEST(Cli, ConvertToLlama2c) {
   const auto model = test::shared_dir() / "models/stories260K/stories260K.bin";
   if (!std::filesystem::exists(model)) GTEST_SKIP() << "SKIPPED LOUDLY: " << model << " is absent";
   // stories260K → HF layout (Q/K rows permuted) → llama2.c v1 (rows back in Meta order): the golden greedy text.
-  const auto dir = std::filesystem::path(test::write_temp("hf/x", "")).parent_path();
+  const auto dir = test::temp_dir() / "hf";
   ASSERT_EQ(run("convert --model " + model.string() + " --to safetensors --out " + dir.string()).code, 0);
   const std::string bin = (dir.parent_path() / "v1" / "stories.bin").string();
   std::filesystem::create_directories(dir.parent_path() / "v1");
