@@ -20,6 +20,7 @@
 #include "ropescale/config/error.h"
 #include "ropescale/config/json_text.h"
 #include "ropescale/config/mapped_file.h"
+#include "ropescale/kernels/attention.h"
 #include "ropescale/model/gguf_model.h"
 #include "ropescale/model/hf_model.h"
 #include "ropescale/model/session.h"
@@ -155,10 +156,10 @@ void run_bench_model(const BenchModelOptions& o) {
   mallopt(M_MMAP_THRESHOLD, 1 << 20);
   nlohmann::json rows = nlohmann::json::array();
   if (!o.json)
-    fmt::print("{}: {} layers, dim {}, {} heads / {} kv, trained at {}; prefill in chunks of {}\n"
+    fmt::print("{}: {} layers, dim {}, {} heads / {} kv, trained at {}; prefill in chunks of {}; {} attention\n"
                "{:>7} {:>5} {:>3} {:>14} {:>14} {:>12} {:>12} {:>12} {:>12}\n",
                o.model, model.hp.n_layers, model.hp.dim, model.hp.n_heads, model.hp.n_kv_heads, model.hp.trained_context,
-               o.runtime.chunk, "ctx", "kv", "thr", "prefill tok/s", "decode tok/s", "KV cache", "session RSS", "RSS", "peak RSS");
+               o.runtime.chunk, attention_simd_target(), "ctx", "kv", "thr", "prefill tok/s", "decode tok/s", "KV cache", "session RSS", "RSS", "peak RSS");
   for (int64_t ctx : ctxs)
     for (KvType kv : kvs)
     for (int64_t thr : threads) {
@@ -198,7 +199,7 @@ void run_bench_model(const BenchModelOptions& o) {
                    rss / 1048576.0, peak / 1048576.0);
     }
   if (o.json) {
-    const std::string s = nlohmann::json({{"benchmark", "model"}, {"model", o.model}, {"results", rows}}).dump(2);
+    const std::string s = nlohmann::json({{"benchmark", "model"}, {"model", o.model}, {"simd_target", attention_simd_target()}, {"results", rows}}).dump(2);
     std::puts(s.c_str());
   }
 }

@@ -5,9 +5,11 @@
 #include <exception>
 
 #include <CLI/CLI.hpp>
+#include <fmt/format.h>
 
 #include "commands.h"
 #include "ropescale/config/error.h"
+#include "ropescale/kernels/simd.h"
 
 std::string& ropescale::cli::command_line() {
   static std::string line;
@@ -40,6 +42,18 @@ int main(int argc, char** argv) {
       ->check(CLI::IsMember({"agree", "ropescale", "llama.cpp"}))
       ->capture_default_str()
       ->each([](const std::string& v) { ropescale::cli::gguf_rope_source() = *ropescale::parse_gguf_rope_source(v); });
+  std::string simd;
+  app.add_option("--simd", simd, fmt::format("Run the kernels on this SIMD target instead of the CPU's best (what an older "
+                                       "CPU gets, measured on this one): {}",
+                                       fmt::join(ropescale::simd_targets(), ", ")))
+      ->check([](const std::string& v) {  // applied as it is checked: the limit holds from here on
+        try {
+          ropescale::limit_simd(v);
+          return std::string();
+        } catch (const std::invalid_argument& e) {
+          return std::string(e.what());
+        }
+      });
   int exit_code = 0;
   ropescale::cli::add_config_commands(app, exit_code);
   ropescale::cli::add_bench_commands(app, exit_code);
