@@ -432,7 +432,8 @@ HWY_INLINE __m256 Scales8(const T* rows, int64_t stride, int blk) {
 // byte path reads their qs), the sum of block b's integers at qsum[r · blocks + b] (q4_0 only),
 // qd[r · blocks + b] = d_q · scale of its block b. A block's
 // four integer dot products are reduced in 32-bit lanes, converted once and multiplied by the four
-// keys' scales (Scales4). With vs, the values' scales (TV = TK) are read in the same loop, block b's
+// keys' scales (Scales4) — on the byte path eight keys' (Scales8), the keys after the last eight four at
+// a time. With vs, the values' scales (TV = TK) are read in the same loop, block b's
 // of key j at vs[b · kKeyTile + j] (lanes past n 0).
 template <int R, typename TK>
 void ScoreQuantizedKeys(const TK* k, int64_t k_stride, int n, const int16_t* q, [[maybe_unused]] const BlockQ8_0* qblocks,
